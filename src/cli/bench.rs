@@ -1,0 +1,276 @@
+//! `smshook bench`: a load generator. Keeps `--concurrency` keep-alive
+//! connections busy with distinct, correctly signed sample events until
+//! `--requests` are sent or `--duration` passes, then prints accepted
+//! events/s and latency percentiles. Works against any receiver that takes
+//! the provider's webhooks, so competitors are measured the same way.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Args;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::send::sample_body;
+use crate::providers::{self, Provider, SampleIds};
+use crate::signature::{Secret, sign_hex};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Webhook URL (http://host:port/path).
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value = "integify")]
+    provider: String,
+    #[arg(long, default_value = "sms.delivered")]
+    event_type: String,
+    #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Stop after this many requests…
+    #[arg(long, default_value_t = 200_000)]
+    requests: u64,
+    /// …or after this long, whichever comes first.
+    #[arg(long, default_value = "60s")]
+    duration: humantime::Duration,
+    /// Connections kept busy at once.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Print the result as one JSON object (for scripts).
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one connection saw; merged at the end.
+struct Tally {
+    latency: Histogram<u64>,
+    accepted: u64,
+    refused: u64,
+    errors: u64,
+}
+
+impl Tally {
+    fn new() -> Result<Self> {
+        let latency = Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram bounds")?;
+        Ok(Self {
+            latency,
+            accepted: 0,
+            refused: 0,
+            errors: 0,
+        })
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.errors += other.errors;
+    }
+}
+
+/// Everything a connection task needs, shared.
+struct Plan {
+    provider: &'static Provider,
+    event_type: String,
+    secret: Secret,
+    addr: String,
+    host: String,
+    path: String,
+    requests: u64,
+    deadline: Instant,
+    /// Requests claimed so far; a task claims before sending.
+    claimed: AtomicU64,
+    /// Requests answered so far (for the progress bar).
+    done: AtomicU64,
+}
+
+pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    let provider = providers::find(&args.provider)
+        .with_context(|| format!("unknown provider {:?}", args.provider))?;
+    sample_body(provider, &args.event_type, &SampleIds::fresh())?;
+    let (addr, host, path) = split_url(&args.url)?;
+    let plan = Arc::new(Plan {
+        provider,
+        event_type: args.event_type.clone(),
+        secret: Secret::new(args.secret.clone()),
+        addr,
+        host,
+        path,
+        requests: args.requests,
+        deadline: Instant::now() + *args.duration,
+        claimed: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let progress = spawn_progress(plan.clone(), args.json);
+    let tasks: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| tokio::spawn(connection(plan.clone())))
+        .collect();
+    let mut total = Tally::new()?;
+    for task in tasks {
+        total.merge(&task.await.context("bench connection task")??);
+    }
+    let elapsed = started.elapsed();
+    progress.abort();
+    report(&total, elapsed, args)
+}
+
+/// `http://host:port/path` → (`host:port`, `host:port`, `/path`).
+fn split_url(url: &str) -> Result<(String, String, String)> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("--url: only http:// URLs can be benchmarked (got {url:?})");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    };
+    Ok((addr, authority.to_string(), path))
+}
+
+fn spawn_progress(plan: Arc<Plan>, quiet: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if quiet {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(plan.requests);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        loop {
+            bar.set_position(plan.done.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// One keep-alive connection sending requests back to back; reconnects
+/// after an error.
+async fn connection(plan: Arc<Plan>) -> Result<Tally> {
+    let mut tally = Tally::new()?;
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    while claim(&plan) {
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            sender = connect(&plan.addr).await.ok();
+        }
+        let Some(s) = sender.as_mut() else {
+            tally.errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let request = build_request(&plan)?;
+        let started = Instant::now();
+        match send(s, request).await {
+            Ok(status) if (200..300).contains(&status) => tally.accepted += 1,
+            Ok(_) => tally.refused += 1,
+            Err(_) => {
+                tally.errors += 1;
+                sender = None;
+            }
+        }
+        let _ = tally
+            .latency
+            .record(started.elapsed().as_micros().max(1) as u64);
+        plan.done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(tally)
+}
+
+fn claim(plan: &Plan) -> bool {
+    Instant::now() < plan.deadline && plan.claimed.fetch_add(1, Ordering::Relaxed) < plan.requests
+}
+
+async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn build_request(plan: &Plan) -> Result<Request<Full<Bytes>>> {
+    let body = sample_body(plan.provider, &plan.event_type, &SampleIds::fresh())?;
+    let signature = sign_hex(&plan.secret, &body, plan.provider.signature_prefix);
+    Ok(Request::post(&plan.path)
+        .header(hyper::header::HOST, &plan.host)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(plan.provider.signature_header, signature)
+        .body(Full::new(Bytes::from(body)))?)
+}
+
+async fn send(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes>>) -> Result<u16> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
+    let secs = elapsed.as_secs_f64();
+    let rate = t.accepted as f64 / secs;
+    let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
+    if args.json {
+        let out = serde_json::json!({
+            "url": args.url, "concurrency": args.concurrency, "seconds": secs,
+            "accepted": t.accepted, "refused": t.refused, "errors": t.errors,
+            "accepted_per_sec": rate, "p50_ms": ms(0.50), "p99_ms": ms(0.99), "max_ms": ms(1.0),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} requests in {secs:.2} s over {} connections",
+            t.accepted + t.refused + t.errors,
+            args.concurrency
+        );
+        println!(
+            "accepted {}  refused {}  errors {}",
+            t.accepted, t.refused, t.errors
+        );
+        println!("throughput  {rate:.0} accepted events/s");
+        println!(
+            "latency     p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            ms(0.50),
+            ms(0.99),
+            ms(1.0)
+        );
+    }
+    Ok(if t.accepted > 0 && t.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_url;
+
+    #[test]
+    fn urls_split_into_address_and_path() {
+        let (addr, host, path) = split_url("http://127.0.0.1:8080/webhooks/ig").expect("valid");
+        assert_eq!(
+            (addr.as_str(), host.as_str(), path.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1:8080", "/webhooks/ig")
+        );
+        assert_eq!(
+            split_url("http://localhost").expect("valid").0,
+            "localhost:80"
+        );
+        assert!(split_url("https://x").is_err());
+    }
+}

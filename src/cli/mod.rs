@@ -1,0 +1,113 @@
+//! The command line: raw arguments become one validated configuration, then
+//! one command runs. Errors are printed with their cause chain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+mod bench;
+mod query;
+mod send;
+mod serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smshook",
+    version,
+    about = "Receive, verify, normalize and durably store SMS providers' webhooks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the webhook server.
+    Serve(ConfigArgs),
+    /// Print a commented default configuration file.
+    Config,
+    /// List stored events (reads the database directly).
+    Events(query::EventsArgs),
+    /// List the request log: every webhook request and how it was answered.
+    Requests(query::RequestsArgs),
+    /// Send a realistic, correctly signed sample webhook to a URL.
+    Send(send::SendArgs),
+    /// Print the signature header a provider would send for the body on stdin.
+    Sign(send::SignArgs),
+    /// Flood a server with distinct signed events and print throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+/// Where the configuration comes from; shared by the commands that need it.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SMSHOOK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (overrides the file).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Database: a SQLite path, sqlite://path, or postgres://… (overrides the file).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<Config> {
+        let env = |k: &str| std::env::var(k).ok();
+        Config::load(&Overrides {
+            config_file: self.config.clone(),
+            listen: self.listen.clone(),
+            database: self.database.clone(),
+            env: &env,
+        })
+    }
+}
+
+/// Parses the arguments, runs the command, and turns an error into exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMSHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Config = cli.command {
+        print!("{}", crate::config::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(&args).await,
+            Command::Events(args) => query::events(&args).await,
+            Command::Requests(args) => query::requests(&args).await,
+            Command::Send(args) => send::send(&args).await,
+            Command::Sign(args) => send::sign(&args),
+            Command::Bench(args) => bench::bench(&args).await,
+            Command::Config => Ok(ExitCode::SUCCESS),
+        }
+    })
+}

@@ -1,0 +1,174 @@
+//! `smshook events` and `smshook requests`: read the database directly and
+//! print a table, or one JSON object per line with `--json`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::ConfigArgs;
+use crate::event::{Event, RequestRecord};
+use crate::store::{self, EventQuery, RequestQuery, StoreOptions};
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only events from this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events of this normalized type, e.g. message.delivered.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Only events about this provider message id.
+    #[arg(long)]
+    message_id: Option<String>,
+    /// Start after this cursor (printed when more events follow).
+    #[arg(long)]
+    after: Option<i64>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// One JSON object per line, with the original payload.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only requests to this source.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    after: Option<i64>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
+    let query = EventQuery {
+        source: args.source.clone(),
+        event_type: args.event_type.clone(),
+        message_id: args.message_id.clone(),
+        after: args.after,
+        limit: args.limit,
+    };
+    let events = store.events(&query).await;
+    store.close().await;
+    let events = events?;
+    if args.json {
+        for e in &events {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    } else {
+        print_table(
+            &[
+                "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
+            ],
+            events.iter().map(event_row),
+        );
+    }
+    more_hint(events.last().map(|e| e.seq), events.len(), args.limit);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
+    let query = RequestQuery {
+        source: args.source.clone(),
+        after: args.after,
+        limit: args.limit,
+    };
+    let requests = store.requests(&query).await;
+    store.close().await;
+    let requests = requests?;
+    if args.json {
+        for r in &requests {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        print_table(
+            &[
+                "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
+            ],
+            requests.iter().map(request_row),
+        );
+    }
+    more_hint(requests.last().map(|r| r.seq), requests.len(), args.limit);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
+    let config = config.load()?;
+    store::open(
+        &config.database,
+        StoreOptions {
+            request_log_max_rows: config.request_log_max_rows,
+        },
+    )
+    .await
+}
+
+fn more_hint(last: Option<i64>, len: usize, limit: u32) {
+    if let (Some(seq), true) = (last, len == limit as usize) {
+        eprintln!("(more may follow: --after {seq})");
+    }
+}
+
+fn dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+fn event_row(e: &Event) -> Vec<String> {
+    let f = &e.fields;
+    vec![
+        e.id.clone(),
+        e.received_at.clone(),
+        e.source.clone(),
+        f.event_type.clone(),
+        dash(&f.message_id),
+        dash(&f.from),
+        dash(&f.to),
+        dash(&f.status),
+    ]
+}
+
+fn request_row(r: &RequestRecord) -> Vec<String> {
+    vec![
+        r.at.clone(),
+        r.source.clone(),
+        r.status.to_string(),
+        r.reason.clone(),
+        dash(&r.remote_addr),
+        r.size.to_string(),
+        dash(&r.event_id),
+    ]
+}
+
+/// Left-aligned columns as wide as their widest cell.
+fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}

@@ -1,0 +1,93 @@
+//! `smshook serve`: load the configuration, open the store, bind, and serve
+//! until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use super::ConfigArgs;
+use crate::config::Config;
+use crate::http::{self, App};
+use crate::store::{self, StoreOptions};
+
+pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
+    let config = args.load()?;
+    let options = StoreOptions {
+        request_log_max_rows: config.request_log_max_rows,
+    };
+    let store = store::open(&config.database, options).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    announce(&config, &listener);
+    http::run(listener, App::new(&config, store), shutdown_signal()).await?;
+    tracing::info!("stopped; every acknowledged event is committed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn announce(config: &Config, listener: &TcpListener) {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+    tracing::info!(listen = %addr, database = %redact_url(&config.database), "smshook serving");
+    if config.sources.is_empty() {
+        tracing::warn!(
+            "no sources configured: every webhook will be answered 404 (see `smshook config`)"
+        );
+    }
+    for s in &config.sources {
+        tracing::info!(url = %format!("http://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), "source");
+    }
+    match &config.api_token {
+        Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
+        None => tracing::info!("query API off: set SMSHOOK_API_TOKEN to turn it on"),
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("smshook.db"), "smshook.db");
+    }
+}

@@ -1,0 +1,403 @@
+//! Configuration: the commented default (`config/default.toml`), the user's
+//! TOML file, environment variables and flags, layered in that order and
+//! validated into one [`Config`] before anything runs.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::providers::{self, Provider};
+use crate::signature::Secret;
+
+/// The commented default configuration printed by `smshook config`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Where settings come from besides the file: flags and environment lookups.
+/// The environment is a function so tests need not touch the process's.
+pub struct Overrides<'a> {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// A validated configuration: every value here is usable as it is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub max_body_bytes: usize,
+    pub ack_deadline: Duration,
+    pub request_log_max_rows: u64,
+    pub sources: Vec<Source>,
+    /// Bearer token for `/api/*` (`SMSHOOK_API_TOKEN`); `None` turns the API off.
+    pub api_token: Option<Secret>,
+}
+
+/// One configured endpoint, `POST /webhooks/<name>`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub provider: &'static Provider,
+    /// Any one matching is enough (rotation).
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: String,
+    database: String,
+    max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    ack_deadline: Duration,
+    request_log: RequestLogFile,
+    #[serde(default)]
+    sources: Vec<SourceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestLogFile {
+    max_rows: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFile {
+    name: String,
+    provider: String,
+    secrets: Option<Vec<String>>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Layers default, file, environment and flags, then validates.
+    pub fn load(o: &Overrides) -> Result<Config> {
+        let file = o
+            .config_file
+            .clone()
+            .or_else(|| (o.env)("SMSHOOK_CONFIG").map(PathBuf::from));
+        let user = match &file {
+            Some(path) => Some(read_file(path)?),
+            None => None,
+        };
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).context("built-in default config")?;
+        if let Some(user) = user {
+            merge(&mut merged, user);
+        }
+        let raw: FileConfig =
+            FileConfig::deserialize(merged).map_err(|e| config_error(&file, e))?;
+        build(raw, file.is_some(), o).with_context(|| match &file {
+            Some(p) => format!("config file {}", p.display()),
+            None => "configuration".to_string(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+fn config_error(file: &Option<PathBuf>, e: toml::de::Error) -> anyhow::Error {
+    let name = file.as_ref().map_or("configuration".into(), |p| {
+        format!("config file {}", p.display())
+    });
+    anyhow::anyhow!("{name}: {e}")
+}
+
+/// The user's keys replace the default's; tables merge key by key.
+fn merge(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
+    let env = o.env;
+    let listen = o
+        .listen
+        .clone()
+        .or_else(|| env("SMSHOOK_LISTEN"))
+        .unwrap_or(raw.listen);
+    let database = o
+        .database
+        .clone()
+        .or_else(|| env("SMSHOOK_DATABASE"))
+        .unwrap_or(raw.database);
+    let max_body_bytes = match env("SMSHOOK_MAX_BODY_BYTES") {
+        Some(v) => v
+            .parse()
+            .context("SMSHOOK_MAX_BODY_BYTES: expected a number of bytes")?,
+        None => raw.max_body_bytes,
+    };
+    let ack_deadline = match env("SMSHOOK_ACK_DEADLINE") {
+        Some(v) => humantime::parse_duration(&v)
+            .context("SMSHOOK_ACK_DEADLINE: expected a duration such as 4s")?,
+        None => raw.ack_deadline,
+    };
+    let sources = if from_file {
+        file_sources(raw.sources, env)?
+    } else {
+        env_sources(env)
+    };
+    check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
+    Ok(Config {
+        listen: listen.parse().with_context(|| {
+            format!("listen: {listen:?} is not an address such as 127.0.0.1:8080")
+        })?,
+        database: check_database(database)?,
+        max_body_bytes,
+        ack_deadline,
+        request_log_max_rows: raw.request_log.max_rows,
+        sources,
+        api_token: env("SMSHOOK_API_TOKEN")
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+    })
+}
+
+fn check_limits(max_body: usize, deadline: Duration, max_rows: u64) -> Result<()> {
+    if max_body == 0 {
+        bail!("max_body_bytes: must be at least 1");
+    }
+    if deadline.is_zero() {
+        bail!("ack_deadline: must be longer than 0s");
+    }
+    if max_rows == 0 {
+        bail!("request_log.max_rows: must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_database(database: String) -> Result<String> {
+    if database.trim().is_empty() {
+        bail!("database: must be a file path, sqlite://path or postgres://…");
+    }
+    Ok(database)
+}
+
+fn file_sources(raw: Vec<SourceFile>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Source>> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let source = file_source(s, env).with_context(|| format!("sources[{i}]"))?;
+            if !seen.insert(source.name.clone()) {
+                bail!(
+                    "sources[{i}].name: {:?} is used by another source",
+                    source.name
+                );
+            }
+            Ok(source)
+        })
+        .collect()
+}
+
+fn file_source(s: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Source> {
+    check_name(&s.name)?;
+    let provider = providers::find(&s.provider).with_context(|| {
+        format!(
+            "provider: unknown provider {:?} (known: {})",
+            s.provider,
+            providers::names()
+        )
+    })?;
+    let secrets = source_secrets(&s, env)?;
+    Ok(Source {
+        name: s.name,
+        provider,
+        secrets,
+    })
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        bail!(
+            "name: {name:?} must be 1-64 letters, digits, '-', '_' or '.' (it is a URL path segment)"
+        );
+    }
+    Ok(())
+}
+
+fn source_secrets(s: &SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Secret>> {
+    let given = [
+        s.secrets.is_some(),
+        s.secret_env.is_some(),
+        s.secret_file.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        bail!("exactly one of secrets, secret_env or secret_file must be set");
+    }
+    let values: Vec<String> = if let Some(list) = &s.secrets {
+        list.clone()
+    } else if let Some(var) = &s.secret_env {
+        let value = env(var).with_context(|| format!("secret_env: variable {var} is not set"))?;
+        split_list(&value, ',')
+    } else if let Some(path) = &s.secret_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("secret_file: cannot read {}", path.display()))?;
+        split_list(&text, '\n')
+    } else {
+        Vec::new()
+    };
+    if values.is_empty() || values.iter().any(|v| v.is_empty()) {
+        bail!("secrets: at least one non-empty secret is needed");
+    }
+    Ok(values.into_iter().map(Secret::new).collect())
+}
+
+fn split_list(text: &str, sep: char) -> Vec<String> {
+    text.split(sep)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Without a config file: one source per provider whose secret variable is set.
+fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
+    providers::ALL
+        .iter()
+        .filter_map(|p| {
+            let secrets = split_list(&env(&p.secret_env_var())?, ',');
+            (!secrets.is_empty()).then(|| Source {
+                name: p.name.to_string(),
+                provider: p,
+                secrets: secrets.into_iter().map(Secret::new).collect(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(toml: Option<&str>, vars: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("smshook.toml");
+        if let Some(t) = toml {
+            std::fs::write(&path, t)?;
+        }
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| vars.get(k).cloned();
+        Config::load(&Overrides {
+            config_file: toml.map(|_| path.clone()),
+            listen: None,
+            database: None,
+            env: &env,
+        })
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = load(None, &[]).expect("defaults load");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, "smshook.db");
+        assert_eq!(c.ack_deadline, Duration::from_secs(4));
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert!(c.sources.is_empty() && c.api_token.is_none());
+    }
+
+    #[test]
+    fn env_secrets_enable_sources() {
+        let c = load(
+            None,
+            &[
+                ("SMSHOOK_PRIVATE_NUMBER_SECRET", "a, b"),
+                ("SMSHOOK_TEXTUS_SECRET", "t"),
+            ],
+        )
+        .expect("loads");
+        let names: Vec<_> = c.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["textus", "private-number"]);
+        assert_eq!(c.sources[1].secrets.len(), 2);
+    }
+
+    #[test]
+    fn file_env_and_flag_layers() {
+        let toml = r#"
+            listen = "0.0.0.0:9000"
+            ack_deadline = "2500ms"
+            [[sources]]
+            name = "ig"
+            provider = "integify"
+            secret_env = "IG_SECRET"
+        "#;
+        let c = load(
+            Some(toml),
+            &[("IG_SECRET", "x,y"), ("SMSHOOK_DATABASE", "/tmp/x.db")],
+        )
+        .expect("loads");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.ack_deadline, Duration::from_millis(2500));
+        assert_eq!(c.database, "/tmp/x.db");
+        assert_eq!(
+            c.request_log_max_rows, 100_000,
+            "nested defaults survive a partial file"
+        );
+        assert_eq!(c.sources[0].secrets.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |toml: &str| format!("{:#}", load(Some(toml), &[]).expect_err("must fail"));
+        let e = err("[[sources]]\nname='a'\nprovider='twilio'\nsecrets=['s']");
+        assert!(
+            e.contains("sources[0]") && e.contains("provider") && e.contains("twilio"),
+            "{e}"
+        );
+        let e = err("lisen = 'x'");
+        assert!(e.contains("lisen"), "{e}");
+        let e = err("ack_deadline = 'soon'");
+        assert!(e.contains("ack_deadline"), "{e}");
+        let e = err("[[sources]]\nname='a b'\nprovider='msgine'\nsecrets=['s']");
+        assert!(e.contains("name"), "{e}");
+        let e = err("[[sources]]\nname='a'\nprovider='msgine'\nsecret_env='NOPE'");
+        assert!(e.contains("NOPE"), "{e}");
+        let e = err(
+            "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\n[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']",
+        );
+        assert!(e.contains("sources[1].name"), "{e}");
+    }
+
+    #[test]
+    fn secret_file_one_per_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("s");
+        std::fs::write(&f, "one\n\ntwo\n").expect("write");
+        let toml = format!(
+            "[[sources]]\nname='n'\nprovider='notifly'\nsecret_file={:?}",
+            f.display().to_string()
+        );
+        let c = load(Some(&toml), &[]).expect("loads");
+        assert_eq!(
+            c.sources[0].secrets,
+            vec![Secret::new("one"), Secret::new("two")]
+        );
+    }
+}

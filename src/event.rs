@@ -1,0 +1,159 @@
+//! The one event model every provider's payload is normalized into, and the
+//! request-log record kept for every webhook request, accepted or not.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// What a provider's payload says, in smshook's vocabulary. Every field a
+/// payload does not carry is `None` (`null` in JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventFields {
+    pub provider_event_id: Option<String>,
+    /// Normalized type (`message.delivered`, `contact.opted_out`, …); a
+    /// provider type with no clear meaning keeps its own name.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The type exactly as the provider sent it.
+    pub provider_type: Option<String>,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub body: Option<String>,
+    pub status: Option<String>,
+    pub error_code: Option<String>,
+    pub error_reason: Option<String>,
+    /// When the provider says it happened, as RFC 3339 UTC.
+    pub occurred_at: Option<String>,
+}
+
+/// A provider's reading of one payload: the fields plus the key that
+/// recognises a retry of the same event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    /// `None` when the payload carries no id; the body's SHA-256 is used then.
+    pub dedupe_key: Option<String>,
+    pub fields: EventFields,
+}
+
+/// An event ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub source: String,
+    pub provider: String,
+    pub dedupe_key: String,
+    pub fields: EventFields,
+    pub received_at: String,
+    /// The original body, byte for byte (validated as a JSON object).
+    pub payload: String,
+}
+
+/// A stored event as the API and CLI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Arrival order; the paging cursor.
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    pub source: String,
+    pub provider: String,
+    #[serde(flatten)]
+    pub fields: EventFields,
+    pub received_at: String,
+    pub payload: Box<RawValue>,
+}
+
+/// What storing an event did: a new row, or the row a retry matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inserted {
+    pub event_id: String,
+    pub duplicate: bool,
+}
+
+/// One webhook request as the request log keeps it: never the body, never a
+/// secret; enough to see why a provider's deliveries fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    #[serde(skip)]
+    pub seq: i64,
+    pub at: String,
+    pub source: String,
+    pub status: u16,
+    /// `accepted`, `duplicate`, or the error code that was answered.
+    pub reason: String,
+    pub remote_addr: Option<String>,
+    pub size: u64,
+    pub body_sha256: Option<String>,
+    pub event_id: Option<String>,
+}
+
+/// A new sortable event id: `evt_` + ULID.
+pub fn new_event_id() -> String {
+    format!("evt_{}", ulid::Ulid::generate())
+}
+
+/// Now, as stored timestamps are written (RFC 3339, UTC, milliseconds).
+pub fn now_rfc3339() -> String {
+    format_time(Utc::now())
+}
+
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads a provider timestamp: RFC 3339 text, or Unix seconds (milliseconds
+/// when the number is too large to be seconds). Anything else is `None`; the
+/// original value stays in the payload.
+pub fn normalize_time(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| format_time(t.with_timezone(&Utc)))
+            .or_else(|| s.parse::<i64>().ok().and_then(from_unix)),
+        Value::Number(n) => n.as_i64().and_then(from_unix),
+        _ => None,
+    }
+}
+
+fn from_unix(n: i64) -> Option<String> {
+    let t = if n.abs() >= 100_000_000_000 {
+        DateTime::from_timestamp_millis(n)
+    } else {
+        DateTime::from_timestamp(n, 0)
+    };
+    t.map(format_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_normalize_to_utc_millis() {
+        assert_eq!(
+            normalize_time(&json!("2026-04-10T14:01:28+02:00")).as_deref(),
+            Some("2026-04-10T12:01:28.000Z")
+        );
+        assert_eq!(
+            normalize_time(&json!(692233200)).as_deref(),
+            Some("1991-12-08T23:00:00.000Z")
+        );
+        assert_eq!(
+            normalize_time(&json!(1_700_000_000_123_i64)).as_deref(),
+            Some("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(normalize_time(&json!("yesterday")), None);
+        assert_eq!(normalize_time(&json!(null)), None);
+    }
+
+    #[test]
+    fn event_ids_sort_by_creation() {
+        let a = new_event_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_event_id();
+        assert!(a.starts_with("evt_") && a < b);
+    }
+}

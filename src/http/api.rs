@@ -1,0 +1,191 @@
+//! The query API (`/api/*`, bearer token from `SMSHOOK_API_TOKEN`) and the
+//! health endpoints. Errors are one [`ApiError`] enum with a JSON body; 5xx
+//! answers never carry internal text.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use crate::store::{EventQuery, RequestQuery, StoreError};
+
+/// Page size when none is asked for, and the most one page may hold.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the query API is off: set SMSHOOK_API_TOKEN to turn it on")]
+    Disabled,
+    #[error("a valid `Authorization: Bearer <token>` header is required")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("storage is unavailable")]
+    Storage(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Disabled => (StatusCode::FORBIDDEN, "api_disabled"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Self::Storage(e) => {
+                tracing::error!(error = %e, "query API storage error");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        let mut response = (
+            status,
+            Json(json!({"error": code, "message": self.to_string()})),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+pub fn routes(app: App) -> axum::Router<App> {
+    Router::new()
+        .route("/api/events", get(list_events))
+        .route("/api/events/{id}", get(get_event))
+        .route("/api/requests", get(list_requests))
+        .route_layer(middleware::from_fn_with_state(app, require_token))
+}
+
+async fn require_token(
+    State(app): State<App>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = app.api_token.as_ref().ok_or(ApiError::Disabled)?;
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if !token.matches(given) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    source: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    message_id: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestParams {
+    source: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_events(
+    State(app): State<App>,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let limit = limit(p.limit)?;
+    let query = EventQuery {
+        source: p.source,
+        event_type: p.event_type,
+        message_id: p.message_id,
+        after: cursor(p.after.as_deref())?,
+        limit,
+    };
+    let events = app.store.events(&query).await?;
+    let next = next_cursor(events.last().map(|e| e.seq), events.len(), limit);
+    Ok(Json(json!({"events": events, "next": next})))
+}
+
+async fn get_event(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let event = app
+        .store
+        .event(&id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    Ok(Json(json!(event)))
+}
+
+async fn list_requests(
+    State(app): State<App>,
+    params: Result<Query<RequestParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let limit = limit(p.limit)?;
+    let query = RequestQuery {
+        source: p.source,
+        after: cursor(p.after.as_deref())?,
+        limit,
+    };
+    let requests = app.store.requests(&query).await?;
+    let next = next_cursor(requests.last().map(|r| r.seq), requests.len(), limit);
+    Ok(Json(json!({"requests": requests, "next": next})))
+}
+
+fn limit(asked: Option<u32>) -> Result<u32, ApiError> {
+    match asked.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        n => Err(ApiError::InvalidQuery(format!(
+            "limit: {n} is outside 1..={MAX_LIMIT}"
+        ))),
+    }
+}
+
+fn cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
+    after
+        .map(|a| {
+            a.parse::<i64>().map_err(|_| {
+                ApiError::InvalidQuery(format!("after: {a:?} is not a cursor from `next`"))
+            })
+        })
+        .transpose()
+}
+
+/// A full page may have more behind it; a short one is the end.
+fn next_cursor(last_seq: Option<i64>, len: usize, limit: u32) -> Option<String> {
+    (len == limit as usize)
+        .then_some(last_seq)
+        .flatten()
+        .map(|s| s.to_string())
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"ok": true}))
+}
+
+pub async fn readyz(State(app): State<App>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            let body = json!({"ok": false, "error": "storage_unavailable"});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP server: shared state, the router, and [`run`], which serves a
+//! bound listener until a shutdown future completes, then finishes in-flight
+//! requests and closes the store.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Source};
+use crate::signature::Secret;
+use crate::store::Store;
+
+mod api;
+mod webhooks;
+
+/// State shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    /// Sources by name, as they appear in `/webhooks/<name>`.
+    pub sources: HashMap<String, Source>,
+    pub store: Arc<dyn Store>,
+    pub max_body_bytes: usize,
+    /// Longest a webhook waits for its commit before 503/504.
+    pub ack_deadline: Duration,
+    /// `None`: the query API is off.
+    pub api_token: Option<Secret>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        Self(Arc::new(AppInner {
+            sources: config
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.clone()))
+                .collect(),
+            store,
+            max_body_bytes: config.max_body_bytes,
+            ack_deadline: config.ack_deadline,
+            api_token: config.api_token.clone(),
+        }))
+    }
+}
+
+/// Every route; a plain function so tests can drive it without a socket.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(webhooks::receive).fallback(webhooks::wrong_method),
+        )
+        .merge(api::routes(app.clone()))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .with_state(app)
+}
+
+/// Serves `listener` until `shutdown` completes: then stops accepting,
+/// finishes in-flight requests, and flushes and closes the store.
+pub async fn run(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = app.store.clone();
+    let listener = listener.tap_io(|tcp| {
+        // Answers are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+    });
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    store.close().await;
+    served
+}

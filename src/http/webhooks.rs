@@ -1,0 +1,193 @@
+//! `POST /webhooks/<source>`: reads the body under a size limit, runs the
+//! ingest pipeline, waits for the commit within the ack deadline, and answers
+//! — recording every request, accepted or not, in the request log.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::json;
+
+use super::App;
+use crate::event::{RequestRecord, now_rfc3339};
+use crate::ingest::{self, IngestError};
+use crate::store::StoreError;
+
+/// Seconds a provider is asked to wait before retrying after a 503/504.
+const RETRY_AFTER_SECS: &str = "5";
+/// Longest source name kept in the request log for an unknown source.
+const MAX_LOGGED_NAME: usize = 64;
+
+#[derive(Serialize)]
+struct Accepted {
+    ok: bool,
+    event_id: String,
+    duplicate: bool,
+}
+
+pub async fn receive(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let mut record = new_record(&name, &request);
+    let Some(source) = app.sources.get(&name) else {
+        return refuse(&app, record, IngestError::UnknownSource);
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => return refuse(&app, record, e),
+    };
+    let hash = ingest::body_sha256(&bytes);
+    record.size = bytes.len() as u64;
+    record.body_sha256 = Some(hash.clone());
+    let signature = parts
+        .headers
+        .get(source.provider.signature_header)
+        .map(HeaderValue::as_bytes);
+    let event = match ingest::prepare(source, signature, &bytes, &hash, record.at.clone()) {
+        Ok(event) => event,
+        Err(e) => return refuse(&app, record, e),
+    };
+    let deadline = tokio::time::Instant::from_std(started + app.ack_deadline);
+    let stored =
+        tokio::time::timeout_at(deadline, app.store.insert_event(event, record.clone())).await;
+    let cause = match stored {
+        Ok(Ok(inserted)) => {
+            let body = Accepted {
+                ok: true,
+                event_id: inserted.event_id,
+                duplicate: inserted.duplicate,
+            };
+            return Json(body).into_response();
+        }
+        Ok(Err(e)) => e,
+        Err(_) => StoreError::Unavailable(format!("not committed within {:?}", app.ack_deadline)),
+    };
+    tracing::warn!(source = %name, error = %cause, "event not stored; asking the provider to retry");
+    let retry_status = source.provider.retry_status;
+    refuse(
+        &app,
+        record,
+        IngestError::StorageUnavailable {
+            retry_status,
+            cause: cause.to_string(),
+        },
+    )
+}
+
+/// Any method but POST on a webhook URL.
+pub async fn wrong_method(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let mut record = new_record(&name, &request);
+    record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
+    record.reason = "method_not_allowed".into();
+    app.store.record_request(record);
+    let body =
+        json!({"error": "method_not_allowed", "message": "webhooks are delivered with POST"});
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        Json(body),
+    )
+        .into_response()
+}
+
+fn new_record(name: &str, request: &Request) -> RequestRecord {
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let mut source = name.to_string();
+    source.truncate(source.floor_char_boundary(MAX_LOGGED_NAME));
+    RequestRecord {
+        seq: 0,
+        at: now_rfc3339(),
+        source,
+        status: 200,
+        reason: "accepted".into(),
+        remote_addr: remote,
+        size: 0,
+        body_sha256: None,
+        event_id: None,
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes
+/// (at once when `Content-Length` already says so).
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(IngestError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(IngestError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(IngestError::BadBody(e.to_string())),
+    }
+}
+
+/// Answers a refused request and records it in the request log.
+fn refuse(app: &App, mut record: RequestRecord, error: IngestError) -> Response {
+    let response = error.into_response();
+    record.status = response.status().as_u16();
+    record.reason = error_code(&response).to_string();
+    tracing::debug!(source = %record.source, status = record.status, reason = %record.reason, "webhook refused");
+    app.store.record_request(record);
+    response
+}
+
+fn error_code(response: &Response) -> &'static str {
+    response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("error", |c| c.0)
+}
+
+/// The code of a refusal, carried on the response for the request log.
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadBody(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::StorageUnavailable { retry_status, .. } => {
+                StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        };
+        let code = self.code();
+        let body = json!({"error": code, "message": self.to_string()});
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::StorageUnavailable { .. }) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}

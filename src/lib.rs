@@ -1,0 +1,13 @@
+//! smshook: a self-hosted receiver for SMS providers' webhooks. It verifies
+//! each provider's signature on the raw body, normalizes every payload into
+//! one event model (keeping the original), stores it durably exactly once,
+//! and lets the application query what arrived.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod providers;
+pub mod signature;
+pub mod store;

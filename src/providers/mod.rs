@@ -1,0 +1,166 @@
+//! The provider table: how each SMS provider signs, names and shapes its
+//! webhooks. A provider is data plus two small functions; adding one means a
+//! new file here and one line in [`ALL`].
+
+use serde_json::{Map, Value};
+
+use crate::event::Normalized;
+
+pub mod integify;
+pub mod msgine;
+pub mod notifly;
+pub mod private_number;
+pub mod textus;
+
+/// Every provider smshook understands.
+pub static ALL: &[&Provider] = &[
+    &integify::PROVIDER,
+    &msgine::PROVIDER,
+    &textus::PROVIDER,
+    &private_number::PROVIDER,
+    &notifly::PROVIDER,
+];
+
+/// How one provider's webhooks look.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: &'static str,
+    /// Header carrying the signature (matched case-insensitively).
+    pub signature_header: &'static str,
+    /// What the provider puts before the hex digest (`sha256=` or nothing).
+    pub signature_prefix: &'static str,
+    /// Provider event types `smshook send` can make a sample of.
+    pub event_types: &'static [&'static str],
+    /// Status to answer when the event cannot be stored in time: one the
+    /// provider treats as transient and retries.
+    pub retry_status: u16,
+    pub normalize: fn(&Map<String, Value>) -> Normalized,
+    pub sample: fn(&str, &SampleIds) -> Value,
+}
+
+impl Provider {
+    /// The environment variable whose value enables a source for this
+    /// provider when no config file is given, e.g. `SMSHOOK_PRIVATE_NUMBER_SECRET`.
+    pub fn secret_env_var(&self) -> String {
+        format!(
+            "SMSHOOK_{}_SECRET",
+            self.name.to_uppercase().replace('-', "_")
+        )
+    }
+}
+
+/// Looks a provider up by its config name.
+pub fn find(name: &str) -> Option<&'static Provider> {
+    ALL.iter().copied().find(|p| p.name == name)
+}
+
+/// The names of all providers, for error messages.
+pub fn names() -> String {
+    ALL.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Fresh identifiers for a sample payload (`smshook send`, tests, bench).
+#[derive(Debug, Clone)]
+pub struct SampleIds {
+    pub event_id: String,
+    pub message_id: String,
+    pub number: u64,
+    pub now: String,
+}
+
+impl SampleIds {
+    pub fn fresh() -> Self {
+        let ulid = ulid::Ulid::generate();
+        Self {
+            event_id: format!("evt_{ulid}"),
+            message_id: format!("msg_{ulid}"),
+            number: rand::random::<u32>() as u64,
+            now: crate::event::now_rfc3339(),
+        }
+    }
+}
+
+/// The value at a dotted path (`data.message_id`); keys may contain `@`.
+pub fn at<'a>(obj: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut cur = obj.get(parts.next()?)?;
+    for part in parts {
+        cur = cur.as_object()?.get(part)?;
+    }
+    Some(cur)
+}
+
+/// The first path holding a non-empty string or a number, as text.
+pub fn text(obj: &Map<String, Value>, paths: &[&str]) -> Option<String> {
+    paths.iter().find_map(|p| match at(obj, p)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The first path holding a timestamp smshook can read, normalized.
+pub fn time(obj: &Map<String, Value>, paths: &[&str]) -> Option<String> {
+    paths
+        .iter()
+        .find_map(|p| at(obj, p).and_then(crate::event::normalize_time))
+}
+
+/// The normalized type a delivery status word means, where it is clear.
+pub fn type_for_status(status: &str) -> Option<&'static str> {
+    match status.to_ascii_lowercase().as_str() {
+        "delivered" | "delivrd" => Some("message.delivered"),
+        "failed" | "undelivered" | "undeliverable" | "rejected" | "expired" | "error" => {
+            Some("message.failed")
+        }
+        "sent" | "accepted" | "queued" | "sending" | "submitted" | "enroute" => {
+            Some("message.sent")
+        }
+        "received" | "inbound" => Some("message.received"),
+        _ => None,
+    }
+}
+
+/// `key:event`, for providers whose ids name a message rather than an event.
+pub fn compound_key(id: Option<&str>, event: Option<&str>) -> Option<String> {
+    Some(format!("{}:{}", id?, event.unwrap_or("")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_provider_is_registered_once_and_findable() {
+        for p in ALL {
+            assert_eq!(find(p.name).map(|f| f.name), Some(p.name));
+        }
+        assert!(find("twilio").is_none());
+        assert_eq!(
+            private_number::PROVIDER.secret_env_var(),
+            "SMSHOOK_PRIVATE_NUMBER_SECRET"
+        );
+    }
+
+    #[test]
+    fn every_sample_normalizes_to_its_own_type() {
+        for p in ALL {
+            for t in p.event_types {
+                let sample = (p.sample)(t, &SampleIds::fresh());
+                let n = (p.normalize)(sample.as_object().expect("sample is an object"));
+                assert_eq!(n.fields.provider_type.as_deref(), Some(*t), "{}", p.name);
+                assert!(n.dedupe_key.is_some(), "{} {t} has no dedupe key", p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn paths_and_text() {
+        let v = json!({"data": {"messageId": 42, "s": "", "@id": "/x"}});
+        let obj = v.as_object().expect("object");
+        assert_eq!(text(obj, &["data.messageId"]).as_deref(), Some("42"));
+        assert_eq!(text(obj, &["data.s", "data.@id"]).as_deref(), Some("/x"));
+        assert_eq!(text(obj, &["nope.deeper"]), None);
+    }
+}

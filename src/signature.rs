@@ -1,0 +1,174 @@
+//! HMAC-SHA256 webhook signatures: computing them the way providers do, and
+//! checking a received header against every secret of a source in constant time.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::{Choice, ConstantTimeEq};
+
+/// A shared secret (webhook secret or API token). `Debug` never shows it, so a
+/// secret cannot leak through a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for computing a MAC. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time equality against a candidate (used for bearer tokens).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(candidate).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Why a signature was refused. The text is safe to show to the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the signature header is missing")]
+    Missing,
+    #[error("the signature header is not a hex HMAC-SHA256")]
+    Malformed,
+    #[error("the signature does not match any configured secret")]
+    Mismatch,
+}
+
+/// HMAC-SHA256 of `body` under `key`.
+pub fn hmac_sha256(key: &[u8], body: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// The header value a provider would send: `prefix` + lowercase hex.
+pub fn sign_hex(secret: &Secret, body: &[u8], prefix: &str) -> String {
+    let tag = hmac_sha256(secret.expose().as_bytes(), body);
+    format!("{prefix}{}", hex::encode(tag))
+}
+
+/// Checks `header` (hex in either case, with or without a `sha256=` prefix)
+/// against the HMAC of the exact `body` bytes under each secret. Every secret
+/// is tried, whatever matched, so timing reveals neither the tag nor which
+/// secret is in use.
+pub fn verify(
+    header: Option<&[u8]>,
+    body: &[u8],
+    secrets: &[Secret],
+) -> Result<(), SignatureError> {
+    let tag = decode_header(header.ok_or(SignatureError::Missing)?)?;
+    let mut matched = Choice::from(0);
+    for secret in secrets {
+        matched |= hmac_sha256(secret.expose().as_bytes(), body).ct_eq(&tag);
+    }
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+fn decode_header(raw: &[u8]) -> Result<[u8; 32], SignatureError> {
+    let value = raw.trim_ascii();
+    if value.is_empty() {
+        return Err(SignatureError::Missing);
+    }
+    let hex_part = match value.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(b"sha256=") => &value[7..],
+        _ => value,
+    };
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut tag).map_err(|_| SignatureError::Malformed)?;
+    Ok(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(values: &[&str]) -> Vec<Secret> {
+        values.iter().map(|v| Secret::new(*v)).collect()
+    }
+
+    #[test]
+    fn matches_openssl_reference_vector() {
+        // echo -n 'hello' | openssl dgst -sha256 -hmac 'key'
+        let sig = sign_hex(&Secret::new("key"), b"hello", "sha256=");
+        assert_eq!(
+            sig,
+            "sha256=9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"
+        );
+    }
+
+    #[test]
+    fn accepts_any_case_and_optional_prefix() {
+        let s = secrets(&["k"]);
+        let plain = sign_hex(&s[0], b"{}", "");
+        for header in [
+            plain.clone(),
+            plain.to_uppercase(),
+            format!("sha256={plain}"),
+            format!("SHA256={}", plain.to_uppercase()),
+            format!("  {plain}  "),
+        ] {
+            assert_eq!(
+                verify(Some(header.as_bytes()), b"{}", &s),
+                Ok(()),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_of_several_secrets_matches() {
+        let s = secrets(&["old", "new"]);
+        let sig = sign_hex(&Secret::new("new"), b"x", "");
+        assert_eq!(verify(Some(sig.as_bytes()), b"x", &s), Ok(()));
+        let wrong = sign_hex(&Secret::new("other"), b"x", "");
+        assert_eq!(
+            verify(Some(wrong.as_bytes()), b"x", &s),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn refuses_missing_malformed_and_tampered() {
+        let s = secrets(&["k"]);
+        assert_eq!(verify(None, b"x", &s), Err(SignatureError::Missing));
+        assert_eq!(verify(Some(b""), b"x", &s), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(Some(b"sha256=zz"), b"x", &s),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(Some(b"abcd"), b"x", &s),
+            Err(SignatureError::Malformed)
+        );
+        let sig = sign_hex(&s[0], b"x", "");
+        assert_eq!(
+            verify(Some(sig.as_bytes()), b"y", &s),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_value() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret([redacted])"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Durable storage of events and of the request log, behind one trait; the
+//! backend is chosen by the database URL and nothing above this module knows
+//! which one is in use.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+use crate::event::{Event, Inserted, NewEvent, RequestRecord};
+
+pub mod sqlite;
+
+/// Why storage could not do what was asked. Every variant is transient from
+/// a provider's point of view: the webhook is answered 503/504 and retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage is overloaded: too many writes waiting")]
+    Overloaded,
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// Filters for listing events; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    pub message_id: Option<String>,
+    /// Cursor: only events that arrived after this one.
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Filters for listing the request log.
+#[derive(Debug, Clone, Default)]
+pub struct RequestQuery {
+    pub source: Option<String>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Settings every backend honours.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The request log keeps at most this many rows, the newest.
+    pub request_log_max_rows: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            request_log_max_rows: 100_000,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores an event and its request-log row in one transaction. Returns
+    /// only once committed (fsync'd). A second event with the same source and
+    /// dedupe key is not stored again: the first one's id comes back with
+    /// `duplicate: true`.
+    async fn insert_event(
+        &self,
+        event: NewEvent,
+        request: RequestRecord,
+    ) -> Result<Inserted, StoreError>;
+
+    /// Records a request that stored nothing (refused, or a storage failure).
+    /// Best effort and never blocking: under a flood, entries may be dropped
+    /// (and counted in the log) rather than slow the server down.
+    fn record_request(&self, request: RequestRecord);
+
+    /// Events in arrival order.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError>;
+
+    /// Request-log entries in arrival order.
+    async fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError>;
+
+    /// Ok when the store can take writes (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finishes pending writes and closes. Later calls fail with `Closed`.
+    async fn close(&self);
+}
+
+/// Opens the store a database URL names: `postgres://…` or
+/// `postgresql://…` for PostgreSQL; `sqlite://path` or a plain path for SQLite.
+pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("database: PostgreSQL support is not built in yet (use a SQLite path)");
+    }
+    let store = sqlite::SqliteStore::open(path.as_ref(), options).await?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,287 @@
+//! The embedded SQLite backend: WAL with `synchronous=FULL`, one writer
+//! thread doing group commit (see `writer`), and a separate connection for
+//! reads, which WAL lets run beside the writer.
+
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params_from_iter,
+};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+
+mod writer;
+
+use writer::{InsertJob, Job, LogBuffer, Writer};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
+/// Jobs that may wait for the writer; past this, requests get 503 at once.
+const QUEUE_DEPTH: usize = 8192;
+/// How long a statement waits for a lock held by another process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    jobs: SyncSender<Job>,
+    logs: Arc<LogBuffer>,
+    /// Reads go through their own connection so they never queue behind writes.
+    reader: Arc<Mutex<Connection>>,
+    /// Joined on close, so the last batch is committed before we return.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<Self> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options))
+            .await
+            .context("opening SQLite")?
+    }
+
+    fn open_blocking(path: &Path, options: StoreOptions) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+        let mut conn =
+            connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
+        migrate(&mut conn)
+            .with_context(|| format!("migrating SQLite database {}", path.display()))?;
+        let reader = connect(path)?;
+        reader.execute_batch("PRAGMA query_only = ON;")?;
+        let (jobs, rx) = sync_channel(QUEUE_DEPTH);
+        let logs = Arc::new(LogBuffer::default());
+        let writer = Writer {
+            conn,
+            jobs: rx,
+            logs: logs.clone(),
+            max_rows: options.request_log_max_rows,
+            since_prune: 0,
+        };
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer.run())
+            .context("starting the SQLite writer thread")?;
+        Ok(Self {
+            jobs,
+            logs,
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Applies pending migrations, each in an IMMEDIATE transaction that re-reads
+/// the version, so two processes starting at once apply each one once.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version <= i as i64 {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_event(
+        &self,
+        event: NewEvent,
+        request: RequestRecord,
+    ) -> Result<Inserted, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Insert(Box::new(InsertJob {
+            event,
+            request,
+            reply,
+        }));
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Overloaded,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn record_request(&self, request: RequestRecord) {
+        self.logs.push(request);
+    }
+
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| list_events(conn, &q)).await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
+            conn.query_row(&sql, [id], event_from_row).optional()
+        })
+        .await
+    }
+
+    async fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| list_requests(conn, &q)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let alive = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        if !alive {
+            return Err(StoreError::Closed);
+        }
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    async fn close(&self) {
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let jobs = self.jobs.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = jobs.send(Job::Shutdown);
+            handle.map(JoinHandle::join)
+        })
+        .await;
+        if !matches!(joined, Ok(None | Some(Ok(())))) {
+            tracing::error!("the SQLite writer thread did not stop cleanly");
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload";
+
+/// `WHERE` clauses for the filters that are set, with their values.
+fn filters(pairs: &[(&str, &Option<String>)], after: Option<i64>) -> (String, Vec<SqlValue>) {
+    let mut clauses = vec!["seq > ?".to_string()];
+    let mut values = vec![SqlValue::Integer(after.unwrap_or(0))];
+    for (column, value) in pairs {
+        if let Some(v) = value {
+            clauses.push(format!("{column} = ?"));
+            values.push(SqlValue::Text(v.clone()));
+        }
+    }
+    (clauses.join(" AND "), values)
+}
+
+fn list_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>> {
+    let (clause, mut values) = filters(
+        &[
+            ("source", &q.source),
+            ("type", &q.event_type),
+            ("message_id", &q.message_id),
+        ],
+        q.after,
+    );
+    values.push(SqlValue::Integer(q.limit.into()));
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY seq LIMIT ?");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
+    rows.collect()
+}
+
+fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
+    let (clause, mut values) = filters(&[("source", &q.source)], q.after);
+    values.push(SqlValue::Integer(q.limit.into()));
+    let sql = format!(
+        "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id \
+         FROM requests WHERE {clause} ORDER BY seq LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), request_from_row)?;
+    rows.collect()
+}
+
+fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
+    let payload: String = r.get(16)?;
+    let payload = RawValue::from_string(payload).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(16, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Event {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        source: r.get(2)?,
+        provider: r.get(3)?,
+        fields: EventFields {
+            provider_event_id: r.get(4)?,
+            event_type: r.get(5)?,
+            provider_type: r.get(6)?,
+            message_id: r.get(7)?,
+            from: r.get(8)?,
+            to: r.get(9)?,
+            body: r.get(10)?,
+            status: r.get(11)?,
+            error_code: r.get(12)?,
+            error_reason: r.get(13)?,
+            occurred_at: r.get(14)?,
+        },
+        received_at: r.get(15)?,
+        payload,
+    })
+}
+
+fn request_from_row(r: &Row) -> rusqlite::Result<RequestRecord> {
+    Ok(RequestRecord {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        source: r.get(2)?,
+        status: r.get(3)?,
+        reason: r.get(4)?,
+        remote_addr: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        body_sha256: r.get(7)?,
+        event_id: r.get(8)?,
+    })
+}

@@ -1,0 +1,264 @@
+//! The SQLite writer thread and its group commit: every request waiting when
+//! the thread is free goes into one transaction, so one fsync acknowledges a
+//! whole batch instead of one each.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
+
+use crate::event::{Inserted, NewEvent, RequestRecord};
+use crate::store::StoreError;
+
+/// Most jobs in one transaction; bounds a batch's latency and memory.
+const MAX_BATCH: usize = 2048;
+/// How long the writer waits for work before flushing refused-request logs.
+const IDLE_FLUSH: Duration = Duration::from_millis(100);
+/// Most refused-request records buffered between flushes (flood bound).
+const LOG_BUFFER: usize = 10_000;
+
+pub enum Job {
+    Insert(Box<InsertJob>),
+    Shutdown,
+}
+
+pub struct InsertJob {
+    pub event: NewEvent,
+    pub request: RequestRecord,
+    pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// Refused-request records waiting for the writer. Bounded: past
+/// `LOG_BUFFER`, records are dropped and counted instead of using memory.
+#[derive(Default)]
+pub struct LogBuffer {
+    queue: Mutex<VecDeque<RequestRecord>>,
+    /// Records dropped since the last warning, reported in the server log.
+    dropped: AtomicU64,
+}
+
+impl LogBuffer {
+    pub fn push(&self, record: RequestRecord) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() >= LOG_BUFFER {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            queue.push_back(record);
+        }
+    }
+
+    fn take(&self) -> Vec<RequestRecord> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.drain(..).collect()
+    }
+}
+
+pub struct Writer {
+    pub conn: Connection,
+    pub jobs: Receiver<Job>,
+    pub logs: Arc<LogBuffer>,
+    pub max_rows: u64,
+    /// Request rows written since the log was last pruned.
+    pub since_prune: u64,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        let mut stopping = false;
+        while !stopping {
+            let batch = match self.jobs.recv_timeout(IDLE_FLUSH) {
+                Ok(Job::Insert(job)) => self.collect(job, &mut stopping),
+                Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    stopping = true;
+                    Vec::new()
+                }
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
+            };
+            self.flush(batch);
+        }
+        self.finish();
+    }
+
+    /// The first job plus everything already waiting.
+    fn collect(&self, first: Box<InsertJob>, stopping: &mut bool) -> Vec<InsertJob> {
+        let mut batch = vec![*first];
+        while batch.len() < MAX_BATCH {
+            match self.jobs.try_recv() {
+                Ok(Job::Insert(job)) => batch.push(*job),
+                Ok(Job::Shutdown) => {
+                    *stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    fn flush(&mut self, batch: Vec<InsertJob>) {
+        let logs = self.logs.take();
+        self.warn_dropped();
+        if batch.is_empty() && logs.is_empty() {
+            return;
+        }
+        let prune = self.prune_due(batch.len() + logs.len());
+        match write_batch(
+            &mut self.conn,
+            &batch,
+            &logs,
+            prune.then_some(self.max_rows),
+        ) {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "SQLite write failed; answering 503");
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn prune_due(&mut self, rows: usize) -> bool {
+        self.since_prune += rows as u64;
+        let due = self.since_prune >= (self.max_rows / 10).clamp(1, 1000);
+        if due {
+            self.since_prune = 0;
+        }
+        due
+    }
+
+    fn warn_dropped(&self) {
+        let dropped = self.logs.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "request log: dropped refused-request records under load"
+            );
+        }
+    }
+
+    fn finish(self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
+        }
+        if let Err((_, e)) = self.conn.close() {
+            tracing::warn!(error = %e, "SQLite close failed");
+        }
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, source, provider, dedupe_key, provider_event_id, \
+    type, provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, \
+    occurred_at, received_at, payload) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+    ON CONFLICT (source, dedupe_key) DO NOTHING";
+const FIND_EVENT: &str = "SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2";
+const INSERT_REQUEST: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, \
+    body_sha256, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const PRUNE_REQUESTS: &str =
+    "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - ?1";
+
+/// One transaction: the batch's events with their request rows, the buffered
+/// refused-request rows, and a prune of the request log when due.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[InsertJob],
+    logs: &[RequestRecord],
+    prune_to: Option<u64>,
+) -> rusqlite::Result<Vec<Inserted>> {
+    let tx = conn.transaction()?;
+    let results = write_rows(&tx, batch, logs)?;
+    if let Some(max_rows) = prune_to {
+        tx.execute(PRUNE_REQUESTS, params![max_rows as i64])?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn write_rows(
+    tx: &Transaction,
+    batch: &[InsertJob],
+    logs: &[RequestRecord],
+) -> rusqlite::Result<Vec<Inserted>> {
+    let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+    let mut find = tx.prepare_cached(FIND_EVENT)?;
+    let mut log = tx.prepare_cached(INSERT_REQUEST)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = insert_event(&mut insert, &mut find, &job.event)?;
+        let mut request = job.request.clone();
+        if result.duplicate {
+            request.reason = "duplicate".into();
+        }
+        request.event_id = Some(result.event_id.clone());
+        insert_request(&mut log, &request)?;
+        results.push(result);
+    }
+    for record in logs {
+        insert_request(&mut log, record)?;
+    }
+    Ok(results)
+}
+
+fn insert_event(
+    insert: &mut CachedStatement,
+    find: &mut CachedStatement,
+    e: &NewEvent,
+) -> rusqlite::Result<Inserted> {
+    let f = &e.fields;
+    let changed = insert.execute(params![
+        e.id,
+        e.source,
+        e.provider,
+        e.dedupe_key,
+        f.provider_event_id,
+        f.event_type,
+        f.provider_type,
+        f.message_id,
+        f.from,
+        f.to,
+        f.body,
+        f.status,
+        f.error_code,
+        f.error_reason,
+        f.occurred_at,
+        e.received_at,
+        e.payload,
+    ])?;
+    if changed == 1 {
+        return Ok(Inserted {
+            event_id: e.id.clone(),
+            duplicate: false,
+        });
+    }
+    let existing: Option<String> = find
+        .query_row(params![e.source, e.dedupe_key], |r| r.get(0))
+        .optional()?;
+    let event_id = existing.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(Inserted {
+        event_id,
+        duplicate: true,
+    })
+}
+
+fn insert_request(log: &mut CachedStatement, r: &RequestRecord) -> rusqlite::Result<()> {
+    log.execute(params![
+        r.at,
+        r.source,
+        r.status,
+        r.reason,
+        r.remote_addr,
+        r.size as i64,
+        r.body_sha256,
+        r.event_id,
+    ])?;
+    Ok(())
+}
