@@ -17,6 +17,9 @@ use crate::config::{Config, Source};
 use crate::signature::Secret;
 use crate::store::Store;
 
+/// How long shutdown waits for in-flight requests before closing anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 mod api;
 mod webhooks;
 
@@ -84,9 +87,26 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
     });
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = stopping.clone();
+    let graceful = axum::serve(listener, service).with_graceful_shutdown(async move {
+        shutdown.await;
+        signal.notify_one();
+    });
+    let served = tokio::select! {
+        served = graceful => served,
+        () = grace_expired(&stopping) => {
+            tracing::warn!("shutdown grace period over: closing the connections still open");
+            Ok(())
+        }
+    };
     store.close().await;
     served
+}
+
+/// Completes `SHUTDOWN_GRACE` after shutdown starts. A request cut off then
+/// was never answered 200, so the provider retries it and nothing is lost.
+async fn grace_expired(stopping: &tokio::sync::Notify) {
+    stopping.notified().await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
 }

@@ -21,6 +21,9 @@ use crate::store::StoreError;
 
 /// Seconds a provider is asked to wait before retrying after a 503/504.
 const RETRY_AFTER_SECS: &str = "5";
+/// Longest a client may take to send its body (a stalled client must not
+/// hold a connection, or shutdown, forever).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest source name kept in the request log for an unknown source.
 const MAX_LOGGED_NAME: usize = 64;
 
@@ -42,9 +45,20 @@ pub async fn receive(
         return refuse(&app, record, IngestError::UnknownSource);
     };
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(e) => return refuse(&app, record, e),
+    let reading = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        read_body(body, &parts.headers, app.max_body_bytes),
+    );
+    let bytes = match reading.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return refuse(&app, record, e),
+        Err(_) => {
+            return refuse(
+                &app,
+                record,
+                IngestError::BadBody("the body took too long to arrive".into()),
+            );
+        }
     };
     let hash = ingest::body_sha256(&bytes);
     record.size = bytes.len() as u64;

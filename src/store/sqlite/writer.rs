@@ -191,6 +191,10 @@ fn write_rows(
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     let mut find = tx.prepare_cached(FIND_EVENT)?;
     let mut log = tx.prepare_cached(INSERT_REQUEST)?;
+    // Refusals buffered before this batch was taken arrived before its events.
+    for record in logs {
+        insert_request(&mut log, record)?;
+    }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let result = insert_event(&mut insert, &mut find, &job.event)?;
@@ -201,9 +205,6 @@ fn write_rows(
         request.event_id = Some(result.event_id.clone());
         insert_request(&mut log, &request)?;
         results.push(result);
-    }
-    for record in logs {
-        insert_request(&mut log, record)?;
     }
     Ok(results)
 }

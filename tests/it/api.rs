@@ -1,0 +1,219 @@
+//! The query API, the request log and the health endpoints.
+
+use serde_json::Value;
+use smshook::providers::SampleIds;
+
+use crate::support::{TestApp, TestOptions, provider, secret_for};
+
+#[tokio::test]
+async fn the_api_needs_the_bearer_token() {
+    let app = TestApp::spawn().await;
+    let bare = app
+        .client
+        .get(app.url("/api/events"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bare.status(), 401);
+    assert_eq!(bare.headers()["www-authenticate"], "Bearer");
+    let wrong = app
+        .client
+        .get(app.url("/api/events"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(app.api("/api/events").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_token_the_api_is_off_and_says_so() {
+    let app = TestApp::spawn_with(TestOptions {
+        api_token: None,
+        ..Default::default()
+    })
+    .await;
+    let response = app
+        .client
+        .get(app.url("/api/events"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "api_disabled");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("SMSHOOK_API_TOKEN")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_page_in_arrival_order_with_filters() {
+    let app = TestApp::spawn().await;
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let (p, t) = if i % 5 == 0 {
+            ("msgine", "message.failed")
+        } else {
+            ("integify", "sms.delivered")
+        };
+        let (_, status, answer) = app.send_sample(provider(p), t).await;
+        assert_eq!(status, 200);
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = app.api(&format!("/api/events?limit=10{after}")).await;
+        assert_eq!(status, 200);
+        seen.extend(
+            page["events"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|e| e["id"].as_str().expect("id").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, sent, "every event once, in arrival order");
+    assert_eq!(app.events("source=msgine").await.len(), 5);
+    assert_eq!(app.events("type=message.delivered").await.len(), 20);
+    let one = &app.events("source=msgine").await[0];
+    let by_message = app
+        .events(&format!(
+            "message_id={}",
+            one["message_id"].as_str().expect("mid")
+        ))
+        .await;
+    assert_eq!(by_message.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_queries_and_unknown_ids_are_clear_errors() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.api("/api/events?limit=5000").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (status, body) = app.api("/api/events?after=yesterday").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (status, body) = app.api("/api/events/evt_nope").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_log_explains_every_answer_and_never_holds_a_secret() {
+    let app = TestApp::spawn().await;
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    app.post_signed("integify", p, &body, "wrong-secret").await;
+    app.client
+        .post(app.url("/webhooks/ghost"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    app.post_signed("integify", p, b"{oops", &secret_for("integify"))
+        .await;
+    app.send_body(p, &body).await;
+    let (_, dup) = app.send_body(p, &body).await;
+    let log = app.requests().await;
+    let summary: Vec<(u64, &str)> = log
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().expect("status"),
+                r["reason"].as_str().expect("reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (401, "invalid_signature"),
+            (404, "unknown_source"),
+            (400, "malformed_json"),
+            (200, "accepted"),
+            (200, "duplicate")
+        ]
+    );
+    assert_eq!(log[4]["event_id"], dup["event_id"]);
+    assert_eq!(log[0]["remote_addr"], "127.0.0.1");
+    assert_eq!(log[0]["size"].as_u64(), Some(body.len() as u64));
+    assert_eq!(log[0]["body_sha256"].as_str().map(str::len), Some(64));
+    let text = serde_json::to_string(&log).expect("json");
+    assert!(
+        !text.contains("whsec") && !text.contains("wrong-secret"),
+        "no secret in the log"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound() {
+    let app = TestApp::spawn_with(TestOptions {
+        request_log_max_rows: 50,
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..400 {
+        app.client
+            .post(app.url("/webhooks/integify"))
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+    }
+    // A committed event means every earlier refusal record was flushed too.
+    let (_, status, _) = app.send_sample(provider("integify"), "sms.delivered").await;
+    assert_eq!(status, 200);
+    let (_, page) = app.api("/api/requests?limit=1000").await;
+    let rows = page["requests"].as_array().expect("array");
+    assert!(
+        rows.len() <= 60,
+        "request log bounded near its 50-row cap, has {}",
+        rows.len()
+    );
+    assert_eq!(
+        rows.last().expect("row")["reason"],
+        "accepted",
+        "the newest rows are kept"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(health.status(), 200);
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), 200);
+    app.stop().await;
+}

@@ -1,0 +1,310 @@
+//! What a 200 promises: storage failures and slowness are 503/504 (never
+//! 200), and every acknowledged event survives a restart, a SIGTERM and a
+//! SIGKILL.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
+use smshook::providers::SampleIds;
+use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
+
+use crate::support::{TestApp, TestOptions, open_store, provider, secret_for};
+
+/// A store whose disk has failed: every write errors.
+#[derive(Default)]
+struct BrokenDisk {
+    logged: Mutex<Vec<RequestRecord>>,
+}
+
+#[async_trait]
+impl Store for BrokenDisk {
+    async fn insert_event(&self, _: NewEvent, _: RequestRecord) -> Result<Inserted, StoreError> {
+        Err(StoreError::Unavailable(
+            "disk I/O error at /var/lib/secret-path".into(),
+        ))
+    }
+    fn record_request(&self, request: RequestRecord) {
+        self.logged.lock().expect("lock").push(request);
+    }
+    async fn events(&self, _: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn event(&self, _: &str) -> Result<Option<Event>, StoreError> {
+        Ok(None)
+    }
+    async fn requests(&self, _: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("disk".into()))
+    }
+    async fn close(&self) {}
+}
+
+#[tokio::test]
+async fn a_storage_failure_is_503_with_retry_after_and_504_for_textus() {
+    let broken = Arc::new(BrokenDisk::default());
+    let app = TestApp::spawn_with(TestOptions {
+        store: Some(broken.clone()),
+        ..Default::default()
+    })
+    .await;
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let response = app
+        .post_signed("integify", p, &body, &secret_for("integify"))
+        .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let text = response.text().await.expect("body");
+    assert!(
+        text.contains("storage_unavailable") && !text.contains("secret-path"),
+        "{text}"
+    );
+
+    let (_, status, _) = app
+        .send_sample(provider("textus"), "message.delivered")
+        .await;
+    assert_eq!(status, 504, "TextUs retries only 504");
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), 503);
+    let logged = broken.logged.lock().expect("lock").clone();
+    assert_eq!(
+        logged.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 504]
+    );
+    assert!(logged.iter().all(|r| r.reason == "storage_unavailable"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost() {
+    let app = TestApp::spawn_with(TestOptions {
+        ack_deadline: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let lock = rusqlite::Connection::open(&app.db_path).expect("open");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the database");
+    let p = provider("msgine");
+    let body =
+        serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
+    let started = Instant::now();
+    let (status, answer) = app.send_body(p, &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered near the deadline, took {:?}",
+        started.elapsed()
+    );
+    lock.execute_batch("ROLLBACK").expect("unlock");
+    let (status, _) = app.send_body(p, &body).await;
+    assert_eq!(status, 200, "the provider's retry succeeds");
+    assert_eq!(
+        app.events("source=msgine").await.len(),
+        1,
+        "stored exactly once"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_acknowledged_event() {
+    let app = Arc::new(TestApp::spawn().await);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let app = app.clone();
+            let name = ["integify", "msgine", "textus", "private-number", "notifly"][i % 5];
+            tokio::spawn(async move {
+                let p = provider(name);
+                app.send_sample(p, p.event_types[0]).await
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for t in tasks {
+        let (_, status, answer) = t.await.expect("task");
+        assert_eq!(status, 200);
+        acked.insert(answer["event_id"].as_str().expect("id").to_string());
+    }
+    let app = Arc::into_inner(app).expect("sole owner");
+    let (dir, db) = (app.dir.clone(), app.db_path.clone());
+    app.stop().await;
+    let again = TestApp::spawn_in(dir, db, TestOptions::default()).await;
+    let stored: HashSet<String> = again
+        .events("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(stored, acked);
+    again.stop().await;
+}
+
+/// The real binary, started on port 0; its address is read from its log.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+fn start_binary(dir: &std::path::Path) -> Server {
+    let config = dir.join("smshook.toml");
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n",
+        dir.join("events.db").display().to_string(),
+        secret_for("integify")
+    );
+    std::fs::write(&config, toml).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SMSHOOK_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smshook");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("smshook exited before serving")
+            .expect("read log");
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, addr }
+}
+
+async fn flood(addr: &str, n: usize) -> (HashSet<String>, usize) {
+    let client = reqwest::Client::new();
+    let p = provider("integify");
+    let mut acked = HashSet::new();
+    let mut failed = 0;
+    let sends = (0..n).map(|_| {
+        let body =
+            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+        let sig = smshook::signature::sign_hex(
+            &smshook::signature::Secret::new(secret_for("integify")),
+            &body,
+            "sha256=",
+        );
+        client
+            .post(format!("http://{addr}/webhooks/integify"))
+            .header(p.signature_header, sig)
+            .body(body)
+            .send()
+    });
+    let mut pending: Vec<_> = sends.collect();
+    while !pending.is_empty() {
+        let batch: Vec<_> = pending.drain(..pending.len().min(16)).collect();
+        for result in futures_join(batch).await {
+            match result {
+                Ok(r) if r.status() == 200 => {
+                    let v: Value = r.json().await.expect("json");
+                    acked.insert(v["event_id"].as_str().expect("id").to_string());
+                }
+                _ => failed += 1,
+            }
+        }
+    }
+    (acked, failed)
+}
+
+async fn futures_join<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+async fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
+    let store = open_store(&dir.join("events.db"), 1000).await;
+    let events = store
+        .events(&EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    store.close().await;
+    events.into_iter().map(|e| e.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start_binary(dir.path());
+    let (acked, failed) = flood(&server.addr, 300).await;
+    assert_eq!((acked.len(), failed), (300, 0));
+    let addr = server.addr.clone();
+    let more = tokio::spawn(async move { flood(&addr, 200).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    server.child.kill().expect("SIGKILL");
+    let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
+    let (acked_during, _) = more.await.expect("task");
+    let stored = stored_ids(dir.path()).await;
+    assert!(
+        acked.is_subset(&stored),
+        "all events acknowledged before the kill are stored"
+    );
+    assert!(
+        acked_during.is_subset(&stored),
+        "all events acknowledged during the kill are stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start_binary(dir.path());
+    let addr = server.addr.clone();
+    let sending = tokio::spawn(async move { flood(&addr, 400).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .expect("task")
+        .expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let (acked, _) = sending.await.expect("task");
+    let stored = stored_ids(dir.path()).await;
+    assert!(
+        acked.is_subset(&stored),
+        "every acknowledged event is stored"
+    );
+    assert!(
+        !dir.path().join("events.db-wal").exists()
+            || std::fs::metadata(dir.path().join("events.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                == 0,
+        "the WAL was checkpointed at shutdown"
+    );
+}

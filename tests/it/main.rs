@@ -1,0 +1,7 @@
+//! The integration tests: the real server over HTTP, and the real binary.
+
+mod api;
+mod cli;
+mod durability;
+mod support;
+mod webhooks;

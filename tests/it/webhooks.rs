@@ -1,0 +1,347 @@
+//! Every answer of `POST /webhooks/<source>`, for every provider, over HTTP.
+
+use serde_json::{Value, json};
+use smshook::providers::{self, SampleIds};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{TestApp, TestOptions, old_secret_for, provider, secret_for};
+
+#[tokio::test]
+async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim() {
+    let app = TestApp::spawn().await;
+    for p in providers::ALL {
+        for t in p.event_types {
+            let (body, status, answer) = app.send_sample(p, t).await;
+            assert_eq!(status, 200, "{} {t}: {answer}", p.name);
+            assert_eq!(answer["ok"], true);
+            assert_eq!(answer["duplicate"], false);
+            let id = answer["event_id"].as_str().expect("event_id");
+            let (status, event) = app.api(&format!("/api/events/{id}")).await;
+            assert_eq!(status, 200);
+            assert_eq!(event["source"], p.name);
+            assert_eq!(event["provider"], p.name);
+            assert_eq!(event["provider_type"], *t);
+            let sent: Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(event["payload"], sent, "payload is the original");
+            for field in [
+                "provider_event_id",
+                "message_id",
+                "from",
+                "to",
+                "body",
+                "status",
+                "error_code",
+                "error_reason",
+                "occurred_at",
+            ] {
+                assert!(
+                    event.get(field).is_some(),
+                    "{field} present (null if absent)"
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn normalized_fields_per_provider() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("integify", "sms.failed", "message.failed"),
+        ("integify", "DELIVERY_REPORT", "message.delivered"),
+        ("msgine", "message.sent", "message.sent"),
+        ("textus", "message.received", "message.received"),
+        ("textus", "contact.opted_out", "contact.opted_out"),
+        ("private-number", "sms.received", "message.received"),
+        ("notifly", "conversation.updated", "conversation.updated"),
+    ];
+    for (name, provider_type, normalized) in cases {
+        let (_, status, answer) = app.send_sample(provider(name), provider_type).await;
+        assert_eq!(status, 200);
+        let (_, event) = app
+            .api(&format!(
+                "/api/events/{}",
+                answer["event_id"].as_str().expect("id")
+            ))
+            .await;
+        assert_eq!(event["type"], normalized, "{name} {provider_type}");
+    }
+    let failed = &app.events("type=message.failed&source=integify").await[0];
+    assert_eq!(failed["error_code"], "30003");
+    assert!(
+        failed["message_id"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("msg_"))
+    );
+    let inbound = &app.events("source=private-number").await[0];
+    assert_eq!(inbound["from"], "+14155551234");
+    assert_eq!(inbound["body"], "Hello, this is a test message");
+    let opt_out = &app.events("type=contact.opted_out").await[0];
+    assert_eq!(opt_out["from"], "+13035551234");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_and_types_are_stored_and_answered_200() {
+    let app = TestApp::spawn().await;
+    let body = br#"{"id":"evt_new_1","type":"sms.clicked","data":{"link":"https://x.test","shiny":[1,2]},"extra":true}"#;
+    let (status, answer) = app.send_body(provider("integify"), body).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, event) = app
+        .api(&format!(
+            "/api/events/{}",
+            answer["event_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(event["type"], "sms.clicked");
+    assert_eq!(event["payload"]["data"]["shiny"], json!([1, 2]));
+    assert_eq!(event["payload"]["extra"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_are_401_for_every_provider() {
+    let app = TestApp::spawn().await;
+    for p in providers::ALL {
+        let body =
+            serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
+        let wrong = app.post_signed(p.name, p, &body, "not-the-secret").await;
+        assert_eq!(wrong.status(), 401, "{} wrong secret", p.name);
+        assert_eq!(
+            wrong.json::<Value>().await.expect("json")["error"],
+            "invalid_signature"
+        );
+
+        let mut tampered = body.clone();
+        let last = tampered.len() - 2;
+        tampered[last] ^= 1;
+        let signature = smshook::signature::sign_hex(
+            &smshook::signature::Secret::new(secret_for(p.name)),
+            &body,
+            p.signature_prefix,
+        );
+        let response = app
+            .client
+            .post(app.url(&format!("/webhooks/{}", p.name)))
+            .header(p.signature_header, signature)
+            .body(tampered)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 401, "{} tampered", p.name);
+
+        let missing = app
+            .client
+            .post(app.url(&format!("/webhooks/{}", p.name)))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(missing.status(), 401, "{} missing header", p.name);
+        let malformed = app
+            .client
+            .post(app.url(&format!("/webhooks/{}", p.name)))
+            .header(p.signature_header, "sha256=not-hex")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(malformed.status(), 401, "{} malformed header", p.name);
+    }
+    assert!(
+        app.events("").await.is_empty(),
+        "nothing refused was stored"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_secrets_both_verify_and_case_is_ignored() {
+    let app = TestApp::spawn().await;
+    let p = provider("private-number");
+    for secret in [old_secret_for(p.name), secret_for(p.name)] {
+        let body =
+            serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
+        assert_eq!(
+            app.post_signed(p.name, p, &body, &secret).await.status(),
+            200
+        );
+    }
+    let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
+    let signature = smshook::signature::sign_hex(
+        &smshook::signature::Secret::new(secret_for(p.name)),
+        &body,
+        "",
+    );
+    let response = app
+        .client
+        .post(app.url("/webhooks/private-number"))
+        .header("X-WEBHOOK-SIGNATURE", signature.to_uppercase())
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200, "no prefix, upper-case hex");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_after_a_valid_signature() {
+    let app = TestApp::spawn().await;
+    for body in [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""] {
+        let response = app
+            .post_signed(
+                "integify",
+                provider("integify"),
+                body,
+                &secret_for("integify"),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            400,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(
+            response.json::<Value>().await.expect("json")["error"],
+            "malformed_json"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_413_with_or_without_content_length() {
+    let app = TestApp::spawn_with(TestOptions {
+        max_body_bytes: 1024,
+        ..Default::default()
+    })
+    .await;
+    let big = vec![b' '; 2048];
+    let response = app
+        .post_signed(
+            "integify",
+            provider("integify"),
+            &big,
+            &secret_for("integify"),
+        )
+        .await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "payload_too_large"
+    );
+
+    // Chunked: no Content-Length, so the limit must hold while reading.
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = "POST /webhooks/integify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Integify-Signature: sha256=00\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    for _ in 0..4 {
+        let _ = stream
+            .write_all(format!("400\r\n{}\r\n", " ".repeat(1024)).as_bytes())
+            .await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = vec![0u8; 512];
+    let n = stream.read(&mut answer).await.expect("read");
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_source_is_404_and_other_methods_405() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/webhooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "unknown_source"
+    );
+    let response = app
+        .client
+        .get(app.url("/webhooks/integify"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_is_stored_once_and_answered_with_the_original_id() {
+    let app = TestApp::spawn().await;
+    let p = provider("msgine");
+    let body =
+        serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
+    let (_, first) = app.send_body(p, &body).await;
+    let (status, second) = app.send_body(p, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(second["event_id"], first["event_id"]);
+    // Same message, next event: a different event.
+    let mut next: Value = serde_json::from_slice(&body).expect("json");
+    next["event"] = json!("message.failed");
+    let (_, third) = app
+        .send_body(p, &serde_json::to_vec(&next).expect("json"))
+        .await;
+    assert_eq!(third["duplicate"], false);
+    assert_eq!(app.events("source=msgine").await.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sixty_four_simultaneous_copies_store_one_row() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (app, body, barrier) = (app.clone(), body.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.send_body(p, &body).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let fresh = answers
+        .iter()
+        .filter(|(_, a)| a["duplicate"] == false)
+        .count();
+    assert_eq!(fresh, 1, "exactly one copy is the original");
+    let ids: std::collections::HashSet<_> =
+        answers.iter().map(|(_, a)| a["event_id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "every copy names the same event");
+    assert_eq!(app.events("source=integify").await.len(), 1);
+}
+
+#[tokio::test]
+async fn textus_payload_without_an_id_is_deduplicated_by_body_hash() {
+    let app = TestApp::spawn().await;
+    let body = br#"{"event":"message.received","data":{"from":"+15550001","body":"hello"}}"#;
+    let (_, first) = app.send_body(provider("textus"), body).await;
+    let (_, second) = app.send_body(provider("textus"), body).await;
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    app.stop().await;
+}
