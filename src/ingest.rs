@@ -53,7 +53,6 @@ pub fn prepare(
     source: &Source,
     signature: Option<&[u8]>,
     body: &[u8],
-    body_hash: &str,
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
     signature::verify(signature, body, &source.secrets)?;
@@ -61,7 +60,7 @@ pub fn prepare(
     let normalized = (source.provider.normalize)(&payload);
     let dedupe_key = normalized
         .dedupe_key
-        .unwrap_or_else(|| format!("sha256:{body_hash}"));
+        .unwrap_or_else(|| format!("sha256:{}", body_sha256(body)));
     // Valid JSON is valid UTF-8, so this only fails on a serde_json bug.
     let text = std::str::from_utf8(body).map_err(|e| IngestError::MalformedJson(e.to_string()))?;
     Ok(NewEvent {
@@ -104,7 +103,6 @@ mod tests {
             &source(),
             sig.as_deref().map(str::as_bytes),
             body,
-            &body_sha256(body),
             "t".into(),
         )
     }

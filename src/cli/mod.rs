@@ -92,14 +92,25 @@ fn init_tracing() {
         .init();
 }
 
+/// One core available (e.g. under `taskset`): a single-threaded runtime,
+/// which skips work stealing and cross-thread wake-ups; otherwise one worker
+/// per core.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Config = cli.command {
         print!("{}", crate::config::DEFAULT_TOML);
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(&args).await,

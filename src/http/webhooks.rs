@@ -60,16 +60,14 @@ pub async fn receive(
             );
         }
     };
-    let hash = ingest::body_sha256(&bytes);
     record.size = bytes.len() as u64;
-    record.body_sha256 = Some(hash.clone());
     let signature = parts
         .headers
         .get(source.provider.signature_header)
         .map(HeaderValue::as_bytes);
-    let event = match ingest::prepare(source, signature, &bytes, &hash, record.at.clone()) {
+    let event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
         Ok(event) => event,
-        Err(e) => return refuse(&app, record, e),
+        Err(e) => return refuse(&app, with_hash(record, &bytes), e),
     };
     let deadline = tokio::time::Instant::from_std(started + app.ack_deadline);
     let stored =
@@ -88,14 +86,18 @@ pub async fn receive(
     };
     tracing::warn!(source = %name, error = %cause, "event not stored; asking the provider to retry");
     let retry_status = source.provider.retry_status;
-    refuse(
-        &app,
-        record,
-        IngestError::StorageUnavailable {
-            retry_status,
-            cause: cause.to_string(),
-        },
-    )
+    let error = IngestError::StorageUnavailable {
+        retry_status,
+        cause: cause.to_string(),
+    };
+    refuse(&app, with_hash(record, &bytes), error)
+}
+
+/// A refused body is not stored, so its log row carries its fingerprint; an
+/// accepted one's row points at the stored event instead.
+fn with_hash(mut record: RequestRecord, body: &[u8]) -> RequestRecord {
+    record.body_sha256 = Some(ingest::body_sha256(body));
+    record
 }
 
 /// Any method but POST on a webhook URL.

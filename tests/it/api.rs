@@ -156,7 +156,16 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret() {
     assert_eq!(log[4]["event_id"], dup["event_id"]);
     assert_eq!(log[0]["remote_addr"], "127.0.0.1");
     assert_eq!(log[0]["size"].as_u64(), Some(body.len() as u64));
-    assert_eq!(log[0]["body_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        log[0]["body_sha256"].as_str().map(str::len),
+        Some(64),
+        "a refused body's fingerprint"
+    );
+    assert_eq!(
+        log[3]["body_sha256"],
+        Value::Null,
+        "an accepted body is the stored event's payload"
+    );
     let text = serde_json::to_string(&log).expect("json");
     assert!(
         !text.contains("whsec") && !text.contains("wrong-secret"),

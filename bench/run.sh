@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# One benchmark run comparing, on this machine and in the same run:
+#   1. a bare hyper server that only reads the body and answers 200,
+#   2. smshook serve on SQLite (verify, parse, normalize, group commit, fsync),
+#   3. the FastAPI receiver of Integify's guide, with a SQLite insert added.
+# Each server is pinned to core 0 and the load generator (smshook bench) to
+# core 1. Prints a Markdown table for the README. Not part of CI.
+#
+#   bench/run.sh                  # defaults below
+#   REQUESTS=500000 CONC=256 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS=${REQUESTS:-300000}
+FASTAPI_REQUESTS=${FASTAPI_REQUESTS:-20000}
+CONC=${CONC:-128}
+SECRET=bench-secret-not-real
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cargo build --release --quiet --bin smshook --example bare_hyper
+BIN=target/release/smshook
+
+if [ ! -x bench/.venv/bin/uvicorn ]; then
+  python3 -m venv bench/.venv
+  bench/.venv/bin/pip install --quiet fastapi uvicorn
+fi
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+load() { taskset -c 1 "$BIN" bench --url "$1" --secret "$SECRET" --requests "$2" --duration 60s --concurrency "$CONC" --json; }
+peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+echo "bare hyper..." >&2
+taskset -c 0 target/release/examples/bare_hyper 127.0.0.1:18090 2>/dev/null & pid=$!
+wait_port 18090
+hyper=$(load http://127.0.0.1:18090/webhooks/integify "$REQUESTS")
+hyper_rss=$(peak_rss_mb $pid); kill $pid; wait $pid 2>/dev/null || true
+
+echo "smshook..." >&2
+SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve \
+  --listen 127.0.0.1:18080 --database "$work/smshook.db" & pid=$!
+wait_port 18080
+smshook=$(load http://127.0.0.1:18080/webhooks/integify "$REQUESTS")
+smshook_rss=$(peak_rss_mb $pid); kill -TERM $pid; wait $pid || true
+stored=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from events').fetchone()[0])" "$work/smshook.db")
+
+echo "FastAPI..." >&2
+WEBHOOK_SECRET=$SECRET DB_PATH="$work/fastapi.db" taskset -c 0 bench/.venv/bin/uvicorn \
+  --app-dir bench fastapi_integify:app --port 18070 --log-level warning & pid=$!
+wait_port 18070
+fastapi=$(load http://127.0.0.1:18070/webhooks/integify "$FASTAPI_REQUESTS")
+fastapi_rss=$(peak_rss_mb $pid); kill $pid; wait $pid 2>/dev/null || true
+
+python3 - "$hyper" "$smshook" "$fastapi" "$hyper_rss" "$smshook_rss" "$fastapi_rss" "$stored" "$CONC" <<'PY'
+import json, sys
+hyper, smshook, fastapi = (json.loads(a) for a in sys.argv[1:4])
+rss = sys.argv[4:7]; stored = int(sys.argv[7]); conc = sys.argv[8]
+base = smshook["accepted_per_sec"]
+print(f"Load: {conc} keep-alive connections, integify sms.delivered events, distinct and signed.\n")
+print("| server (core 0) | accepted/s | vs bare hyper | smshook vs it | p50 ms | p99 ms | peak RSS MB |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name, r, m in (("bare hyper (no work)", hyper, rss[0]), ("smshook serve, SQLite", smshook, rss[1]), ("FastAPI guide + SQLite", fastapi, rss[2])):
+    rate = r["accepted_per_sec"]
+    print(f"| {name} | {rate:,.0f} | {rate / hyper['accepted_per_sec']:.0%} | {base / rate:.1f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {m} |")
+print(f"\nsmshook: {smshook['accepted']} answered 200, {stored} rows in the database; refused {smshook['refused']}, errors {smshook['errors']}.")
+PY
