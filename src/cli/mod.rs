@@ -31,6 +31,9 @@ enum Command {
     Serve(ConfigArgs),
     /// Print a commented default configuration file.
     Config,
+    /// Apply pending schema migrations to the database, then exit
+    /// (`serve` also applies them at start-up).
+    Migrate(ConfigArgs),
     /// List stored events (reads the database directly).
     Events(query::EventsArgs),
     /// List the request log: every webhook request and how it was answered.
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(&args).await,
+            Command::Migrate(args) => serve::migrate(&args).await,
             Command::Events(args) => query::events(&args).await,
             Command::Requests(args) => query::requests(&args).await,
             Command::Send(args) => send::send(&args).await,

@@ -26,6 +26,17 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {
+    let config = args.load()?;
+    let options = StoreOptions {
+        request_log_max_rows: config.request_log_max_rows,
+    };
+    let store = store::open(&config.database, options).await?;
+    store.close().await;
+    println!("{}: schema is up to date", redact_url(&config.database));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn announce(config: &Config, listener: &TcpListener) {
     let addr = listener
         .local_addr()
@@ -50,8 +61,10 @@ pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{user}:***{}", &url[..scheme], &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme], &url[at..]),
+                None => url.to_string(),
+            }
         }
         _ => url.to_string(),
     }
@@ -89,5 +102,6 @@ mod tests {
     fn passwords_are_hidden() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("smshook.db"), "smshook.db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

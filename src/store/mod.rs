@@ -9,6 +9,8 @@ use async_trait::async_trait;
 
 use crate::event::{Event, Inserted, NewEvent, RequestRecord};
 
+pub mod postgres;
+pub(crate) mod queue;
 pub mod sqlite;
 
 /// Why storage could not do what was asked. Every variant is transient from
@@ -92,10 +94,16 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a database URL names: `postgres://…` or
 /// `postgresql://…` for PostgreSQL; `sqlite://path` or a plain path for SQLite.
 pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("database: PostgreSQL support is not built in yet (use a SQLite path)");
+    if is_postgres(url) {
+        return Ok(Arc::new(postgres::PostgresStore::open(url, options).await?));
     }
-    let store = sqlite::SqliteStore::open(path.as_ref(), options).await?;
-    Ok(Arc::new(store))
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    Ok(Arc::new(
+        sqlite::SqliteStore::open(path.as_ref(), options).await?,
+    ))
+}
+
+/// Whether a database URL names PostgreSQL (else it is SQLite).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

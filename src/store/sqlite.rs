@@ -22,7 +22,8 @@ use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 
 mod writer;
 
-use writer::{InsertJob, Job, LogBuffer, Writer};
+use super::queue::{InsertJob, LogBuffer};
+use writer::{Job, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];

@@ -3,7 +3,15 @@
 use serde_json::Value;
 use smshook::providers::SampleIds;
 
-use crate::support::{TestApp, TestOptions, provider, secret_for};
+use crate::support::{Backend, TestApp, TestOptions, provider, secret_for};
+
+crate::on_both_backends!(
+    events_page_in_arrival_order_with_filters,
+    bad_queries_and_unknown_ids_are_clear_errors,
+    the_request_log_explains_every_answer_and_never_holds_a_secret,
+    an_unauthenticated_flood_cannot_grow_the_request_log_without_bound,
+    health_and_readiness,
+);
 
 #[tokio::test]
 async fn the_api_needs_the_bearer_token() {
@@ -54,9 +62,8 @@ async fn without_a_token_the_api_is_off_and_says_so() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn events_page_in_arrival_order_with_filters() {
-    let app = TestApp::spawn().await;
+async fn events_page_in_arrival_order_with_filters(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let mut sent = Vec::new();
     for i in 0..25 {
         let (p, t) = if i % 5 == 0 {
@@ -99,9 +106,8 @@ async fn events_page_in_arrival_order_with_filters() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_queries_and_unknown_ids_are_clear_errors() {
-    let app = TestApp::spawn().await;
+async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let (status, body) = app.api("/api/events?limit=5000").await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -117,9 +123,8 @@ async fn bad_queries_and_unknown_ids_are_clear_errors() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_request_log_explains_every_answer_and_never_holds_a_secret() {
-    let app = TestApp::spawn().await;
+async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let p = provider("integify");
     let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
     app.post_signed("integify", p, &body, "wrong-secret").await;
@@ -174,9 +179,9 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound() {
+async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound(backend: Backend) {
     let app = TestApp::spawn_with(TestOptions {
+        backend,
         request_log_max_rows: 50,
         ..Default::default()
     })
@@ -207,9 +212,8 @@ async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn health_and_readiness() {
-    let app = TestApp::spawn().await;
+async fn health_and_readiness(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let health = app
         .client
         .get(app.url("/healthz"))

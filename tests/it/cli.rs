@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{TestApp, secret_for};
+use crate::support::{Backend, TestApp, secret_for};
 
 fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
@@ -55,9 +55,10 @@ fn sign_prints_the_header_a_provider_would_send() {
     assert!(stdout(&out).starts_with("X-TextUs-Signature: 9307b3"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_delivers_a_signed_sample_and_events_reads_it_back() {
-    let app = TestApp::spawn().await;
+crate::on_both_backends!(send_delivers_a_signed_sample_and_events_reads_it_back);
+
+async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let url = app.url("/webhooks/textus");
     let secret = secret_for("textus");
     let out = tokio::task::spawn_blocking(move || {
@@ -102,7 +103,7 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back() {
     .await
     .expect("task");
     assert!(!bad.status.success(), "a refused send exits non-zero");
-    let db = app.db_path.display().to_string();
+    let db = app.database.clone();
     let _keep = app.dir.clone();
     app.stop().await;
 

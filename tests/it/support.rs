@@ -28,7 +28,110 @@ pub fn old_secret_for(provider: &str) -> String {
     format!("whsec-{provider}-previous")
 }
 
+/// Which store a test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// A URL whose `search_path` is a schema of this test's own.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh schema on `SMSHOOK_TEST_POSTGRES_URL`, or `None` (with a
+    /// visible message) when the variable is unset.
+    pub async fn postgres() -> Option<Backend> {
+        let Ok(base) = std::env::var("SMSHOOK_TEST_POSTGRES_URL") else {
+            skip_notice(
+                "PostgreSQL",
+                "SMSHOOK_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+            return None;
+        };
+        Some(Backend::Postgres(fresh_schema(&base).await))
+    }
+}
+
+/// Says once per run, past libtest's output capture, that a service's tests
+/// are skipped and how to turn them on.
+pub fn skip_notice(service: &str, var: &str, example: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !said.iter().any(|s| s == service) {
+        said.push(service.to_string());
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPING {service} tests: set {var} (e.g. {example}) to run them\n"
+        );
+    }
+}
+
+/// Creates `smshook_t<unix time>_<random>` and returns a URL using it; drops
+/// test schemas over an hour old, so repeated runs do not pile up.
+pub async fn fresh_schema(base: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .expect("connect to test PostgreSQL");
+    tokio::spawn(conn);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stale = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'smshook_t%'",
+            &[],
+        )
+        .await
+        .expect("list schemas");
+    for row in stale {
+        let name: String = row.get(0);
+        let born: u64 = name
+            .trim_start_matches("smshook_t")
+            .split('_')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
+        if born + 3600 < now {
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .await;
+        }
+    }
+    let schema = format!("smshook_t{now}_{}", rand::random::<u32>());
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}")
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `<name>::sqlite` and
+/// `<name>::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = $crate::support::Backend::postgres().await {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+}
+
 pub struct TestOptions {
+    pub backend: Backend,
     pub database: Option<PathBuf>,
     pub store: Option<Arc<dyn Store>>,
     pub ack_deadline: Duration,
@@ -40,6 +143,7 @@ pub struct TestOptions {
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
+            backend: Backend::Sqlite,
             database: None,
             store: None,
             ack_deadline: Duration::from_secs(4),
@@ -53,7 +157,10 @@ impl Default for TestOptions {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The SQLite file (meaningful for the SQLite backend only).
     pub db_path: PathBuf,
+    /// The database URL or path the server uses, whatever the backend.
+    pub database: String,
     /// Holds the database directory for the test's lifetime.
     pub dir: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -80,6 +187,14 @@ impl TestApp {
         Self::spawn_with(TestOptions::default()).await
     }
 
+    pub async fn on(backend: Backend) -> TestApp {
+        Self::spawn_with(TestOptions {
+            backend,
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(o: TestOptions) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let db_path = o
@@ -95,9 +210,13 @@ impl TestApp {
         db_path: PathBuf,
         o: TestOptions,
     ) -> TestApp {
+        let database = match &o.backend {
+            Backend::Sqlite => db_path.display().to_string(),
+            Backend::Postgres(url) => url.clone(),
+        };
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
-            database: db_path.display().to_string(),
+            database: database.clone(),
             max_body_bytes: o.max_body_bytes,
             ack_deadline: o.ack_deadline,
             request_log_max_rows: o.request_log_max_rows,
@@ -106,7 +225,7 @@ impl TestApp {
         };
         let store = match o.store {
             Some(store) => store,
-            None => open_store(&db_path, o.request_log_max_rows).await,
+            None => open_url(&database, o.request_log_max_rows).await,
         };
         let listener = TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -118,6 +237,7 @@ impl TestApp {
             addr,
             client: reqwest::Client::new(),
             db_path,
+            database,
             dir,
             shutdown: Some(tx),
             server: Some(server),
@@ -206,8 +326,12 @@ impl TestApp {
 }
 
 pub async fn open_store(path: &Path, max_rows: u64) -> Arc<dyn Store> {
+    open_url(&path.display().to_string(), max_rows).await
+}
+
+pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {
     store::open(
-        &path.display().to_string(),
+        url,
         StoreOptions {
             request_log_max_rows: max_rows,
         },

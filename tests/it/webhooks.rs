@@ -4,11 +4,24 @@ use serde_json::{Value, json};
 use smshook::providers::{self, SampleIds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{TestApp, TestOptions, old_secret_for, provider, secret_for};
+use crate::support::{Backend, TestApp, TestOptions, old_secret_for, provider, secret_for};
 
-#[tokio::test]
-async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim() {
-    let app = TestApp::spawn().await;
+crate::on_both_backends!(
+    every_provider_and_type_is_accepted_normalized_and_kept_verbatim,
+    normalized_fields_per_provider,
+    unknown_fields_and_types_are_stored_and_answered_200,
+    bad_signatures_are_401_for_every_provider,
+    rotated_secrets_both_verify_and_case_is_ignored,
+    malformed_json_is_400_after_a_valid_signature,
+    oversize_bodies_are_413_with_or_without_content_length,
+    unknown_source_is_404_and_other_methods_405,
+    a_retry_is_stored_once_and_answered_with_the_original_id,
+    textus_payload_without_an_id_is_deduplicated_by_body_hash,
+    sixty_four_simultaneous_copies_store_one_row,
+);
+
+async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
+    let app = TestApp::on(backend).await;
     for p in providers::ALL {
         for t in p.event_types {
             let (body, status, answer) = app.send_sample(p, t).await;
@@ -44,9 +57,8 @@ async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn normalized_fields_per_provider() {
-    let app = TestApp::spawn().await;
+async fn normalized_fields_per_provider(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let cases = [
         ("integify", "sms.failed", "message.failed"),
         ("integify", "DELIVERY_REPORT", "message.delivered"),
@@ -82,9 +94,8 @@ async fn normalized_fields_per_provider() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_fields_and_types_are_stored_and_answered_200() {
-    let app = TestApp::spawn().await;
+async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let body = br#"{"id":"evt_new_1","type":"sms.clicked","data":{"link":"https://x.test","shiny":[1,2]},"extra":true}"#;
     let (status, answer) = app.send_body(provider("integify"), body).await;
     assert_eq!(status, 200, "{answer}");
@@ -100,9 +111,8 @@ async fn unknown_fields_and_types_are_stored_and_answered_200() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_signatures_are_401_for_every_provider() {
-    let app = TestApp::spawn().await;
+async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
+    let app = TestApp::on(backend).await;
     for p in providers::ALL {
         let body =
             serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
@@ -156,9 +166,8 @@ async fn bad_signatures_are_401_for_every_provider() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn rotated_secrets_both_verify_and_case_is_ignored() {
-    let app = TestApp::spawn().await;
+async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let p = provider("private-number");
     for secret in [old_secret_for(p.name), secret_for(p.name)] {
         let body =
@@ -186,9 +195,8 @@ async fn rotated_secrets_both_verify_and_case_is_ignored() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_json_is_400_after_a_valid_signature() {
-    let app = TestApp::spawn().await;
+async fn malformed_json_is_400_after_a_valid_signature(backend: Backend) {
+    let app = TestApp::on(backend).await;
     for body in [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""] {
         let response = app
             .post_signed(
@@ -212,9 +220,9 @@ async fn malformed_json_is_400_after_a_valid_signature() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn oversize_bodies_are_413_with_or_without_content_length() {
+async fn oversize_bodies_are_413_with_or_without_content_length(backend: Backend) {
     let app = TestApp::spawn_with(TestOptions {
+        backend,
         max_body_bytes: 1024,
         ..Default::default()
     })
@@ -256,9 +264,8 @@ async fn oversize_bodies_are_413_with_or_without_content_length() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_source_is_404_and_other_methods_405() {
-    let app = TestApp::spawn().await;
+async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let response = app
         .client
         .post(app.url("/webhooks/nope"))
@@ -282,9 +289,8 @@ async fn unknown_source_is_404_and_other_methods_405() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_retry_is_stored_once_and_answered_with_the_original_id() {
-    let app = TestApp::spawn().await;
+async fn a_retry_is_stored_once_and_answered_with_the_original_id(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let p = provider("msgine");
     let body =
         serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
@@ -304,9 +310,8 @@ async fn a_retry_is_stored_once_and_answered_with_the_original_id() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sixty_four_simultaneous_copies_store_one_row() {
-    let app = std::sync::Arc::new(TestApp::spawn().await);
+async fn sixty_four_simultaneous_copies_store_one_row(backend: Backend) {
+    let app = std::sync::Arc::new(TestApp::on(backend).await);
     let p = provider("integify");
     let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
@@ -335,9 +340,8 @@ async fn sixty_four_simultaneous_copies_store_one_row() {
     assert_eq!(app.events("source=integify").await.len(), 1);
 }
 
-#[tokio::test]
-async fn textus_payload_without_an_id_is_deduplicated_by_body_hash() {
-    let app = TestApp::spawn().await;
+async fn textus_payload_without_an_id_is_deduplicated_by_body_hash(backend: Backend) {
+    let app = TestApp::on(backend).await;
     let body = br#"{"event":"message.received","data":{"from":"+15550001","body":"hello"}}"#;
     let (_, first) = app.send_body(provider("textus"), body).await;
     let (_, second) = app.send_body(provider("textus"), body).await;

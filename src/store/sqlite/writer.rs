@@ -2,59 +2,24 @@
 //! the thread is free goes into one transaction, so one fsync acknowledges a
 //! whole batch instead of one each.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
-use tokio::sync::oneshot;
 
 use crate::event::{Inserted, NewEvent, RequestRecord};
 use crate::store::StoreError;
+use crate::store::queue::{InsertJob, LogBuffer};
 
 /// Most jobs in one transaction; bounds a batch's latency and memory.
 const MAX_BATCH: usize = 2048;
 /// How long the writer waits for work before flushing refused-request logs.
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
-/// Most refused-request records buffered between flushes (flood bound).
-const LOG_BUFFER: usize = 10_000;
 
 pub enum Job {
     Insert(Box<InsertJob>),
     Shutdown,
-}
-
-pub struct InsertJob {
-    pub event: NewEvent,
-    pub request: RequestRecord,
-    pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
-}
-
-/// Refused-request records waiting for the writer. Bounded: past
-/// `LOG_BUFFER`, records are dropped and counted instead of using memory.
-#[derive(Default)]
-pub struct LogBuffer {
-    queue: Mutex<VecDeque<RequestRecord>>,
-    /// Records dropped since the last warning, reported in the server log.
-    dropped: AtomicU64,
-}
-
-impl LogBuffer {
-    pub fn push(&self, record: RequestRecord) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.len() >= LOG_BUFFER {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            queue.push_back(record);
-        }
-    }
-
-    fn take(&self) -> Vec<RequestRecord> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.drain(..).collect()
-    }
 }
 
 pub struct Writer {
@@ -101,7 +66,6 @@ impl Writer {
 
     fn flush(&mut self, batch: Vec<InsertJob>) {
         let logs = self.logs.take();
-        self.warn_dropped();
         if batch.is_empty() && logs.is_empty() {
             return;
         }
@@ -133,16 +97,6 @@ impl Writer {
             self.since_prune = 0;
         }
         due
-    }
-
-    fn warn_dropped(&self) {
-        let dropped = self.logs.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "request log: dropped refused-request records under load"
-            );
-        }
     }
 
     fn finish(self) {

@@ -1,0 +1,609 @@
+//! The PostgreSQL backend, for scale and several replicas on one database.
+//! Writes are group-committed like SQLite's: a dispatcher task gathers every
+//! insert waiting, and each batch is one transaction with one multi-row
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`. Up to
+//! `PARALLEL_FLUSHES` batches commit at once, so commits overlap. Duplicates
+//! across batches and replicas are settled by the unique index: the second
+//! inserter waits for the first's commit, then finds its row.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::queue::{InsertJob, LogBuffer};
+use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+
+mod tls;
+
+/// Schema versions, applied in order under an advisory lock.
+const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
+/// Key of the advisory lock that serializes migrations across replicas.
+const MIGRATION_LOCK: i64 = 0x0073_6d73_686f_6f6b; // "smshook"
+/// Connections per replica.
+const POOL_SIZE: usize = 16;
+/// Batches that may be committing at once.
+const PARALLEL_FLUSHES: usize = 4;
+const MAX_BATCH: usize = 2048;
+const QUEUE_DEPTH: usize = 8192;
+/// Longest wait for a connection (new or from the pool); bounded so an
+/// unreachable server turns into 503s, not hung requests.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a batch may take before its connection is dropped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_FLUSH: Duration = Duration::from_millis(100);
+
+pub struct PostgresStore {
+    pool: Pool,
+    jobs: mpsc::Sender<InsertJob>,
+    logs: Arc<LogBuffer>,
+    /// Set by `close`; later writes fail with `Closed`.
+    closed: AtomicBool,
+    stop: Arc<Notify>,
+    /// Joined on close, so every accepted batch is committed before we return.
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations, and starts the dispatcher.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Self> {
+        let pool = connect(url)?;
+        let mut client = pool.get().await.context("cannot connect to PostgreSQL")?;
+        migrate(&mut client)
+            .await
+            .context("migrating the PostgreSQL schema")?;
+        drop(client);
+        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        let logs = Arc::new(LogBuffer::default());
+        let stop = Arc::new(Notify::new());
+        let dispatcher = Dispatcher {
+            pool: pool.clone(),
+            rx,
+            logs: logs.clone(),
+            stop: stop.clone(),
+            options,
+            since_prune: 0,
+        };
+        let handle = tokio::spawn(dispatcher.run());
+        Ok(Self {
+            pool,
+            jobs,
+            logs,
+            closed: AtomicBool::new(false),
+            stop,
+            dispatcher: Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// Applies every migration not yet recorded, in one transaction holding an
+/// advisory lock, so replicas starting together apply each exactly once.
+/// Returns the schema version.
+pub async fn migrate(client: &mut Object) -> Result<usize, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS smshook_migrations \
+         (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM smshook_migrations",
+            &[],
+        )
+        .await?;
+    let applied = row.get::<_, i32>(0) as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO smshook_migrations (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(MIGRATIONS.len())
+}
+
+fn connect(url: &str) -> Result<Pool> {
+    let mut target = tls::parse(url)?;
+    if target.config.get_connect_timeout().is_none() {
+        target.config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    target.config.keepalives(true);
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match target.tls {
+        Some(tls) => Manager::from_config(target.config, tls, recycling),
+        None => Manager::from_config(target.config, NoTls, recycling),
+    };
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Gathers waiting inserts into batches and hands each to a flush task.
+struct Dispatcher {
+    pool: Pool,
+    rx: mpsc::Receiver<InsertJob>,
+    logs: Arc<LogBuffer>,
+    stop: Arc<Notify>,
+    options: StoreOptions,
+    since_prune: u64,
+}
+
+impl Dispatcher {
+    async fn run(mut self) {
+        let permits = Arc::new(Semaphore::new(PARALLEL_FLUSHES));
+        let mut stopping = false;
+        while !stopping {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let first = tokio::select! {
+                job = self.rx.recv() => job,
+                () = tokio::time::sleep(IDLE_FLUSH) => None,
+                () = self.stop.notified() => { stopping = true; None }
+            };
+            let mut batch: Vec<InsertJob> = first.into_iter().collect();
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.spawn_flush(batch, permit);
+        }
+        let _ = permits.acquire_many(PARALLEL_FLUSHES as u32).await;
+    }
+
+    fn spawn_flush(&mut self, batch: Vec<InsertJob>, permit: OwnedSemaphorePermit) {
+        let logs = self.logs.take();
+        if batch.is_empty() && logs.is_empty() {
+            return;
+        }
+        self.since_prune += (batch.len() + logs.len()) as u64;
+        let max_rows = self.options.request_log_max_rows;
+        let prune = (self.since_prune >= (max_rows / 10).clamp(1, 1000)).then_some(max_rows);
+        if prune.is_some() {
+            self.since_prune = 0;
+        }
+        tokio::spawn(flush(self.pool.clone(), batch, logs, prune, permit));
+    }
+}
+
+async fn flush(
+    pool: Pool,
+    batch: Vec<InsertJob>,
+    logs: Vec<RequestRecord>,
+    prune: Option<u64>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let written =
+        tokio::time::timeout(FLUSH_TIMEOUT, write_batch(&pool, &batch, &logs, prune)).await;
+    let error = match written {
+        Ok(Ok(results)) => {
+            for (job, result) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(result));
+            }
+            return;
+        }
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => format!("batch not committed within {FLUSH_TIMEOUT:?}"),
+    };
+    tracing::error!(error = %error, events = batch.len(), "PostgreSQL write failed; answering 503");
+    for job in batch {
+        let _ = job.reply.send(Err(StoreError::Unavailable(error.clone())));
+    }
+}
+
+async fn write_batch(
+    pool: &Pool,
+    batch: &[InsertJob],
+    logs: &[RequestRecord],
+    prune: Option<u64>,
+) -> Result<Vec<Inserted>> {
+    let mut client = pool.get().await.context("getting a connection")?;
+    let written = write_in(&mut client, batch, logs, prune).await;
+    if written.is_err() {
+        // The connection may be broken (a restart, a cut network): drop it
+        // rather than hand it to the next batch.
+        drop(Object::take(client));
+    }
+    written
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (id, source, provider, dedupe_key, provider_event_id, \
+    type, provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, \
+    occurred_at, received_at, payload) \
+    SELECT id, source, provider, dedupe_key, provider_event_id, type, provider_type, message_id, \
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::json \
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
+    $16::text[], $17::text[]) AS t(id, source, provider, dedupe_key, provider_event_id, type, provider_type, \
+    message_id, from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload) \
+    ORDER BY source, dedupe_key \
+    ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id";
+const FIND_EXISTING: &str = "SELECT source, dedupe_key, e.id FROM events e \
+    JOIN UNNEST($1::text[], $2::text[]) AS k(source, dedupe_key) USING (source, dedupe_key)";
+const INSERT_REQUESTS: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, body_sha256, event_id) \
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])";
+const PRUNE_REQUESTS: &str =
+    "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - $1";
+
+/// One transaction. Rows are inserted in key order so concurrent batches
+/// (here or on another replica) always lock keys in the same order and
+/// cannot deadlock.
+async fn write_in(
+    client: &mut Object,
+    batch: &[InsertJob],
+    logs: &[RequestRecord],
+    prune: Option<u64>,
+) -> Result<Vec<Inserted>> {
+    let tx = client.transaction().await?;
+    let columns = event_columns(batch);
+    let insert = tx.prepare_cached(INSERT_EVENTS).await?;
+    let fresh: HashSet<String> = tx
+        .query(&insert, &as_params(&columns))
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let existing = if fresh.len() < batch.len() {
+        find_existing(&tx, batch).await?
+    } else {
+        HashMap::new()
+    };
+    let results = batch
+        .iter()
+        .map(|job| resolve(&job.event, &fresh, &existing))
+        .collect::<Result<Vec<_>>>()?;
+    let requests = request_rows(batch, &results, logs);
+    let insert_requests = tx.prepare_cached(INSERT_REQUESTS).await?;
+    tx.execute(&insert_requests, &requests.params()).await?;
+    if let Some(max_rows) = prune {
+        tx.execute(PRUNE_REQUESTS, &[&(max_rows as i64)]).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn find_existing(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[InsertJob],
+) -> Result<HashMap<(String, String), String>, tokio_postgres::Error> {
+    let sources: Vec<&str> = batch.iter().map(|j| j.event.source.as_str()).collect();
+    let keys: Vec<&str> = batch.iter().map(|j| j.event.dedupe_key.as_str()).collect();
+    let find = tx.prepare_cached(FIND_EXISTING).await?;
+    let rows = tx.query(&find, &[&sources, &keys]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}
+
+/// New row, or the committed row that holds the key (its inserter held the
+/// key until it committed). Neither: fail the batch rather than claim a row.
+fn resolve(
+    e: &NewEvent,
+    fresh: &HashSet<String>,
+    existing: &HashMap<(String, String), String>,
+) -> Result<Inserted> {
+    if fresh.contains(&e.id) {
+        return Ok(Inserted {
+            event_id: e.id.clone(),
+            duplicate: false,
+        });
+    }
+    let key = (e.source.clone(), e.dedupe_key.clone());
+    let event_id = existing
+        .get(&key)
+        .cloned()
+        .context("a conflicting event was not found")?;
+    Ok(Inserted {
+        event_id,
+        duplicate: true,
+    })
+}
+
+/// The batch as 17 text arrays, one per column, in `INSERT_EVENTS` order.
+fn event_columns(batch: &[InsertJob]) -> Vec<Vec<Option<&str>>> {
+    let getters: [fn(&NewEvent) -> Option<&str>; 17] = [
+        |e| Some(&e.id),
+        |e| Some(&e.source),
+        |e| Some(&e.provider),
+        |e| Some(&e.dedupe_key),
+        |e| e.fields.provider_event_id.as_deref(),
+        |e| Some(&e.fields.event_type),
+        |e| e.fields.provider_type.as_deref(),
+        |e| e.fields.message_id.as_deref(),
+        |e| e.fields.from.as_deref(),
+        |e| e.fields.to.as_deref(),
+        |e| e.fields.body.as_deref(),
+        |e| e.fields.status.as_deref(),
+        |e| e.fields.error_code.as_deref(),
+        |e| e.fields.error_reason.as_deref(),
+        |e| e.fields.occurred_at.as_deref(),
+        |e| Some(&e.received_at),
+        |e| Some(&e.payload),
+    ];
+    getters
+        .iter()
+        .map(|get| batch.iter().map(|j| get(&j.event)).collect())
+        .collect()
+}
+
+fn as_params<T: ToSql + Sync>(columns: &[T]) -> Vec<&(dyn ToSql + Sync)> {
+    columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
+}
+
+/// Request-log rows as column arrays: buffered refusals first (they arrived
+/// before this batch was taken), then the batch's own requests.
+#[derive(Default)]
+struct RequestColumns {
+    at: Vec<String>,
+    source: Vec<String>,
+    status: Vec<i32>,
+    reason: Vec<String>,
+    remote_addr: Vec<Option<String>>,
+    size: Vec<i64>,
+    body_sha256: Vec<Option<String>>,
+    event_id: Vec<Option<String>>,
+}
+
+impl RequestColumns {
+    fn push(&mut self, r: RequestRecord) {
+        self.at.push(r.at);
+        self.source.push(r.source);
+        self.status.push(i32::from(r.status));
+        self.reason.push(r.reason);
+        self.remote_addr.push(r.remote_addr);
+        self.size.push(r.size as i64);
+        self.body_sha256.push(r.body_sha256);
+        self.event_id.push(r.event_id);
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.at,
+            &self.source,
+            &self.status,
+            &self.reason,
+            &self.remote_addr,
+            &self.size,
+            &self.body_sha256,
+            &self.event_id,
+        ]
+    }
+}
+
+fn request_rows(
+    batch: &[InsertJob],
+    results: &[Inserted],
+    logs: &[RequestRecord],
+) -> RequestColumns {
+    let mut rows = RequestColumns::default();
+    for record in logs {
+        rows.push(record.clone());
+    }
+    for (job, result) in batch.iter().zip(results) {
+        let mut record = job.request.clone();
+        if result.duplicate {
+            record.reason = "duplicate".into();
+        }
+        record.event_id = Some(result.event_id.clone());
+        rows.push(record);
+    }
+    rows
+}
+
+const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text";
+/// Rows of transactions still in flight are left out of listings until they
+/// commit, so a row with a smaller `seq` can never appear behind a cursor.
+const SETTLED: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
+
+/// `seq > $1 AND <settled> [AND col = $n …] ORDER BY seq LIMIT $last`.
+fn listing(
+    table: &str,
+    columns: &str,
+    filters: &[(&str, &Option<String>)],
+    after: i64,
+    limit: u32,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE seq > $1 AND {SETTLED}");
+    for (column, value) in filters {
+        if let Some(v) = value {
+            params.push(Box::new(v.clone()));
+            sql.push_str(&format!(" AND {column} = ${}", params.len()));
+        }
+    }
+    params.push(Box::new(i64::from(limit)));
+    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
+    (sql, params)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_event(
+        &self,
+        event: NewEvent,
+        request: RequestRecord,
+    ) -> Result<Inserted, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(InsertJob {
+                event,
+                request,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn record_request(&self, request: RequestRecord) {
+        self.logs.push(request);
+    }
+
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let filters = [
+            ("source", &q.source),
+            ("type", &q.event_type),
+            ("message_id", &q.message_id),
+        ];
+        let (sql, params) = listing(
+            "events",
+            EVENT_COLUMNS,
+            &filters,
+            q.after.unwrap_or(0),
+            q.limit,
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &refs)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&id])
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
+        let columns = "seq, at, source, status, reason, remote_addr, size, body_sha256, event_id";
+        let (sql, params) = listing(
+            "requests",
+            columns,
+            &[("source", &q.source)],
+            q.after.unwrap_or(0),
+            q.limit,
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &refs)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.stop.notify_one();
+        let handle = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.await.is_err()
+        {
+            tracing::error!("the PostgreSQL dispatcher did not stop cleanly");
+        }
+        self.pool.close();
+    }
+}
+
+fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+    let payload: String = r.try_get(16).map_err(unavailable)?;
+    Ok(Event {
+        seq: r.try_get(0).map_err(unavailable)?,
+        id: r.try_get(1).map_err(unavailable)?,
+        source: r.try_get(2).map_err(unavailable)?,
+        provider: r.try_get(3).map_err(unavailable)?,
+        fields: EventFields {
+            provider_event_id: r.try_get(4).map_err(unavailable)?,
+            event_type: r.try_get(5).map_err(unavailable)?,
+            provider_type: r.try_get(6).map_err(unavailable)?,
+            message_id: r.try_get(7).map_err(unavailable)?,
+            from: r.try_get(8).map_err(unavailable)?,
+            to: r.try_get(9).map_err(unavailable)?,
+            body: r.try_get(10).map_err(unavailable)?,
+            status: r.try_get(11).map_err(unavailable)?,
+            error_code: r.try_get(12).map_err(unavailable)?,
+            error_reason: r.try_get(13).map_err(unavailable)?,
+            occurred_at: r.try_get(14).map_err(unavailable)?,
+        },
+        received_at: r.try_get(15).map_err(unavailable)?,
+        payload: RawValue::from_string(payload).map_err(unavailable)?,
+    })
+}
+
+fn request_from_row(r: &Row) -> Result<RequestRecord, StoreError> {
+    Ok(RequestRecord {
+        seq: r.try_get(0).map_err(unavailable)?,
+        at: r.try_get(1).map_err(unavailable)?,
+        source: r.try_get(2).map_err(unavailable)?,
+        status: r.try_get::<_, i32>(3).map_err(unavailable)? as u16,
+        reason: r.try_get(4).map_err(unavailable)?,
+        remote_addr: r.try_get(5).map_err(unavailable)?,
+        size: r.try_get::<_, i64>(6).map_err(unavailable)? as u64,
+        body_sha256: r.try_get(7).map_err(unavailable)?,
+        event_id: r.try_get(8).map_err(unavailable)?,
+    })
+}

@@ -1,0 +1,41 @@
+-- Events: one row per distinct provider event. `seq` orders arrival; `txid`
+-- lets listings hide rows of transactions still in flight, so a cursor never
+-- skips a row that commits after a later one.
+CREATE TABLE events (
+    seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid              XID8 NOT NULL DEFAULT pg_current_xact_id(),
+    id                TEXT NOT NULL UNIQUE,
+    source            TEXT NOT NULL,
+    provider          TEXT NOT NULL,
+    dedupe_key        TEXT NOT NULL,
+    provider_event_id TEXT,
+    type              TEXT NOT NULL,
+    provider_type     TEXT,
+    message_id        TEXT,
+    from_number       TEXT,
+    to_number         TEXT,
+    body              TEXT,
+    status            TEXT,
+    error_code        TEXT,
+    error_reason      TEXT,
+    occurred_at       TEXT,
+    received_at       TEXT NOT NULL,
+    -- `json`, not `jsonb`: it keeps the provider's bytes exactly.
+    payload           JSON NOT NULL,
+    UNIQUE (source, dedupe_key)
+);
+CREATE INDEX events_message ON events (message_id) WHERE message_id IS NOT NULL;
+
+-- Request log: every webhook request, accepted or not; bounded by pruning.
+CREATE TABLE requests (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid        XID8 NOT NULL DEFAULT pg_current_xact_id(),
+    at          TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    remote_addr TEXT,
+    size        BIGINT NOT NULL,
+    body_sha256 TEXT,
+    event_id    TEXT
+);
