@@ -1,10 +1,14 @@
 //! The PostgreSQL backend, for scale and several replicas on one database.
 //! Writes are group-committed like SQLite's: a dispatcher task gathers every
 //! insert waiting, and each batch is one transaction with one multi-row
-//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`. Up to
-//! `PARALLEL_FLUSHES` batches commit at once, so commits overlap. Duplicates
-//! across batches and replicas are settled by the unique index: the second
-//! inserter waits for the first's commit, then finds its row.
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`.
+//!
+//! Every batch transaction, on every replica, first takes one advisory lock
+//! and holds it to commit. Commits are therefore serialized, which makes
+//! `seq` commit order: a reader that sees row N sees every row before it, so
+//! cursors never skip a late commit. Group commit keeps this cheap — while one
+//! batch holds the lock, the next one gathers everything that arrives — and a
+//! retry reaching two replicas at once meets the first copy already committed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,10 +34,17 @@ mod tls;
 const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
 /// Key of the advisory lock that serializes migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x0073_6d73_686f_6f6b; // "smshook"
+/// Run first in every write transaction: take the write lock (key
+/// 0x736d7368777274, "smshwrt"), waiting at most 5 s for it; a replica that
+/// dies mid-transaction cannot hold it for more than 10 s.
+const BEGIN_WRITE: &str = "SET LOCAL lock_timeout = '5s'; \
+    SET LOCAL idle_in_transaction_session_timeout = '10s'; \
+    SELECT pg_advisory_xact_lock(32489964763050612)";
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
-/// Batches that may be committing at once.
-const PARALLEL_FLUSHES: usize = 4;
+/// Batches in flight at once: one committing, one waiting on the write lock
+/// with its connection ready.
+const PARALLEL_FLUSHES: usize = 2;
 const MAX_BATCH: usize = 2048;
 const QUEUE_DEPTH: usize = 8192;
 /// Longest wait for a connection (new or from the pool); bounded so an
@@ -247,7 +258,6 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, source, provider, dedupe_ke
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
     $16::text[], $17::text[]) AS t(id, source, provider, dedupe_key, provider_event_id, type, provider_type, \
     message_id, from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload) \
-    ORDER BY source, dedupe_key \
     ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id";
 const FIND_EXISTING: &str = "SELECT source, dedupe_key, e.id FROM events e \
     JOIN UNNEST($1::text[], $2::text[]) AS k(source, dedupe_key) USING (source, dedupe_key)";
@@ -256,9 +266,7 @@ const INSERT_REQUESTS: &str = "INSERT INTO requests (at, source, status, reason,
 const PRUNE_REQUESTS: &str =
     "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - $1";
 
-/// One transaction. Rows are inserted in key order so concurrent batches
-/// (here or on another replica) always lock keys in the same order and
-/// cannot deadlock.
+/// One transaction, holding the write lock from its first statement.
 async fn write_in(
     client: &mut Object,
     batch: &[InsertJob],
@@ -266,6 +274,7 @@ async fn write_in(
     prune: Option<u64>,
 ) -> Result<Vec<Inserted>> {
     let tx = client.transaction().await?;
+    tx.batch_execute(BEGIN_WRITE).await?;
     let columns = event_columns(batch);
     let insert = tx.prepare_cached(INSERT_EVENTS).await?;
     let fresh: HashSet<String> = tx
@@ -424,11 +433,7 @@ fn request_rows(
 
 const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text";
-/// Rows of transactions still in flight are left out of listings until they
-/// commit, so a row with a smaller `seq` can never appear behind a cursor.
-const SETTLED: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
-
-/// `seq > $1 AND <settled> [AND col = $n …] ORDER BY seq LIMIT $last`.
+/// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last`.
 fn listing(
     table: &str,
     columns: &str,
@@ -437,7 +442,7 @@ fn listing(
     limit: u32,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
-    let mut sql = format!("SELECT {columns} FROM {table} WHERE seq > $1 AND {SETTLED}");
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE seq > $1");
     for (column, value) in filters {
         if let Some(v) = value {
             params.push(Box::new(v.clone()));

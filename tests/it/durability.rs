@@ -14,7 +14,13 @@ use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
 use smshook::providers::SampleIds;
 use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
 
-use crate::support::{TestApp, TestOptions, open_store, provider, secret_for};
+use crate::support::{Backend, TestApp, TestOptions, open_url, provider, secret_for};
+
+crate::on_both_backends!(
+    a_restart_keeps_every_acknowledged_event,
+    sigkill_mid_stream_loses_nothing_acknowledged,
+    sigterm_finishes_in_flight_requests_and_exits_cleanly,
+);
 
 /// A store whose disk has failed: every write errors.
 #[derive(Default)]
@@ -120,9 +126,8 @@ async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_restart_keeps_every_acknowledged_event() {
-    let app = Arc::new(TestApp::spawn().await);
+async fn a_restart_keeps_every_acknowledged_event(backend: Backend) {
+    let app = Arc::new(TestApp::on(backend.clone()).await);
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let app = app.clone();
@@ -142,7 +147,15 @@ async fn a_restart_keeps_every_acknowledged_event() {
     let app = Arc::into_inner(app).expect("sole owner");
     let (dir, db) = (app.dir.clone(), app.db_path.clone());
     app.stop().await;
-    let again = TestApp::spawn_in(dir, db, TestOptions::default()).await;
+    let again = TestApp::spawn_in(
+        dir,
+        db,
+        TestOptions {
+            backend,
+            ..Default::default()
+        },
+    )
+    .await;
     let stored: HashSet<String> = again
         .events("")
         .await
@@ -159,11 +172,11 @@ struct Server {
     addr: String,
 }
 
-fn start_binary(dir: &std::path::Path) -> Server {
+fn start_binary(dir: &std::path::Path, database: &str) -> Server {
     let config = dir.join("smshook.toml");
     let toml = format!(
         "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n",
-        dir.join("events.db").display().to_string(),
+        database,
         secret_for("integify")
     );
     std::fs::write(&config, toml).expect("write config");
@@ -237,8 +250,8 @@ where
     out
 }
 
-async fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
-    let store = open_store(&dir.join("events.db"), 1000).await;
+async fn stored_ids(database: &str) -> HashSet<String> {
+    let store = open_url(database, 1000).await;
     let events = store
         .events(&EventQuery {
             limit: 1000,
@@ -250,10 +263,18 @@ async fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
     events.into_iter().map(|e| e.id).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_loses_nothing_acknowledged() {
+/// The database a binary test uses: a file in `dir`, or the backend's URL.
+fn database_in(dir: &std::path::Path, backend: &Backend) -> String {
+    match backend {
+        Backend::Sqlite => dir.join("events.db").display().to_string(),
+        Backend::Postgres(url) => url.clone(),
+    }
+}
+
+async fn sigkill_mid_stream_loses_nothing_acknowledged(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = start_binary(dir.path());
+    let database = database_in(dir.path(), &backend);
+    let mut server = start_binary(dir.path(), &database);
     let (acked, failed) = flood(&server.addr, 300).await;
     assert_eq!((acked.len(), failed), (300, 0));
     let addr = server.addr.clone();
@@ -262,7 +283,7 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     server.child.kill().expect("SIGKILL");
     let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
     let (acked_during, _) = more.await.expect("task");
-    let stored = stored_ids(dir.path()).await;
+    let stored = stored_ids(&database).await;
     assert!(
         acked.is_subset(&stored),
         "all events acknowledged before the kill are stored"
@@ -273,10 +294,10 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = start_binary(dir.path());
+    let database = database_in(dir.path(), &backend);
+    let mut server = start_binary(dir.path(), &database);
     let addr = server.addr.clone();
     let sending = tokio::spawn(async move { flood(&addr, 400).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -294,7 +315,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         .expect("wait");
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     let (acked, _) = sending.await.expect("task");
-    let stored = stored_ids(dir.path()).await;
+    let stored = stored_ids(&database).await;
     assert!(
         acked.is_subset(&stored),
         "every acknowledged event is stored"

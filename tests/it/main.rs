@@ -3,5 +3,7 @@
 mod api;
 mod cli;
 mod durability;
+mod postgres;
+mod storage;
 mod support;
 mod webhooks;

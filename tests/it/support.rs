@@ -2,7 +2,7 @@
 //! plus typed helpers to send signed webhooks and query the API.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,10 +323,6 @@ impl TestApp {
         assert_eq!(status, 200, "{page}");
         page["requests"].as_array().expect("requests array").clone()
     }
-}
-
-pub async fn open_store(path: &Path, max_rows: u64) -> Arc<dyn Store> {
-    open_url(&path.display().to_string(), max_rows).await
 }
 
 pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {

@@ -1,9 +1,8 @@
--- Events: one row per distinct provider event. `seq` orders arrival; `txid`
--- lets listings hide rows of transactions still in flight, so a cursor never
--- skips a row that commits after a later one.
+-- Events: one row per distinct provider event. `seq` is commit order: writers
+-- take an advisory lock for their whole transaction (see postgres.rs), so a
+-- cursor over `seq` never skips a row that commits late.
 CREATE TABLE events (
     seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    txid              XID8 NOT NULL DEFAULT pg_current_xact_id(),
     id                TEXT NOT NULL UNIQUE,
     source            TEXT NOT NULL,
     provider          TEXT NOT NULL,
@@ -29,7 +28,6 @@ CREATE INDEX events_message ON events (message_id) WHERE message_id IS NOT NULL;
 -- Request log: every webhook request, accepted or not; bounded by pruning.
 CREATE TABLE requests (
     seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    txid        XID8 NOT NULL DEFAULT pg_current_xact_id(),
     at          TEXT NOT NULL,
     source      TEXT NOT NULL,
     status      INTEGER NOT NULL,

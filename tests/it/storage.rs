@@ -1,0 +1,231 @@
+//! The `Store` contract, checked against every backend through the trait
+//! alone: what HTTP relies on, without HTTP.
+
+use std::sync::Arc;
+
+use smshook::event::{EventFields, NewEvent, RequestRecord, new_event_id, now_rfc3339};
+use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
+
+use crate::support::{Backend, open_url};
+
+crate::on_both_backends!(
+    store_contract,
+    concurrent_copies_resolve_to_one_row,
+    closed_store_refuses_writes
+);
+
+async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = match backend {
+        Backend::Sqlite => dir.path().join("s.db").display().to_string(),
+        Backend::Postgres(url) => url.clone(),
+    };
+    (open_url(&url, 1000).await, dir)
+}
+
+pub fn event(source: &str, key: &str, event_type: &str, message_id: Option<&str>) -> NewEvent {
+    NewEvent {
+        id: new_event_id(),
+        source: source.into(),
+        provider: "integify".into(),
+        dedupe_key: key.into(),
+        fields: EventFields {
+            event_type: event_type.into(),
+            message_id: message_id.map(String::from),
+            body: Some("héllo \u{1F600}".into()),
+            ..EventFields::default()
+        },
+        received_at: now_rfc3339(),
+        payload: format!(r#"{{"id": "{key}",  "nested": {{"keep": "spacing"}}}}"#),
+    }
+}
+
+pub fn request(source: &str, status: u16, reason: &str) -> RequestRecord {
+    RequestRecord {
+        seq: 0,
+        at: now_rfc3339(),
+        source: source.into(),
+        status,
+        reason: reason.into(),
+        remote_addr: Some("203.0.113.9".into()),
+        size: 42,
+        body_sha256: None,
+        event_id: None,
+    }
+}
+
+async fn store_contract(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let first = event("a", "k1", "message.delivered", Some("m1"));
+    let first_id = first.id.clone();
+    let stored = store
+        .insert_event(first.clone(), request("a", 200, "accepted"))
+        .await
+        .expect("insert");
+    assert_eq!(
+        (stored.event_id.as_str(), stored.duplicate),
+        (first_id.as_str(), false)
+    );
+
+    let retry = store
+        .insert_event(
+            event("a", "k1", "message.delivered", Some("m1")),
+            request("a", 200, "accepted"),
+        )
+        .await;
+    let retry = retry.expect("insert retry");
+    assert_eq!(
+        (retry.event_id.as_str(), retry.duplicate),
+        (first_id.as_str(), true)
+    );
+    let other_source = store
+        .insert_event(
+            event("b", "k1", "message.failed", Some("m1")),
+            request("b", 200, "accepted"),
+        )
+        .await;
+    assert!(
+        !other_source.expect("insert").duplicate,
+        "dedupe is per source"
+    );
+
+    store.record_request(request("a", 401, "invalid_signature"));
+    store
+        .insert_event(
+            event("a", "k2", "message.received", None),
+            request("a", 200, "accepted"),
+        )
+        .await
+        .expect("insert");
+
+    let all = store
+        .events(&EventQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let keys: Vec<_> = all
+        .iter()
+        .map(|e| (e.source.as_str(), e.fields.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("a", "message.delivered"),
+            ("b", "message.failed"),
+            ("a", "message.received")
+        ]
+    );
+    let page = store
+        .events(&EventQuery {
+            after: Some(all[0].seq),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        page[0].id, all[1].id,
+        "cursor continues after the last seen"
+    );
+    let by_source = store
+        .events(&EventQuery {
+            source: Some("a".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(by_source.len(), 2);
+    let by_message = store
+        .events(&EventQuery {
+            message_id: Some("m1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(by_message.len(), 2);
+    let by_type = store
+        .events(&EventQuery {
+            event_type: Some("message.failed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(by_type.expect("list").len(), 1);
+
+    let got = store.event(&first_id).await.expect("get").expect("found");
+    assert_eq!(
+        got.payload.get(),
+        first.payload,
+        "payload kept byte for byte"
+    );
+    assert_eq!(got.fields.body.as_deref(), Some("héllo \u{1F600}"));
+    assert!(store.event("evt_missing").await.expect("get").is_none());
+
+    let log = store
+        .requests(&RequestQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("requests");
+    let reasons: Vec<_> = log.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "accepted",
+            "duplicate",
+            "accepted",
+            "invalid_signature",
+            "accepted"
+        ]
+    );
+    assert_eq!(log[1].event_id.as_deref(), Some(first_id.as_str()));
+    store.ping().await.expect("ready");
+    store.close().await;
+}
+
+async fn concurrent_copies_resolve_to_one_row(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let key = format!("k{}", i % 4);
+            tokio::spawn(async move {
+                store
+                    .insert_event(event("s", &key, "t", None), request("s", 200, "accepted"))
+                    .await
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += usize::from(!t.await.expect("task").expect("insert").duplicate);
+    }
+    assert_eq!(fresh, 4, "one original per key");
+    assert_eq!(
+        store
+            .events(&EventQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .len(),
+        4
+    );
+    store.close().await;
+}
+
+async fn closed_store_refuses_writes(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    store.close().await;
+    let after = store
+        .insert_event(event("s", "k", "t", None), request("s", 200, "accepted"))
+        .await;
+    assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
+    assert!(store.ping().await.is_err());
+}
