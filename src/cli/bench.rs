@@ -25,9 +25,10 @@ use crate::signature::{Secret, sign_hex};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Webhook URL (http://host:port/path).
-    #[arg(long)]
-    url: String,
+    /// Webhook URL (http://host:port/path). Repeat it to spread the
+    /// connections over several replicas.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     #[arg(long, default_value = "integify")]
     provider: String,
     #[arg(long, default_value = "sms.delivered")]
@@ -75,14 +76,20 @@ impl Tally {
     }
 }
 
+/// One URL, split for a raw HTTP/1 connection.
+struct Target {
+    addr: String,
+    host: String,
+    path: String,
+}
+
 /// Everything a connection task needs, shared.
 struct Plan {
     provider: &'static Provider,
     event_type: String,
     secret: Secret,
-    addr: String,
-    host: String,
-    path: String,
+    /// Where connection `i` sends: `targets[i % len]`.
+    targets: Vec<Target>,
     requests: u64,
     deadline: Instant,
     /// Requests claimed so far; a task claims before sending.
@@ -95,14 +102,16 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     sample_body(provider, &args.event_type, &SampleIds::fresh())?;
-    let (addr, host, path) = split_url(&args.url)?;
+    let targets = args
+        .url
+        .iter()
+        .map(|u| split_url(u))
+        .collect::<Result<Vec<_>>>()?;
     let plan = Arc::new(Plan {
         provider,
         event_type: args.event_type.clone(),
         secret: Secret::new(args.secret.clone()),
-        addr,
-        host,
-        path,
+        targets,
         requests: args.requests,
         deadline: Instant::now() + *args.duration,
         claimed: AtomicU64::new(0),
@@ -111,7 +120,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let progress = spawn_progress(plan.clone(), args.json);
     let tasks: Vec<_> = (0..args.concurrency.max(1))
-        .map(|_| tokio::spawn(connection(plan.clone())))
+        .map(|i| tokio::spawn(connection(plan.clone(), i)))
         .collect();
     let mut total = Tally::new()?;
     for task in tasks {
@@ -122,8 +131,8 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     report(&total, elapsed, args)
 }
 
-/// `http://host:port/path` → (`host:port`, `host:port`, `/path`).
-fn split_url(url: &str) -> Result<(String, String, String)> {
+/// `http://host:port/path` → address `host:port`, Host header, `/path`.
+fn split_url(url: &str) -> Result<Target> {
     let Some(rest) = url.strip_prefix("http://") else {
         bail!("--url: only http:// URLs can be benchmarked (got {url:?})");
     };
@@ -138,7 +147,11 @@ fn split_url(url: &str) -> Result<(String, String, String)> {
     } else {
         path.to_string()
     };
-    Ok((addr, authority.to_string(), path))
+    Ok(Target {
+        addr,
+        host: authority.to_string(),
+        path,
+    })
 }
 
 fn spawn_progress(plan: Arc<Plan>, quiet: bool) -> tokio::task::JoinHandle<()> {
@@ -160,19 +173,20 @@ fn spawn_progress(plan: Arc<Plan>, quiet: bool) -> tokio::task::JoinHandle<()> {
 
 /// One keep-alive connection sending requests back to back; reconnects
 /// after an error.
-async fn connection(plan: Arc<Plan>) -> Result<Tally> {
+async fn connection(plan: Arc<Plan>, index: usize) -> Result<Tally> {
+    let target = &plan.targets[index % plan.targets.len()];
     let mut tally = Tally::new()?;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     while claim(&plan) {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            sender = connect(&plan.addr).await.ok();
+            sender = connect(&target.addr).await.ok();
         }
         let Some(s) = sender.as_mut() else {
             tally.errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let request = build_request(&plan)?;
+        let request = build_request(&plan, target)?;
         let started = Instant::now();
         match send(s, request).await {
             Ok(status) if (200..300).contains(&status) => tally.accepted += 1,
@@ -202,11 +216,11 @@ async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-fn build_request(plan: &Plan) -> Result<Request<Full<Bytes>>> {
+fn build_request(plan: &Plan, target: &Target) -> Result<Request<Full<Bytes>>> {
     let body = sample_body(plan.provider, &plan.event_type, &SampleIds::fresh())?;
     let signature = sign_hex(&plan.secret, &body, plan.provider.signature_prefix);
-    Ok(Request::post(&plan.path)
-        .header(hyper::header::HOST, &plan.host)
+    Ok(Request::post(&target.path)
+        .header(hyper::header::HOST, &target.host)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(plan.provider.signature_header, signature)
         .body(Full::new(Bytes::from(body)))?)
@@ -262,13 +276,13 @@ mod tests {
 
     #[test]
     fn urls_split_into_address_and_path() {
-        let (addr, host, path) = split_url("http://127.0.0.1:8080/webhooks/ig").expect("valid");
+        let t = split_url("http://127.0.0.1:8080/webhooks/ig").expect("valid");
         assert_eq!(
-            (addr.as_str(), host.as_str(), path.as_str()),
+            (t.addr.as_str(), t.host.as_str(), t.path.as_str()),
             ("127.0.0.1:8080", "127.0.0.1:8080", "/webhooks/ig")
         );
         assert_eq!(
-            split_url("http://localhost").expect("valid").0,
+            split_url("http://localhost").expect("valid").addr,
             "localhost:80"
         );
         assert!(split_url("https://x").is_err());
