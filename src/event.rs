@@ -45,9 +45,14 @@ pub struct NewEvent {
     pub provider: String,
     pub dedupe_key: String,
     pub fields: EventFields,
+    /// `Some(true)`: this event opts its number out; `Some(false)`: back in.
+    pub opt_out: Option<bool>,
     pub received_at: String,
     /// The original body, byte for byte (validated as a JSON object).
     pub payload: String,
+    /// Destinations whose filters match: the store records a pending delivery
+    /// for each in the event's own transaction (the outbox).
+    pub destinations: Vec<String>,
 }
 
 /// A stored event as the API and CLI show it.
@@ -61,6 +66,8 @@ pub struct Event {
     pub provider: String,
     #[serde(flatten)]
     pub fields: EventFields,
+    /// `true`: an opt-out (STOP, `contact.opted_out`); `false`: an opt-in.
+    pub opt_out: Option<bool>,
     pub received_at: String,
     pub payload: Box<RawValue>,
 }
@@ -92,6 +99,11 @@ pub struct RequestRecord {
 /// A new sortable event id: `evt_` + ULID.
 pub fn new_event_id() -> String {
     format!("evt_{}", ulid::Ulid::generate())
+}
+
+/// Milliseconds since the Unix epoch (delivery schedules).
+pub fn unix_millis() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 /// Now, as stored timestamps are written (RFC 3339, UTC, milliseconds).

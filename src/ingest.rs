@@ -68,9 +68,11 @@ pub fn prepare(
         source: source.name.clone(),
         provider: source.provider.name.to_string(),
         dedupe_key,
+        opt_out: crate::optout::classify(&normalized.fields),
         fields: normalized.fields,
         received_at,
         payload: text.to_string(),
+        destinations: Vec::new(),
     })
 }
 

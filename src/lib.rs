@@ -8,6 +8,8 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod message;
+pub mod optout;
 pub mod providers;
 pub mod signature;
 pub mod store;

@@ -38,6 +38,10 @@ enum Command {
     Events(query::EventsArgs),
     /// List the request log: every webhook request and how it was answered.
     Requests(query::RequestsArgs),
+    /// A message's current status and the timeline of events about it.
+    Message(query::MessageArgs),
+    /// Numbers currently opted out (STOP and the like).
+    Optouts(query::OptoutsArgs),
     /// Send a realistic, correctly signed sample webhook to a URL.
     Send(send::SendArgs),
     /// Print the signature header a provider would send for the body on stdin.
@@ -120,6 +124,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Migrate(args) => serve::migrate(&args).await,
             Command::Events(args) => query::events(&args).await,
             Command::Requests(args) => query::requests(&args).await,
+            Command::Message(args) => query::message(&args).await,
+            Command::Optouts(args) => query::optouts(&args).await,
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
             Command::Bench(args) => bench::bench(&args).await,

@@ -49,6 +49,93 @@ pub struct RequestsArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The provider's message id.
+    message_id: String,
+    /// The source, when several use the same message id.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OptoutsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Start after this number.
+    #[arg(long)]
+    after: Option<String>,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn message(args: &MessageArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
+    let state =
+        crate::message::load(store.as_ref(), args.source.as_deref(), &args.message_id).await;
+    store.close().await;
+    let Some(state) = state? else {
+        eprintln!("no event names message {:?}", args.message_id);
+        return Ok(ExitCode::FAILURE);
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&state)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} ({}): {} since {}",
+        state.message_id, state.source, state.status, state.updated_at
+    );
+    print_table(
+        &["ID", "RECEIVED", "TYPE", "STATUS", "ERROR"],
+        state.timeline.iter().map(|e| {
+            vec![
+                e.id.clone(),
+                e.received_at.clone(),
+                e.fields.event_type.clone(),
+                dash(&e.fields.status),
+                dash(&e.fields.error_reason),
+            ]
+        }),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn optouts(args: &OptoutsArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
+    let query = crate::store::OptoutQuery {
+        after: args.after.clone(),
+        limit: args.limit,
+    };
+    let optouts = store.optouts(&query).await;
+    store.close().await;
+    let optouts = optouts?;
+    if args.json {
+        for o in &optouts {
+            println!("{}", serde_json::to_string(o)?);
+        }
+    } else {
+        print_table(
+            &["NUMBER", "SINCE", "SOURCE", "EVENT"],
+            optouts.iter().map(|o| {
+                vec![
+                    o.number.clone(),
+                    o.changed_at.clone(),
+                    o.source.clone(),
+                    o.event_id.clone(),
+                ]
+            }),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
     let query = EventQuery {

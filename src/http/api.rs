@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::App;
-use crate::store::{EventQuery, RequestQuery, StoreError};
+use crate::store::{EventQuery, OptoutQuery, RequestQuery, StoreError};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 100;
@@ -65,6 +65,9 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(get_event))
         .route("/api/requests", get(list_requests))
+        .route("/api/messages/{message_id}", get(get_message))
+        .route("/api/optouts", get(list_optouts))
+        .route("/api/optouts/{number}", get(get_optout))
         .route_layer(middleware::from_fn_with_state(app, require_token))
 }
 
@@ -146,6 +149,60 @@ async fn list_requests(
     let requests = app.store.requests(&query).await?;
     let next = next_cursor(requests.last().map(|r| r.seq), requests.len(), limit);
     Ok(Json(json!({"requests": requests, "next": next})))
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageParams {
+    source: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OptoutParams {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn get_message(
+    State(app): State<App>,
+    Path(message_id): Path<String>,
+    params: Result<Query<MessageParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let state = crate::message::load(app.store.as_ref(), p.source.as_deref(), &message_id)
+        .await?
+        .ok_or(ApiError::NotFound("message"))?;
+    Ok(Json(json!(state)))
+}
+
+async fn list_optouts(
+    State(app): State<App>,
+    params: Result<Query<OptoutParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let limit = limit(p.limit)?;
+    let optouts = app
+        .store
+        .optouts(&OptoutQuery {
+            after: p.after,
+            limit,
+        })
+        .await?;
+    let next = (optouts.len() == limit as usize)
+        .then(|| optouts.last().map(|o| o.number.clone()))
+        .flatten();
+    Ok(Json(json!({"optouts": optouts, "next": next})))
+}
+
+async fn get_optout(
+    State(app): State<App>,
+    Path(number): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let optout = app
+        .store
+        .optout(&number)
+        .await?
+        .ok_or(ApiError::NotFound("number"))?;
+    Ok(Json(json!(optout)))
 }
 
 fn limit(asked: Option<u32>) -> Result<u32, ApiError> {

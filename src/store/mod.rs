@@ -8,6 +8,8 @@ use anyhow::Result;
 use async_trait::async_trait;
 
 use crate::event::{Event, Inserted, NewEvent, RequestRecord};
+use crate::message::StatusRow;
+use crate::optout::Optout;
 
 pub mod postgres;
 pub(crate) mod queue;
@@ -41,6 +43,14 @@ pub struct EventQuery {
 pub struct RequestQuery {
     pub source: Option<String>,
     pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Numbers currently opted out, by number.
+#[derive(Debug, Clone, Default)]
+pub struct OptoutQuery {
+    /// Cursor: numbers after this one.
+    pub after: Option<String>,
     pub limit: u32,
 }
 
@@ -83,6 +93,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Request-log entries in arrival order.
     async fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError>;
+
+    /// A message's current status; `source` narrows it when several
+    /// sources use the same message id.
+    async fn message_status(
+        &self,
+        source: Option<&str>,
+        message_id: &str,
+    ) -> Result<Option<StatusRow>, StoreError>;
+
+    /// Numbers whose latest consent change is an opt-out.
+    async fn optouts(&self, query: &OptoutQuery) -> Result<Vec<Optout>, StoreError>;
+
+    /// One number's latest consent change, opted out or back in.
+    async fn optout(&self, number: &str) -> Result<Option<Optout>, StoreError>;
 
     /// Ok when the store can take writes (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -24,14 +24,22 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::OptoutQuery;
 use super::queue::{InsertJob, LogBuffer};
 use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use crate::message::StatusRow;
+use crate::optout::Optout;
 
 mod tls;
 
 /// Schema versions, applied in order under an advisory lock.
-const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("postgres/0001_init.sql"),
+    include_str!("postgres/0002_messages_optouts_outbox.sql"),
+];
+/// The schema version this build migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// Key of the advisory lock that serializes migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x0073_6d73_686f_6f6b; // "smshook"
 /// Run first in every write transaction: take the write lock (key
@@ -251,13 +259,15 @@ async fn write_batch(
 
 const INSERT_EVENTS: &str = "INSERT INTO events (id, source, provider, dedupe_key, provider_event_id, \
     type, provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, \
-    occurred_at, received_at, payload) \
+    occurred_at, received_at, payload, opt_out) \
     SELECT id, source, provider, dedupe_key, provider_event_id, type, provider_type, message_id, \
-    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::json \
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::json, \
+    opt_out::boolean \
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
-    $16::text[], $17::text[]) AS t(id, source, provider, dedupe_key, provider_event_id, type, provider_type, \
-    message_id, from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload) \
+    $16::text[], $17::text[], $18::text[]) AS t(id, source, provider, dedupe_key, provider_event_id, type, \
+    provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, occurred_at, \
+    received_at, payload, opt_out) \
     ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id";
 const FIND_EXISTING: &str = "SELECT source, dedupe_key, e.id FROM events e \
     JOIN UNNEST($1::text[], $2::text[]) AS k(source, dedupe_key) USING (source, dedupe_key)";
@@ -292,6 +302,13 @@ async fn write_in(
         .iter()
         .map(|job| resolve(&job.event, &fresh, &existing))
         .collect::<Result<Vec<_>>>()?;
+    let fresh_events: Vec<&NewEvent> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| !r.duplicate)
+        .map(|(j, _)| &j.event)
+        .collect();
+    record_effects(&tx, &fresh_events).await?;
     let requests = request_rows(batch, &results, logs);
     let insert_requests = tx.prepare_cached(INSERT_REQUESTS).await?;
     tx.execute(&insert_requests, &requests.params()).await?;
@@ -314,6 +331,117 @@ async fn find_existing(
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect())
+}
+
+const UPSERT_MESSAGES: &str = "INSERT INTO messages (source, message_id, status, rank, event_id, updated_at) \
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[]) \
+    ON CONFLICT (source, message_id) DO UPDATE SET status = excluded.status, rank = excluded.rank, \
+    event_id = excluded.event_id, updated_at = excluded.updated_at WHERE excluded.rank > messages.rank";
+const UPSERT_OPTOUTS: &str = "INSERT INTO optouts (number, opted_out, source, event_id, changed_at) \
+    SELECT * FROM UNNEST($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[]) \
+    ON CONFLICT (number) DO UPDATE SET opted_out = excluded.opted_out, source = excluded.source, \
+    event_id = excluded.event_id, changed_at = excluded.changed_at WHERE excluded.changed_at >= optouts.changed_at";
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at) \
+    SELECT e, d, n, c, c FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) AS t(e, d, n, c)";
+
+/// What new events change besides their rows: message status, consent, and
+/// pending deliveries. One statement each; a statement may not touch a key
+/// twice, so updates are first reduced to one per key, the way applying them
+/// one by one would end.
+async fn record_effects(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[&NewEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let statuses = reduce_statuses(events);
+    if !statuses.is_empty() {
+        let sources: Vec<&str> = statuses.iter().map(|(e, _, _)| e.source.as_str()).collect();
+        let ids: Vec<&str> = statuses
+            .iter()
+            .map(|(e, _, _)| e.fields.message_id.as_deref().unwrap_or(""))
+            .collect();
+        let names: Vec<&str> = statuses.iter().map(|(_, status, _)| *status).collect();
+        let ranks: Vec<i64> = statuses.iter().map(|(_, _, rank)| *rank).collect();
+        let by: Vec<&str> = statuses.iter().map(|(e, _, _)| e.id.as_str()).collect();
+        let at: Vec<&str> = statuses
+            .iter()
+            .map(|(e, _, _)| e.received_at.as_str())
+            .collect();
+        tx.execute(UPSERT_MESSAGES, &[&sources, &ids, &names, &ranks, &by, &at])
+            .await?;
+    }
+    let consents = reduce_consents(events);
+    if !consents.is_empty() {
+        let numbers: Vec<&str> = consents.iter().map(|(n, _, _)| *n).collect();
+        let opted: Vec<bool> = consents
+            .iter()
+            .map(|(_, e, _)| e.opt_out == Some(true))
+            .collect();
+        let sources: Vec<&str> = consents.iter().map(|(_, e, _)| e.source.as_str()).collect();
+        let ids: Vec<&str> = consents.iter().map(|(_, e, _)| e.id.as_str()).collect();
+        let at: Vec<&str> = consents.iter().map(|(_, _, t)| *t).collect();
+        tx.execute(UPSERT_OPTOUTS, &[&numbers, &opted, &sources, &ids, &at])
+            .await?;
+    }
+    let deliveries: Vec<(&str, &str)> = events
+        .iter()
+        .flat_map(|e| {
+            e.destinations
+                .iter()
+                .map(move |d| (e.id.as_str(), d.as_str()))
+        })
+        .collect();
+    if !deliveries.is_empty() {
+        let (ids, names): (Vec<&str>, Vec<&str>) = deliveries.iter().copied().unzip();
+        let received: HashMap<&str, &str> = events
+            .iter()
+            .map(|e| (e.id.as_str(), e.received_at.as_str()))
+            .collect();
+        let created: Vec<&str> = ids
+            .iter()
+            .map(|id| received.get(id).copied().unwrap_or(""))
+            .collect();
+        let now = vec![crate::event::unix_millis(); ids.len()];
+        tx.execute(INSERT_DELIVERIES, &[&ids, &names, &now, &created])
+            .await?;
+    }
+    Ok(())
+}
+
+/// One status update per message: the highest rank, the first on a tie.
+fn reduce_statuses<'a>(events: &[&'a NewEvent]) -> Vec<(&'a NewEvent, &'static str, i64)> {
+    let mut best: Vec<(&NewEvent, &'static str, i64)> = Vec::new();
+    for e in events {
+        let Some((status, rank)) = crate::message::status_of(&e.fields) else {
+            continue;
+        };
+        let same = |b: &&mut (&NewEvent, &str, i64)| {
+            b.0.source == e.source && b.0.fields.message_id == e.fields.message_id
+        };
+        match best.iter_mut().find(same) {
+            Some(b) if rank > b.2 => *b = (e, status, rank),
+            Some(_) => {}
+            None => best.push((e, status, rank)),
+        }
+    }
+    best
+}
+
+/// One consent change per number: the latest by provider time.
+fn reduce_consents<'a>(events: &[&'a NewEvent]) -> Vec<(&'a str, &'a NewEvent, &'a str)> {
+    let mut latest: HashMap<&str, (&NewEvent, &str)> = HashMap::new();
+    for e in events {
+        let (Some(_), Some(number)) = (e.opt_out, e.fields.from.as_deref()) else {
+            continue;
+        };
+        let at = e.fields.occurred_at.as_deref().unwrap_or(&e.received_at);
+        match latest.get(number) {
+            Some((_, t)) if *t > at => {}
+            _ => {
+                latest.insert(number, (e, at));
+            }
+        }
+    }
+    latest.into_iter().map(|(n, (e, t))| (n, e, t)).collect()
 }
 
 /// New row, or the committed row that holds the key (its inserter held the
@@ -340,9 +468,9 @@ fn resolve(
     })
 }
 
-/// The batch as 17 text arrays, one per column, in `INSERT_EVENTS` order.
+/// The batch as 18 text arrays, one per column, in `INSERT_EVENTS` order.
 fn event_columns(batch: &[InsertJob]) -> Vec<Vec<Option<&str>>> {
-    let getters: [fn(&NewEvent) -> Option<&str>; 17] = [
+    let getters: [fn(&NewEvent) -> Option<&str>; 18] = [
         |e| Some(&e.id),
         |e| Some(&e.source),
         |e| Some(&e.provider),
@@ -360,6 +488,7 @@ fn event_columns(batch: &[InsertJob]) -> Vec<Vec<Option<&str>>> {
         |e| e.fields.occurred_at.as_deref(),
         |e| Some(&e.received_at),
         |e| Some(&e.payload),
+        |e| e.opt_out.map(|o| if o { "true" } else { "false" }),
     ];
     getters
         .iter()
@@ -432,7 +561,7 @@ fn request_rows(
 }
 
 const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
-    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text";
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text, opt_out";
 /// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last`.
 fn listing(
     table: &str,
@@ -545,6 +674,57 @@ impl Store for PostgresStore {
         rows.iter().map(request_from_row).collect()
     }
 
+    async fn message_status(
+        &self,
+        source: Option<&str>,
+        message_id: &str,
+    ) -> Result<Option<StatusRow>, StoreError> {
+        let sql = "SELECT source, message_id, status, event_id, updated_at FROM messages \
+                   WHERE message_id = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source LIMIT 1";
+        let row = self
+            .client()
+            .await?
+            .query_opt(sql, &[&message_id, &source])
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| -> Result<StatusRow, tokio_postgres::Error> {
+            Ok(StatusRow {
+                source: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                status: r.try_get(2)?,
+                status_event_id: r.try_get(3)?,
+                updated_at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+        .map_err(unavailable)
+    }
+
+    async fn optouts(&self, q: &OptoutQuery) -> Result<Vec<Optout>, StoreError> {
+        let sql = format!(
+            "SELECT {OPTOUT_COLUMNS} FROM optouts WHERE opted_out AND number > $1 ORDER BY number LIMIT $2"
+        );
+        let after = q.after.clone().unwrap_or_default();
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&after, &i64::from(q.limit)])
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(optout_from_row).collect()
+    }
+
+    async fn optout(&self, number: &str) -> Result<Option<Optout>, StoreError> {
+        let sql = format!("SELECT {OPTOUT_COLUMNS} FROM optouts WHERE number = $1");
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&number])
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(optout_from_row).transpose()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -594,8 +774,21 @@ fn event_from_row(r: &Row) -> Result<Event, StoreError> {
             error_reason: r.try_get(13).map_err(unavailable)?,
             occurred_at: r.try_get(14).map_err(unavailable)?,
         },
+        opt_out: r.try_get(17).map_err(unavailable)?,
         received_at: r.try_get(15).map_err(unavailable)?,
         payload: RawValue::from_string(payload).map_err(unavailable)?,
+    })
+}
+
+const OPTOUT_COLUMNS: &str = "number, opted_out, source, event_id, changed_at";
+
+fn optout_from_row(r: &Row) -> Result<Optout, StoreError> {
+    Ok(Optout {
+        number: r.try_get(0).map_err(unavailable)?,
+        opted_out: r.try_get(1).map_err(unavailable)?,
+        source: r.try_get(2).map_err(unavailable)?,
+        event_id: r.try_get(3).map_err(unavailable)?,
+        changed_at: r.try_get(4).map_err(unavailable)?,
     })
 }
 

@@ -17,8 +17,11 @@ use rusqlite::{
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
+use super::OptoutQuery;
 use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use crate::message::StatusRow;
+use crate::optout::Optout;
 
 mod writer;
 
@@ -26,7 +29,10 @@ use super::queue::{InsertJob, LogBuffer};
 use writer::{Job, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sqlite/0001_init.sql"),
+    include_str!("sqlite/0002_messages_optouts_outbox.sql"),
+];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
 /// How long a statement waits for a lock held by another process.
@@ -173,6 +179,49 @@ impl Store for SqliteStore {
         self.read(move |conn| list_requests(conn, &q)).await
     }
 
+    async fn message_status(
+        &self,
+        source: Option<&str>,
+        message_id: &str,
+    ) -> Result<Option<StatusRow>, StoreError> {
+        let (source, message_id) = (source.map(String::from), message_id.to_string());
+        self.read(move |conn| {
+            let sql = "SELECT source, message_id, status, event_id, updated_at FROM messages \
+                       WHERE message_id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY source LIMIT 1";
+            conn.query_row(sql, rusqlite::params![message_id, source], |r| {
+                Ok(StatusRow {
+                    source: r.get(0)?,
+                    message_id: r.get(1)?,
+                    status: r.get(2)?,
+                    status_event_id: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn optouts(&self, q: &OptoutQuery) -> Result<Vec<Optout>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| {
+            let sql = format!("SELECT {OPTOUT_COLUMNS} FROM optouts WHERE opted_out AND number > ?1 ORDER BY number LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params![q.after.unwrap_or_default(), q.limit], optout_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn optout(&self, number: &str) -> Result<Option<Optout>, StoreError> {
+        let number = number.to_string();
+        self.read(move |conn| {
+            let sql = format!("SELECT {OPTOUT_COLUMNS} FROM optouts WHERE number = ?1");
+            conn.query_row(&sql, [number], optout_from_row).optional()
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let alive = self
             .writer
@@ -206,7 +255,7 @@ impl Store for SqliteStore {
 }
 
 const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
-    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload";
+    from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
 /// `WHERE` clauses for the filters that are set, with their values.
 fn filters(pairs: &[(&str, &Option<String>)], after: Option<i64>) -> (String, Vec<SqlValue>) {
@@ -272,8 +321,21 @@ fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
             error_reason: r.get(13)?,
             occurred_at: r.get(14)?,
         },
+        opt_out: r.get(17)?,
         received_at: r.get(15)?,
         payload,
+    })
+}
+
+const OPTOUT_COLUMNS: &str = "number, opted_out, source, event_id, changed_at";
+
+fn optout_from_row(r: &Row) -> rusqlite::Result<Optout> {
+    Ok(Optout {
+        number: r.get(0)?,
+        opted_out: r.get(1)?,
+        source: r.get(2)?,
+        event_id: r.get(3)?,
+        changed_at: r.get(4)?,
     })
 }
 

@@ -47,6 +47,22 @@ impl Store for BrokenDisk {
     async fn requests(&self, _: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
         Ok(Vec::new())
     }
+    async fn message_status(
+        &self,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<smshook::message::StatusRow>, StoreError> {
+        Ok(None)
+    }
+    async fn optouts(
+        &self,
+        _: &smshook::store::OptoutQuery,
+    ) -> Result<Vec<smshook::optout::Optout>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn optout(&self, _: &str) -> Result<Option<smshook::optout::Optout>, StoreError> {
+        Ok(None)
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("disk".into()))
     }

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod durability;
 mod postgres;
+mod status;
 mod storage;
 mod support;
 mod webhooks;

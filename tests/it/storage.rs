@@ -35,6 +35,8 @@ pub fn event(source: &str, key: &str, event_type: &str, message_id: Option<&str>
             body: Some("héllo \u{1F600}".into()),
             ..EventFields::default()
         },
+        opt_out: None,
+        destinations: Vec::new(),
         received_at: now_rfc3339(),
         payload: format!(r#"{{"id": "{key}",  "nested": {{"keep": "spacing"}}}}"#),
     }

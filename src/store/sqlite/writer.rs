@@ -111,9 +111,19 @@ impl Writer {
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, source, provider, dedupe_key, provider_event_id, \
     type, provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, \
-    occurred_at, received_at, payload) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+    occurred_at, received_at, payload, opt_out) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
     ON CONFLICT (source, dedupe_key) DO NOTHING";
+const UPSERT_MESSAGE: &str = "INSERT INTO messages (source, message_id, status, rank, event_id, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (source, message_id) DO UPDATE SET status = excluded.status, \
+    rank = excluded.rank, event_id = excluded.event_id, updated_at = excluded.updated_at \
+    WHERE excluded.rank > messages.rank";
+const UPSERT_OPTOUT: &str = "INSERT INTO optouts (number, opted_out, source, event_id, changed_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (number) DO UPDATE SET opted_out = excluded.opted_out, \
+    source = excluded.source, event_id = excluded.event_id, changed_at = excluded.changed_at \
+    WHERE excluded.changed_at >= optouts.changed_at";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?4)";
 const FIND_EVENT: &str = "SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2";
 const INSERT_REQUEST: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, \
     body_sha256, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -152,6 +162,9 @@ fn write_rows(
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let result = insert_event(&mut insert, &mut find, &job.event)?;
+        if !result.duplicate {
+            record_effects(tx, &job.event)?;
+        }
         let mut request = job.request.clone();
         if result.duplicate {
             request.reason = "duplicate".into();
@@ -187,6 +200,7 @@ fn insert_event(
         f.occurred_at,
         e.received_at,
         e.payload,
+        e.opt_out,
     ])?;
     if changed == 1 {
         return Ok(Inserted {
@@ -202,6 +216,38 @@ fn insert_event(
         event_id,
         duplicate: true,
     })
+}
+
+/// What a new event changes besides its own row: its message's status, its
+/// number's consent, and its pending deliveries.
+fn record_effects(tx: &Transaction, e: &NewEvent) -> rusqlite::Result<()> {
+    let f = &e.fields;
+    if let (Some((status, rank)), Some(message_id)) = (crate::message::status_of(f), &f.message_id)
+    {
+        tx.prepare_cached(UPSERT_MESSAGE)?.execute(params![
+            e.source,
+            message_id,
+            status,
+            rank,
+            e.id,
+            e.received_at
+        ])?;
+    }
+    if let (Some(opted_out), Some(number)) = (e.opt_out, &f.from) {
+        let changed_at = f.occurred_at.as_ref().unwrap_or(&e.received_at);
+        tx.prepare_cached(UPSERT_OPTOUT)?
+            .execute(params![number, opted_out, e.source, e.id, changed_at])?;
+    }
+    let now = crate::event::unix_millis();
+    for destination in &e.destinations {
+        tx.prepare_cached(INSERT_DELIVERY)?.execute(params![
+            e.id,
+            destination,
+            now,
+            e.received_at
+        ])?;
+    }
+    Ok(())
 }
 
 fn insert_request(log: &mut CachedStatement, r: &RequestRecord) -> rusqlite::Result<()> {
