@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::dispatch::{Destination, Filter};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub ack_deadline: Duration,
     pub request_log_max_rows: u64,
     pub sources: Vec<Source>,
+    /// Where stored events are handed to the application.
+    pub destinations: Vec<Destination>,
     /// Bearer token for `/api/*` (`SMSHOOK_API_TOKEN`); `None` turns the API off.
     pub api_token: Option<Secret>,
 }
@@ -58,6 +61,26 @@ struct FileConfig {
     request_log: RequestLogFile,
     #[serde(default)]
     sources: Vec<SourceFile>,
+    #[serde(default)]
+    destinations: Vec<DestinationFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationFile {
+    name: String,
+    url: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    types: Vec<String>,
+    opt_out: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    retry_schedule: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +177,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
     } else {
         env_sources(env)
     };
+    let destinations = destinations(raw.destinations, &sources, env)?;
     check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
     Ok(Config {
         listen: listen.parse().with_context(|| {
@@ -164,6 +188,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         ack_deadline,
         request_log_max_rows: raw.request_log.max_rows,
         sources,
+        destinations,
         api_token: env("SMSHOOK_API_TOKEN")
             .filter(|t| !t.is_empty())
             .map(Secret::new),
@@ -239,30 +264,41 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn source_secrets(s: &SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Secret>> {
-    let given = [
-        s.secrets.is_some(),
-        s.secret_env.is_some(),
-        s.secret_file.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        bail!("exactly one of secrets, secret_env or secret_file must be set");
-    }
-    let values: Vec<String> = if let Some(list) = &s.secrets {
-        list.clone()
-    } else if let Some(var) = &s.secret_env {
-        let value = env(var).with_context(|| format!("secret_env: variable {var} is not set"))?;
-        split_list(&value, ',')
-    } else if let Some(path) = &s.secret_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("secret_file: cannot read {}", path.display()))?;
-        split_list(&text, '\n')
-    } else {
-        Vec::new()
+    let values = secret_values(
+        s.secrets.as_deref(),
+        s.secret_env.as_deref(),
+        s.secret_file.as_deref(),
+        env,
+    )?;
+    Ok(values.into_iter().map(Secret::new).collect())
+}
+
+/// The secrets given by exactly one of a list, an environment variable
+/// (comma-separated) or a file (one per line).
+fn secret_values(
+    list: Option<&[String]>,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>> {
+    let values = match (list, var, file) {
+        (Some(list), None, None) => list.to_vec(),
+        (None, Some(var), None) => {
+            let value =
+                env(var).with_context(|| format!("secret_env: variable {var} is not set"))?;
+            split_list(&value, ',')
+        }
+        (None, None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("secret_file: cannot read {}", path.display()))?;
+            split_list(&text, '\n')
+        }
+        _ => bail!("exactly one of secrets, secret_env or secret_file must be set"),
     };
     if values.is_empty() || values.iter().any(|v| v.is_empty()) {
         bail!("secrets: at least one non-empty secret is needed");
     }
-    Ok(values.into_iter().map(Secret::new).collect())
+    Ok(values)
 }
 
 fn split_list(text: &str, sep: char) -> Vec<String> {
@@ -271,6 +307,77 @@ fn split_list(text: &str, sep: char) -> Vec<String> {
         .filter(|v| !v.is_empty())
         .map(String::from)
         .collect()
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn destinations(
+    raw: Vec<DestinationFile>,
+    sources: &[Source],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Destination>> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = destination(d, sources, env).with_context(|| format!("destinations[{i}]"))?;
+            if !seen.insert(d.name.clone()) {
+                bail!(
+                    "destinations[{i}].name: {:?} is used by another destination",
+                    d.name
+                );
+            }
+            Ok(d)
+        })
+        .collect()
+}
+
+fn destination(
+    d: DestinationFile,
+    sources: &[Source],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Destination> {
+    check_name(&d.name)?;
+    if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
+        bail!("url: {:?} must be an http:// or https:// URL", d.url);
+    }
+    if let Some(unknown) = d
+        .sources
+        .iter()
+        .find(|n| !sources.iter().any(|s| &&s.name == n))
+    {
+        bail!("sources: {unknown:?} is not a configured source");
+    }
+    let single = d.secret.map(|s| vec![s]);
+    let secret = secret_values(
+        single.as_deref(),
+        d.secret_env.as_deref(),
+        d.secret_file.as_deref(),
+        env,
+    )?;
+    let key = crate::dispatch::http::SigningKey::parse(&secret[0]).context("secret")?;
+    let schedule = match d.retry_schedule {
+        Some(list) => list
+            .iter()
+            .map(|w| {
+                humantime::parse_duration(w)
+                    .with_context(|| format!("retry_schedule: {w:?} is not a duration"))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => crate::dispatch::DEFAULT_SCHEDULE.to_vec(),
+    };
+    Ok(Destination {
+        name: d.name,
+        url: d.url,
+        key,
+        filter: Filter {
+            sources: d.sources,
+            types: d.types,
+            opt_out: d.opt_out,
+        },
+        timeout: d.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        schedule,
+    })
 }
 
 /// Without a config file: one source per provider whose secret variable is set.

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod event;
 pub mod http;
 pub mod ingest;

@@ -42,6 +42,10 @@ enum Command {
     Message(query::MessageArgs),
     /// Numbers currently opted out (STOP and the like).
     Optouts(query::OptoutsArgs),
+    /// Deliveries to destinations and their state; `--retry-dead` retries dead ones.
+    Deliveries(query::DeliveriesArgs),
+    /// Send stored events to a destination again (one, several, or all since a time).
+    Replay(query::ReplayArgs),
     /// Send a realistic, correctly signed sample webhook to a URL.
     Send(send::SendArgs),
     /// Print the signature header a provider would send for the body on stdin.
@@ -126,6 +130,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Requests(args) => query::requests(&args).await,
             Command::Message(args) => query::message(&args).await,
             Command::Optouts(args) => query::optouts(&args).await,
+            Command::Deliveries(args) => query::deliveries(&args).await,
+            Command::Replay(args) => query::replay(&args).await,
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
             Command::Bench(args) => bench::bench(&args).await,

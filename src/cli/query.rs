@@ -136,6 +136,160 @@ pub async fn optouts(args: &OptoutsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// pending, delivered or dead.
+    #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+    state: Option<String>,
+    #[arg(long)]
+    destination: Option<String>,
+    #[arg(long)]
+    after: Option<i64>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// Make every dead delivery (of --destination, if given) pending again.
+    #[arg(long)]
+    retry_dead: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Event ids to send again.
+    event_ids: Vec<String>,
+    /// Or every event received at or after this time (RFC 3339).
+    #[arg(long, conflicts_with = "event_ids")]
+    since: Option<String>,
+    /// The destination to send them to.
+    #[arg(long)]
+    destination: String,
+}
+
+pub async fn deliveries(args: &DeliveriesArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
+    if args.retry_dead {
+        let retried = store
+            .retry_dead(args.destination.as_deref(), crate::event::unix_millis())
+            .await;
+        store.close().await;
+        println!("{} dead deliveries are pending again", retried?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let query = crate::store::DeliveryQuery {
+        state: args.state.clone(),
+        destination: args.destination.clone(),
+        after: args.after,
+        limit: args.limit,
+    };
+    let deliveries = store.deliveries(&query).await;
+    store.close().await;
+    let deliveries = deliveries?;
+    if args.json {
+        for d in &deliveries {
+            println!("{}", serde_json::to_string(d)?);
+        }
+    } else {
+        print_table(
+            &[
+                "ID",
+                "EVENT",
+                "DESTINATION",
+                "STATE",
+                "ATTEMPTS",
+                "NEXT",
+                "LAST ERROR",
+            ],
+            deliveries.iter().map(|d| {
+                vec![
+                    d.id.to_string(),
+                    d.event_id.clone(),
+                    d.destination.clone(),
+                    d.state.clone(),
+                    d.attempts.to_string(),
+                    d.next_attempt_at.clone(),
+                    dash(&d.last_error),
+                ]
+            }),
+        );
+    }
+    more_hint(
+        deliveries.last().map(|d| d.id),
+        deliveries.len(),
+        args.limit,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    let config = args.config.load()?;
+    if !config
+        .destinations
+        .iter()
+        .any(|d| d.name == args.destination)
+    {
+        anyhow::bail!(
+            "--destination: {:?} is not a configured destination",
+            args.destination
+        );
+    }
+    let store = open(&args.config).await?;
+    let ids = match &args.since {
+        Some(since) => ids_since(store.as_ref(), since).await,
+        None => Ok(args.event_ids.clone()),
+    };
+    let mut queued = 0;
+    let mut missing = Vec::new();
+    for id in ids? {
+        match store
+            .enqueue_delivery(&id, &args.destination, crate::event::unix_millis())
+            .await?
+        {
+            Some(_) => queued += 1,
+            None => missing.push(id),
+        }
+    }
+    store.close().await;
+    println!("{queued} deliveries queued for {}", args.destination);
+    if !missing.is_empty() {
+        eprintln!("no such events: {}", missing.join(", "));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ids of every event received at or after `since`, walking all pages.
+async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>> {
+    let since = chrono::DateTime::parse_from_rfc3339(since)
+        .map_err(|e| anyhow::anyhow!("--since: {since:?} is not an RFC 3339 time ({e})"))?
+        .with_timezone(&chrono::Utc);
+    let since = crate::event::format_time(since);
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .events(&EventQuery {
+                after,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        ids.extend(
+            page.iter()
+                .filter(|e| e.received_at >= since)
+                .map(|e| e.id.clone()),
+        );
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.seq),
+            _ => return Ok(ids),
+        }
+    }
+}
+
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
     let query = EventQuery {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::App;
-use crate::store::{EventQuery, OptoutQuery, RequestQuery, StoreError};
+use crate::store::{DeliveryQuery, EventQuery, OptoutQuery, RequestQuery, StoreError};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 100;
@@ -68,6 +68,10 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/messages/{message_id}", get(get_message))
         .route("/api/optouts", get(list_optouts))
         .route("/api/optouts/{number}", get(get_optout))
+        .route("/api/deliveries", get(list_deliveries))
+        .route("/api/deliveries/retry", axum::routing::post(retry_dead))
+        .route("/api/deliveries/{id}", get(get_delivery))
+        .route("/api/events/{id}/replay", axum::routing::post(replay))
         .route_layer(middleware::from_fn_with_state(app, require_token))
 }
 
@@ -203,6 +207,111 @@ async fn get_optout(
         .await?
         .ok_or(ApiError::NotFound("number"))?;
     Ok(Json(json!(optout)))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeliveryParams {
+    state: Option<String>,
+    destination: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DestinationParam {
+    destination: Option<String>,
+}
+
+async fn list_deliveries(
+    State(app): State<App>,
+    params: Result<Query<DeliveryParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    if let Some(state) = p
+        .state
+        .as_deref()
+        .filter(|s| !["pending", "delivered", "dead"].contains(s))
+    {
+        return Err(ApiError::InvalidQuery(format!(
+            "state: {state:?} is not pending, delivered or dead"
+        )));
+    }
+    let limit = limit(p.limit)?;
+    let query = DeliveryQuery {
+        state: p.state,
+        destination: p.destination,
+        after: cursor(p.after.as_deref())?,
+        limit,
+    };
+    let deliveries = app.store.deliveries(&query).await?;
+    let next = next_cursor(deliveries.last().map(|d| d.id), deliveries.len(), limit);
+    Ok(Json(json!({"deliveries": deliveries, "next": next})))
+}
+
+async fn get_delivery(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = DeliveryQuery {
+        after: Some(id - 1),
+        limit: 1,
+        ..Default::default()
+    };
+    let delivery = app
+        .store
+        .deliveries(&query)
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or(ApiError::NotFound("delivery"))?;
+    let attempts = app.store.attempts(id).await?;
+    Ok(Json(json!({"delivery": delivery, "attempts": attempts})))
+}
+
+/// The destination a replay or retry names, or the only one configured.
+fn pick_destination(app: &App, asked: Option<String>) -> Result<String, ApiError> {
+    match asked {
+        Some(name) if app.destinations.iter().any(|d| d.name == name) => Ok(name),
+        Some(name) => Err(ApiError::InvalidQuery(format!(
+            "destination: {name:?} is not configured"
+        ))),
+        None if app.destinations.len() == 1 => Ok(app.destinations[0].name.clone()),
+        None => Err(ApiError::InvalidQuery(
+            "destination: name one of the configured destinations".into(),
+        )),
+    }
+}
+
+async fn replay(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    params: Result<Query<DestinationParam>, QueryRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let destination = pick_destination(&app, p.destination)?;
+    let delivery = app
+        .store
+        .enqueue_delivery(&id, &destination, crate::event::unix_millis())
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    app.dispatch_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"delivery_id": delivery, "destination": destination})),
+    ))
+}
+
+async fn retry_dead(
+    State(app): State<App>,
+    params: Result<Query<DestinationParam>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let retried = app
+        .store
+        .retry_dead(p.destination.as_deref(), crate::event::unix_millis())
+        .await?;
+    app.dispatch_wake.notify_one();
+    Ok(Json(json!({"retried": retried})))
 }
 
 fn limit(asked: Option<u32>) -> Result<u32, ApiError> {

@@ -12,8 +12,10 @@ use axum::Router;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::config::{Config, Source};
+use crate::dispatch::{Destination, Dispatcher};
 use crate::signature::Secret;
 use crate::store::Store;
 
@@ -36,6 +38,10 @@ pub struct AppInner {
     pub ack_deadline: Duration,
     /// `None`: the query API is off.
     pub api_token: Option<Secret>,
+    pub destinations: Vec<Destination>,
+    /// Wakes the dispatcher when an event with deliveries is stored, so the
+    /// hand-off starts at once instead of at the next poll.
+    pub dispatch_wake: Arc<Notify>,
 }
 
 impl std::ops::Deref for App {
@@ -57,6 +63,8 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             ack_deadline: config.ack_deadline,
             api_token: config.api_token.clone(),
+            destinations: config.destinations.clone(),
+            dispatch_wake: Arc::new(Notify::new()),
         }))
     }
 }
@@ -74,14 +82,21 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Serves `listener` until `shutdown` completes: then stops accepting,
-/// finishes in-flight requests, and flushes and closes the store.
+/// Serves `listener` (and works the outbox, when destinations are
+/// configured) until `shutdown` completes: then stops accepting, finishes
+/// in-flight requests and deliveries, and flushes and closes the store.
 pub async fn run(
     listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = app.store.clone();
+    let stop_dispatch = Arc::new(Notify::new());
+    let dispatcher = (!app.destinations.is_empty()).then(|| {
+        let mut d = Dispatcher::new(store.clone(), &app.destinations);
+        d.wake = app.dispatch_wake.clone();
+        tokio::spawn(d.run(stop_dispatch.clone()))
+    });
     let listener = listener.tap_io(|tcp| {
         // Answers are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
@@ -100,6 +115,10 @@ pub async fn run(
             Ok(())
         }
     };
+    if let Some(dispatcher) = dispatcher {
+        stop_dispatch.notify_one();
+        let _ = dispatcher.await;
+    }
     store.close().await;
     served
 }

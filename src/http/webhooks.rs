@@ -65,15 +65,20 @@ pub async fn receive(
         .headers
         .get(source.provider.signature_header)
         .map(HeaderValue::as_bytes);
-    let event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
+    let mut event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
         Ok(event) => event,
         Err(e) => return refuse(&app, with_hash(record, &bytes), e),
     };
+    event.destinations = crate::dispatch::route(&app.destinations, &event);
+    let hands_off = !event.destinations.is_empty();
     let deadline = tokio::time::Instant::from_std(started + app.ack_deadline);
     let stored =
         tokio::time::timeout_at(deadline, app.store.insert_event(event, record.clone())).await;
     let cause = match stored {
         Ok(Ok(inserted)) => {
+            if hands_off && !inserted.duplicate {
+                app.dispatch_wake.notify_one();
+            }
             let body = Accepted {
                 ok: true,
                 event_id: inserted.event_id,

@@ -54,6 +54,66 @@ pub struct OptoutQuery {
     pub limit: u32,
 }
 
+/// A delivery claimed for sending, with its event.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub destination: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub event: Event,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AttemptRecord {
+    pub at: String,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// What an attempt changes: its record, the delivery's new state
+/// (`pending`, `delivered` or `dead`) and when to try next.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub id: i64,
+    pub attempt: AttemptRecord,
+    pub state: String,
+    pub next_attempt_at: i64,
+}
+
+/// A delivery as the API and CLI show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub state: Option<String>,
+    pub destination: Option<String>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Milliseconds since the epoch as RFC 3339 (for showing schedules).
+pub fn millis_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(crate::event::format_time)
+        .unwrap_or_default()
+}
+
 /// Settings every backend honours.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -107,6 +167,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// One number's latest consent change, opted out or back in.
     async fn optout(&self, number: &str) -> Result<Option<Optout>, StoreError>;
+
+    /// Claims up to `limit` pending deliveries due at `now_ms` that no one
+    /// holds, leasing them until `now_ms + lease_ms`.
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// Records attempts and their deliveries' new states, in one transaction.
+    async fn finish_deliveries(&self, updates: Vec<DeliveryUpdate>) -> Result<(), StoreError>;
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError>;
+
+    /// A delivery's attempts, oldest first.
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// A new pending delivery of a stored event (replay); `None` if there is
+    /// no such event.
+    async fn enqueue_delivery(
+        &self,
+        event_id: &str,
+        destination: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Makes dead deliveries pending again, with a fresh schedule. Returns
+    /// how many.
+    async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError>;
 
     /// Ok when the store can take writes (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -24,13 +24,14 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::OptoutQuery;
 use super::queue::{InsertJob, LogBuffer};
+use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
+mod outbox;
 mod tls;
 
 /// Schema versions, applied in order under an advisory lock.
@@ -560,7 +561,7 @@ fn request_rows(
     rows
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text, opt_out";
 /// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last`.
 fn listing(
@@ -583,7 +584,7 @@ fn listing(
     (sql, params)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -725,6 +726,43 @@ impl Store for PostgresStore {
         row.as_ref().map(optout_from_row).transpose()
     }
 
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        outbox::claim(&self.client().await?, now_ms, lease_ms, limit).await
+    }
+
+    async fn finish_deliveries(&self, updates: Vec<DeliveryUpdate>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        outbox::finish(&mut client, &updates)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        outbox::list(&self.client().await?, q).await
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        outbox::attempts(&self.client().await?, delivery_id).await
+    }
+
+    async fn enqueue_delivery(
+        &self,
+        event_id: &str,
+        destination: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        outbox::enqueue(&self.client().await?, event_id, destination, now_ms).await
+    }
+
+    async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
+        outbox::retry_dead(&self.client().await?, destination, now_ms).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -754,7 +792,7 @@ impl Store for PostgresStore {
     }
 }
 
-fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+pub(crate) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
     let payload: String = r.try_get(16).map_err(unavailable)?;
     Ok(Event {
         seq: r.try_get(0).map_err(unavailable)?,

@@ -17,16 +17,17 @@ use rusqlite::{
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::OptoutQuery;
+use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
+mod outbox;
 mod writer;
 
 use super::queue::{InsertJob, LogBuffer};
-use writer::{Job, Writer};
+use writer::{Job, Task, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -64,6 +65,12 @@ impl SqliteStore {
             connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
         migrate(&mut conn)
             .with_context(|| format!("migrating SQLite database {}", path.display()))?;
+        // One server process writes a SQLite database: a delivery lease found
+        // at start-up was held by a process that died. Release it now.
+        conn.execute(
+            "UPDATE deliveries SET locked_until = NULL WHERE locked_until IS NOT NULL",
+            [],
+        )?;
         let reader = connect(path)?;
         reader.execute_batch("PRAGMA query_only = ON;")?;
         let (jobs, rx) = sync_channel(QUEUE_DEPTH);
@@ -98,6 +105,31 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+impl SqliteStore {
+    /// Runs `f` in one transaction on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let task: Task = Box::new(move |conn: &mut Connection| {
+            let result = conn.transaction().and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit().map(|()| value)
+            });
+            let _ = reply.send(result);
+        });
+        self.jobs.try_send(Job::Run(task)).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Overloaded,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(unavailable)
     }
 }
 
@@ -222,6 +254,47 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.write(move |conn| outbox::claim(conn, now_ms, lease_ms, limit))
+            .await
+    }
+
+    async fn finish_deliveries(&self, updates: Vec<DeliveryUpdate>) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::finish(conn, &updates)).await
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| outbox::list(conn, &q)).await
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(move |conn| outbox::attempts(conn, delivery_id))
+            .await
+    }
+
+    async fn enqueue_delivery(
+        &self,
+        event_id: &str,
+        destination: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (event_id, destination) = (event_id.to_string(), destination.to_string());
+        self.write(move |conn| outbox::enqueue(conn, &event_id, &destination, now_ms))
+            .await
+    }
+
+    async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
+        let destination = destination.map(String::from);
+        self.write(move |conn| outbox::retry_dead(conn, destination.as_deref(), now_ms))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let alive = self
             .writer
@@ -254,7 +327,7 @@ impl Store for SqliteStore {
     }
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
 /// `WHERE` clauses for the filters that are set, with their values.
@@ -298,7 +371,7 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
     rows.collect()
 }
 
-fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
+pub(crate) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
     let payload: String = r.get(16)?;
     let payload = RawValue::from_string(payload).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(16, rusqlite::types::Type::Text, Box::new(e))

@@ -22,10 +22,24 @@ crate::on_both_backends!(
     sigterm_finishes_in_flight_requests_and_exits_cleanly,
 );
 
-/// A store whose disk has failed: every write errors.
-#[derive(Default)]
+/// A store whose disk has failed: every event write errors, while reads
+/// (delegated to a real, empty store) still answer.
 struct BrokenDisk {
+    inner: Arc<dyn Store>,
     logged: Mutex<Vec<RequestRecord>>,
+    _dir: tempfile::TempDir,
+}
+
+impl BrokenDisk {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = open_url(&dir.path().join("ok.db").display().to_string(), 10).await;
+        Self {
+            inner,
+            logged: Mutex::new(Vec::new()),
+            _dir: dir,
+        }
+    }
 }
 
 #[async_trait]
@@ -38,40 +52,76 @@ impl Store for BrokenDisk {
     fn record_request(&self, request: RequestRecord) {
         self.logged.lock().expect("lock").push(request);
     }
-    async fn events(&self, _: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        Ok(Vec::new())
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(q).await
     }
-    async fn event(&self, _: &str) -> Result<Option<Event>, StoreError> {
-        Ok(None)
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.event(id).await
     }
-    async fn requests(&self, _: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
-        Ok(Vec::new())
+    async fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
+        self.inner.requests(q).await
     }
     async fn message_status(
         &self,
-        _: Option<&str>,
-        _: &str,
+        s: Option<&str>,
+        m: &str,
     ) -> Result<Option<smshook::message::StatusRow>, StoreError> {
-        Ok(None)
+        self.inner.message_status(s, m).await
     }
     async fn optouts(
         &self,
-        _: &smshook::store::OptoutQuery,
+        q: &smshook::store::OptoutQuery,
     ) -> Result<Vec<smshook::optout::Optout>, StoreError> {
-        Ok(Vec::new())
+        self.inner.optouts(q).await
     }
-    async fn optout(&self, _: &str) -> Result<Option<smshook::optout::Optout>, StoreError> {
-        Ok(None)
+    async fn optout(&self, n: &str) -> Result<Option<smshook::optout::Optout>, StoreError> {
+        self.inner.optout(n).await
+    }
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease: i64,
+        limit: u32,
+    ) -> Result<Vec<smshook::store::DueDelivery>, StoreError> {
+        self.inner.claim_deliveries(now, lease, limit).await
+    }
+    async fn finish_deliveries(
+        &self,
+        u: Vec<smshook::store::DeliveryUpdate>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_deliveries(u).await
+    }
+    async fn deliveries(
+        &self,
+        q: &smshook::store::DeliveryQuery,
+    ) -> Result<Vec<smshook::store::Delivery>, StoreError> {
+        self.inner.deliveries(q).await
+    }
+    async fn attempts(&self, id: i64) -> Result<Vec<smshook::store::AttemptRecord>, StoreError> {
+        self.inner.attempts(id).await
+    }
+    async fn enqueue_delivery(
+        &self,
+        e: &str,
+        d: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.enqueue_delivery(e, d, now).await
+    }
+    async fn retry_dead(&self, d: Option<&str>, now: i64) -> Result<u64, StoreError> {
+        self.inner.retry_dead(d, now).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("disk".into()))
     }
-    async fn close(&self) {}
+    async fn close(&self) {
+        self.inner.close().await
+    }
 }
 
 #[tokio::test]
 async fn a_storage_failure_is_503_with_retry_after_and_504_for_textus() {
-    let broken = Arc::new(BrokenDisk::default());
+    let broken = Arc::new(BrokenDisk::new().await);
     let app = TestApp::spawn_with(TestOptions {
         store: Some(broken.clone()),
         ..Default::default()
@@ -183,15 +233,20 @@ async fn a_restart_keeps_every_acknowledged_event(backend: Backend) {
 }
 
 /// The real binary, started on port 0; its address is read from its log.
-struct Server {
-    child: Child,
-    addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
 }
 
-fn start_binary(dir: &std::path::Path, database: &str) -> Server {
+pub fn start_binary(dir: &std::path::Path, database: &str) -> Server {
+    start_binary_with(dir, database, "")
+}
+
+/// The binary with `extra` appended to its config (e.g. destinations).
+pub fn start_binary_with(dir: &std::path::Path, database: &str, extra: &str) -> Server {
     let config = dir.join("smshook.toml");
     let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n",
+        "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n{extra}",
         database,
         secret_for("integify")
     );
@@ -266,7 +321,7 @@ where
     out
 }
 
-async fn stored_ids(database: &str) -> HashSet<String> {
+pub async fn stored_ids(database: &str) -> HashSet<String> {
     let store = open_url(database, 1000).await;
     let events = store
         .events(&EventQuery {

@@ -2,8 +2,11 @@
 
 mod api;
 mod cli;
+mod dispatch;
 mod durability;
+mod memory;
 mod postgres;
+mod receiver;
 mod status;
 mod storage;
 mod support;

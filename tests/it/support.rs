@@ -132,6 +132,7 @@ macro_rules! on_both_backends {
 
 pub struct TestOptions {
     pub backend: Backend,
+    pub destinations: Vec<smshook::dispatch::Destination>,
     pub database: Option<PathBuf>,
     pub store: Option<Arc<dyn Store>>,
     pub ack_deadline: Duration,
@@ -144,6 +145,7 @@ impl Default for TestOptions {
     fn default() -> Self {
         Self {
             backend: Backend::Sqlite,
+            destinations: Vec::new(),
             database: None,
             store: None,
             ack_deadline: Duration::from_secs(4),
@@ -221,6 +223,7 @@ impl TestApp {
             ack_deadline: o.ack_deadline,
             request_log_max_rows: o.request_log_max_rows,
             sources: all_sources(),
+            destinations: o.destinations.clone(),
             api_token: o.api_token.map(Secret::new),
         };
         let store = match o.store {

@@ -19,8 +19,13 @@ const IDLE_FLUSH: Duration = Duration::from_millis(100);
 
 pub enum Job {
     Insert(Box<InsertJob>),
+    /// Other writes (the outbox's claims and attempt records): run on the
+    /// writer's connection, after the batch gathered with them.
+    Run(Task),
     Shutdown,
 }
+
+pub type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub struct Writer {
     pub conn: Connection,
@@ -35,8 +40,13 @@ impl Writer {
     pub fn run(mut self) {
         let mut stopping = false;
         while !stopping {
+            let mut tasks = Vec::new();
             let batch = match self.jobs.recv_timeout(IDLE_FLUSH) {
-                Ok(Job::Insert(job)) => self.collect(job, &mut stopping),
+                Ok(Job::Insert(job)) => self.collect(vec![*job], &mut tasks, &mut stopping),
+                Ok(Job::Run(task)) => {
+                    tasks.push(task);
+                    self.collect(Vec::new(), &mut tasks, &mut stopping)
+                }
                 Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     stopping = true;
                     Vec::new()
@@ -44,16 +54,24 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => Vec::new(),
             };
             self.flush(batch);
+            for task in tasks {
+                task(&mut self.conn);
+            }
         }
         self.finish();
     }
 
     /// The first job plus everything already waiting.
-    fn collect(&self, first: Box<InsertJob>, stopping: &mut bool) -> Vec<InsertJob> {
-        let mut batch = vec![*first];
+    fn collect(
+        &self,
+        mut batch: Vec<InsertJob>,
+        tasks: &mut Vec<Task>,
+        stopping: &mut bool,
+    ) -> Vec<InsertJob> {
         while batch.len() < MAX_BATCH {
             match self.jobs.try_recv() {
                 Ok(Job::Insert(job)) => batch.push(*job),
+                Ok(Job::Run(task)) => tasks.push(task),
                 Ok(Job::Shutdown) => {
                     *stopping = true;
                     break;

@@ -1,0 +1,372 @@
+//! Hand-off to the application: destinations, and the dispatcher that works
+//! the outbox. Every stored event that matches a destination's filters has a
+//! pending delivery written in its own transaction; the dispatcher claims due
+//! deliveries under a lease, sends them, and records each attempt. Delivery
+//! is at-least-once: a crash between sending and recording means a resend.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::event::{Event, NewEvent, format_time};
+use crate::store::{AttemptRecord, DeliveryUpdate, DueDelivery, Store};
+
+pub mod http;
+
+/// How long a claimed delivery stays ours; past it, another worker (or
+/// replica) may take it, so a worker that died does not strand it.
+const LEASE: Duration = Duration::from_secs(300);
+/// Deliveries claimed per poll, and sent at once.
+const CLAIM_LIMIT: u32 = 64;
+/// How often the outbox is polled when nothing wakes the dispatcher.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The default retry schedule: the waits after each failed attempt, about a
+/// day in all (11 attempts).
+pub const DEFAULT_SCHEDULE: &[Duration] = &[
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+    Duration::from_secs(7200),
+    Duration::from_secs(14400),
+    Duration::from_secs(28800),
+    Duration::from_secs(28800),
+];
+
+/// A configured place events are handed to.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub name: String,
+    pub url: String,
+    /// Standard Webhooks key (from the `whsec_…` secret).
+    pub key: http::SigningKey,
+    pub filter: Filter,
+    /// Longest wait for one attempt's answer.
+    pub timeout: Duration,
+    /// Waits after each failed attempt; after the last, the delivery is dead.
+    pub schedule: Vec<Duration>,
+}
+
+/// Which events a destination wants; an empty list means any.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub sources: Vec<String>,
+    pub types: Vec<String>,
+    /// `Some(true)`: only opt-outs; `Some(false)`: only opt-ins.
+    pub opt_out: Option<bool>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &NewEvent) -> bool {
+        (self.sources.is_empty() || self.sources.contains(&e.source))
+            && (self.types.is_empty() || self.types.contains(&e.fields.event_type))
+            && self.opt_out.is_none_or(|want| e.opt_out == Some(want))
+    }
+}
+
+/// The names of the destinations an event goes to.
+pub fn route(destinations: &[Destination], event: &NewEvent) -> Vec<String> {
+    destinations
+        .iter()
+        .filter(|d| d.filter.matches(event))
+        .map(|d| d.name.clone())
+        .collect()
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Delivered,
+    /// Try again no earlier than this many milliseconds from now (a
+    /// `Retry-After` longer than the schedule's wait wins).
+    Retry {
+        after_ms: i64,
+    },
+    GaveUp,
+}
+
+/// Milliseconds on a clock that follows tokio's, so tests can pause time.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    wall_ms: i64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            wall_ms: crate::event::unix_millis(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.wall_ms + self.start.elapsed().as_millis() as i64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The wait before attempt `attempts + 1`, with ±20% jitter so a burst of
+/// failures does not retry in lockstep; `None` when the schedule is spent.
+pub fn backoff(
+    schedule: &[Duration],
+    attempts: usize,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let base = *schedule.get(attempts.checked_sub(1)?)?;
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    let wait = base.mul_f64(jitter);
+    Some(retry_after.map_or(wait, |r| r.max(wait)))
+}
+
+/// Works the outbox until `stop` is notified.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    destinations: Arc<HashMap<String, Destination>>,
+    client: reqwest::Client,
+    clock: Clock,
+    /// Wakes the loop early (a new event with deliveries was stored).
+    pub wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, destinations: &[Destination]) -> Self {
+        Self {
+            store,
+            destinations: Arc::new(
+                destinations
+                    .iter()
+                    .map(|d| (d.name.clone(), d.clone()))
+                    .collect(),
+            ),
+            client: reqwest::Client::builder()
+                .user_agent(concat!("smshook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            clock: Clock::new(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub async fn run(self, stop: Arc<Notify>) {
+        let sending = Arc::new(Semaphore::new(CLAIM_LIMIT as usize));
+        let (done, results) = mpsc::channel(CLAIM_LIMIT as usize * 4);
+        let recorder = tokio::spawn(record(self.store.clone(), results));
+        loop {
+            let claimed = self.claim().await;
+            let idle = claimed.is_empty();
+            for due in claimed {
+                let Ok(permit) = sending.clone().acquire_owned().await else {
+                    return;
+                };
+                let (worker, done) = (self.worker(), done.clone());
+                tokio::spawn(async move {
+                    let _ = done.send(worker.attempt(due).await).await;
+                    drop(permit);
+                });
+            }
+            if idle {
+                tokio::select! {
+                    () = stop.notified() => break,
+                    () = self.wake.notified() => {},
+                    () = tokio::time::sleep(POLL) => {},
+                }
+            }
+        }
+        let _ = sending.acquire_many(CLAIM_LIMIT).await;
+        drop(done);
+        let _ = recorder.await;
+    }
+
+    async fn claim(&self) -> Vec<DueDelivery> {
+        match self
+            .store
+            .claim_deliveries(self.clock.now_ms(), LEASE.as_millis() as i64, CLAIM_LIMIT)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim deliveries; will retry");
+                Vec::new()
+            }
+        }
+    }
+
+    fn worker(&self) -> Worker {
+        Worker {
+            destinations: self.destinations.clone(),
+            client: self.client.clone(),
+            clock: self.clock,
+        }
+    }
+}
+
+/// Sends one delivery and records what happened.
+struct Worker {
+    destinations: Arc<HashMap<String, Destination>>,
+    client: reqwest::Client,
+    clock: Clock,
+}
+
+impl Worker {
+    async fn attempt(&self, due: DueDelivery) -> DeliveryUpdate {
+        let started = self.clock.now_ms();
+        let (outcome, status, error) = match self.destinations.get(&due.destination) {
+            Some(d) => self.send(d, &due).await,
+            None => (
+                Outcome::GaveUp,
+                None,
+                Some(format!(
+                    "destination {:?} is no longer configured",
+                    due.destination
+                )),
+            ),
+        };
+        let now = self.clock.now_ms();
+        let (state, next) = match outcome {
+            Outcome::Delivered => ("delivered", now),
+            Outcome::Retry { after_ms } => ("pending", now + after_ms),
+            Outcome::GaveUp => ("dead", now),
+        };
+        let attempt = AttemptRecord {
+            at: ms_to_rfc3339(started),
+            status,
+            latency_ms: now - started,
+            error,
+        };
+        DeliveryUpdate {
+            id: due.id,
+            attempt,
+            state: state.into(),
+            next_attempt_at: next,
+        }
+    }
+
+    async fn send(
+        &self,
+        d: &Destination,
+        due: &DueDelivery,
+    ) -> (Outcome, Option<u16>, Option<String>) {
+        let answer = http::send(&self.client, d, &due.event, self.clock.now_ms() / 1000).await;
+        let attempts = due.attempts as usize + 1;
+        let retry = |retry_after| match backoff(&d.schedule, attempts, retry_after) {
+            Some(wait) => Outcome::Retry {
+                after_ms: wait.as_millis() as i64,
+            },
+            None => Outcome::GaveUp,
+        };
+        match answer {
+            http::Answer::Success(status) => (Outcome::Delivered, Some(status), None),
+            http::Answer::Failure {
+                status,
+                retry_after,
+                error,
+            } => (retry(retry_after), status, Some(error)),
+        }
+    }
+}
+
+/// Writes attempt results in batches (one transaction for all that are
+/// waiting), retrying a failed write a few times. A result never written is
+/// not lost work: the lease runs out and the delivery is sent again.
+async fn record(store: Arc<dyn Store>, mut results: mpsc::Receiver<DeliveryUpdate>) {
+    while let Some(first) = results.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = results.try_recv() {
+            batch.push(more);
+        }
+        for wait in [0, 200, 1000, 5000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            match store.finish_deliveries(batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = batch.len(), "cannot record delivery attempts yet")
+                }
+            }
+        }
+    }
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(format_time)
+        .unwrap_or_default()
+}
+
+/// The JSON an HTTP destination receives: the stored event as the API shows it.
+pub fn body(event: &Event) -> Vec<u8> {
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_schedule_with_bounded_jitter_and_retry_after() {
+        let schedule = [Duration::from_secs(10), Duration::from_secs(60)];
+        for _ in 0..100 {
+            let first = backoff(&schedule, 1, None).expect("retry");
+            assert!(
+                first >= Duration::from_secs(8) && first <= Duration::from_secs(12),
+                "{first:?}"
+            );
+        }
+        let long = backoff(&schedule, 1, Some(Duration::from_secs(120))).expect("retry");
+        assert_eq!(
+            long,
+            Duration::from_secs(120),
+            "Retry-After longer than the schedule wins"
+        );
+        assert_eq!(backoff(&schedule, 3, None), None, "schedule spent: give up");
+        assert!(
+            DEFAULT_SCHEDULE.iter().sum::<Duration>() > Duration::from_secs(20 * 3600),
+            "about a day"
+        );
+    }
+
+    #[test]
+    fn filters_combine() {
+        let mut e = NewEvent {
+            id: "evt".into(),
+            source: "ig".into(),
+            provider: "integify".into(),
+            dedupe_key: "k".into(),
+            fields: crate::event::EventFields {
+                event_type: "message.received".into(),
+                ..Default::default()
+            },
+            opt_out: Some(true),
+            received_at: String::new(),
+            payload: "{}".into(),
+            destinations: vec![],
+        };
+        assert!(Filter::default().matches(&e));
+        let f = Filter {
+            sources: vec!["ig".into()],
+            types: vec!["message.received".into()],
+            opt_out: Some(true),
+        };
+        assert!(f.matches(&e));
+        e.opt_out = None;
+        assert!(!f.matches(&e));
+        assert!(
+            !Filter {
+                sources: vec!["other".into()],
+                ..Default::default()
+            }
+            .matches(&e)
+        );
+    }
+}

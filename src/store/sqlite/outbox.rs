@@ -1,0 +1,149 @@
+//! The outbox on SQLite: claiming due deliveries under a lease, recording
+//! attempts, listing, replay and bulk retry. Writes run on the writer thread
+//! (one transaction per call); reads on the reader connection.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{EVENT_COLUMNS, event_from_row};
+use crate::event::now_rfc3339;
+use crate::store::{
+    AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, millis_to_rfc3339,
+};
+
+const CLAIM: &str = "UPDATE deliveries SET locked_until = ?1 + ?2 WHERE id IN (SELECT id FROM deliveries \
+    WHERE state = 'pending' AND next_attempt_at <= ?1 AND (locked_until IS NULL OR locked_until < ?1) \
+    ORDER BY next_attempt_at, id LIMIT ?3) RETURNING id, event_id, destination, attempts";
+const INSERT_ATTEMPT: &str =
+    "INSERT INTO attempts (delivery_id, at, status, latency_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)";
+const UPDATE_DELIVERY: &str = "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3, \
+    locked_until = NULL, last_status = ?4, last_error = ?5, updated_at = ?6 WHERE id = ?1";
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at";
+
+pub fn claim(
+    conn: &Connection,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<DueDelivery>> {
+    let claimed: Vec<(i64, String, String, i64)> = conn
+        .prepare_cached(CLAIM)?
+        .query_map(params![now_ms, lease_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
+    let mut due = Vec::with_capacity(claimed.len());
+    for (id, event_id, destination, attempts) in claimed {
+        if let Some(event) = conn
+            .query_row(&sql, [&event_id], event_from_row)
+            .optional()?
+        {
+            due.push(DueDelivery {
+                id,
+                destination,
+                attempts,
+                event,
+            });
+        }
+    }
+    Ok(due)
+}
+
+pub fn finish(conn: &Connection, updates: &[DeliveryUpdate]) -> rusqlite::Result<()> {
+    let now = now_rfc3339();
+    for u in updates {
+        let a = &u.attempt;
+        conn.prepare_cached(INSERT_ATTEMPT)?.execute(params![
+            u.id,
+            a.at,
+            a.status,
+            a.latency_ms,
+            a.error
+        ])?;
+        conn.prepare_cached(UPDATE_DELIVERY)?.execute(params![
+            u.id,
+            u.state,
+            u.next_attempt_at,
+            a.status,
+            a.error,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn list(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result<Vec<Delivery>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id > ?1 AND (?2 IS NULL OR state = ?2) \
+         AND (?3 IS NULL OR destination = ?3) ORDER BY id LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![q.after.unwrap_or(0), q.state, q.destination, q.limit],
+        delivery_from_row,
+    )?;
+    rows.collect()
+}
+
+pub fn attempts(conn: &Connection, delivery_id: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, status, latency_ms, error FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([delivery_id], |r| {
+        Ok(AttemptRecord {
+            at: r.get(0)?,
+            status: r.get(1)?,
+            latency_ms: r.get(2)?,
+            error: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn enqueue(
+    conn: &Connection,
+    event_id: &str,
+    destination: &str,
+    now_ms: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let exists = conn
+        .query_row("SELECT 1 FROM events WHERE id = ?1", [event_id], |_| Ok(()))
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![event_id, destination, now_ms, now],
+    )?;
+    Ok(Some(conn.last_insert_rowid()))
+}
+
+pub fn retry_dead(
+    conn: &Connection,
+    destination: Option<&str>,
+    now_ms: i64,
+) -> rusqlite::Result<u64> {
+    let changed = conn.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, locked_until = NULL, \
+         updated_at = ?2 WHERE state = 'dead' AND (?3 IS NULL OR destination = ?3)",
+        params![now_ms, now_rfc3339(), destination],
+    )?;
+    Ok(changed as u64)
+}
+
+fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        destination: r.get(2)?,
+        state: r.get(3)?,
+        attempts: r.get(4)?,
+        next_attempt_at: millis_to_rfc3339(r.get(5)?),
+        last_status: r.get(6)?,
+        last_error: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
