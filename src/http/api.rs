@@ -72,6 +72,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/deliveries/retry", axum::routing::post(retry_dead))
         .route("/api/deliveries/{id}", get(get_delivery))
         .route("/api/events/{id}/replay", axum::routing::post(replay))
+        .route("/api/stream", get(super::stream::stream))
         .route_layer(middleware::from_fn_with_state(app, require_token))
 }
 

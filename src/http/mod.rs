@@ -23,6 +23,7 @@ use crate::store::Store;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
+mod stream;
 mod webhooks;
 
 /// State shared by every handler; cheap to clone.
@@ -42,6 +43,10 @@ pub struct AppInner {
     /// Wakes the dispatcher when an event with deliveries is stored, so the
     /// hand-off starts at once instead of at the next poll.
     pub dispatch_wake: Arc<Notify>,
+    /// Bumped on every new event stored here, to wake live streams.
+    pub commits: tokio::sync::watch::Sender<u64>,
+    /// Set when shutdown begins, so live streams end instead of holding it up.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for App {
@@ -65,6 +70,8 @@ impl App {
             api_token: config.api_token.clone(),
             destinations: config.destinations.clone(),
             dispatch_wake: Arc::new(Notify::new()),
+            commits: tokio::sync::watch::Sender::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 }
@@ -101,11 +108,13 @@ pub async fn run(
         // Answers are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
     });
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
+    let stop_streams = app.stopping.clone();
     let graceful = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
+        stop_streams.send_replace(true);
         signal.notify_one();
     });
     let served = tokio::select! {

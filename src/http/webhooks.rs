@@ -76,8 +76,11 @@ pub async fn receive(
         tokio::time::timeout_at(deadline, app.store.insert_event(event, record.clone())).await;
     let cause = match stored {
         Ok(Ok(inserted)) => {
-            if hands_off && !inserted.duplicate {
-                app.dispatch_wake.notify_one();
+            if !inserted.duplicate {
+                app.commits.send_modify(|n| *n += 1);
+                if hands_off {
+                    app.dispatch_wake.notify_one();
+                }
             }
             let body = Accepted {
                 ok: true,

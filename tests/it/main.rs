@@ -9,5 +9,6 @@ mod postgres;
 mod receiver;
 mod status;
 mod storage;
+mod stream;
 mod support;
 mod webhooks;
