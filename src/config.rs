@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::dispatch::{Destination, Filter};
+use crate::dispatch::{Destination, Filter, Target};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub sources: Vec<Source>,
     /// Where stored events are handed to the application.
     pub destinations: Vec<Destination>,
+    /// The NATS server NATS destinations publish to.
+    pub nats_url: Option<String>,
     /// Bearer token for `/api/*` (`SMSHOOK_API_TOKEN`); `None` turns the API off.
     pub api_token: Option<Secret>,
 }
@@ -63,13 +65,16 @@ struct FileConfig {
     sources: Vec<SourceFile>,
     #[serde(default)]
     destinations: Vec<DestinationFile>,
+    nats_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DestinationFile {
     name: String,
-    url: String,
+    url: Option<String>,
+    subject: Option<String>,
+    stream: Option<String>,
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -188,6 +193,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         ack_deadline,
         request_log_max_rows: raw.request_log.max_rows,
         sources,
+        nats_url: env("SMSHOOK_NATS_URL").or(raw.nats_url),
         destinations,
         api_token: env("SMSHOOK_API_TOKEN")
             .filter(|t| !t.is_empty())
@@ -338,9 +344,6 @@ fn destination(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Destination> {
     check_name(&d.name)?;
-    if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
-        bail!("url: {:?} must be an http:// or https:// URL", d.url);
-    }
     if let Some(unknown) = d
         .sources
         .iter()
@@ -348,15 +351,8 @@ fn destination(
     {
         bail!("sources: {unknown:?} is not a configured source");
     }
-    let single = d.secret.map(|s| vec![s]);
-    let secret = secret_values(
-        single.as_deref(),
-        d.secret_env.as_deref(),
-        d.secret_file.as_deref(),
-        env,
-    )?;
-    let key = crate::dispatch::http::SigningKey::parse(&secret[0]).context("secret")?;
-    let schedule = match d.retry_schedule {
+    let target = target(&d, env)?;
+    let schedule = match &d.retry_schedule {
         Some(list) => list
             .iter()
             .map(|w| {
@@ -368,8 +364,7 @@ fn destination(
     };
     Ok(Destination {
         name: d.name,
-        url: d.url,
-        key,
+        target,
         filter: Filter {
             sources: d.sources,
             types: d.types,
@@ -378,6 +373,34 @@ fn destination(
         timeout: d.timeout.unwrap_or(DEFAULT_TIMEOUT),
         schedule,
     })
+}
+
+/// `url` (with a Standard Webhooks secret) or `subject` (NATS), not both.
+fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
+    match (&d.url, &d.subject) {
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("url: {url:?} must be an http:// or https:// URL");
+            }
+            let single = d.secret.clone().map(|s| vec![s]);
+            let secret = secret_values(
+                single.as_deref(),
+                d.secret_env.as_deref(),
+                d.secret_file.as_deref(),
+                env,
+            )?;
+            let key = crate::dispatch::http::SigningKey::parse(&secret[0]).context("secret")?;
+            Ok(Target::Http {
+                url: url.clone(),
+                key,
+            })
+        }
+        (None, Some(subject)) if !subject.trim().is_empty() => Ok(Target::Nats {
+            subject: subject.clone(),
+            stream: d.stream.clone(),
+        }),
+        _ => bail!("exactly one of url (HTTP) or subject (NATS JetStream) must be set"),
+    }
 }
 
 /// Without a config file: one source per provider whose secret variable is set.

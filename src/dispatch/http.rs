@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::Destination;
+use super::Answer;
 use crate::event::Event;
 use crate::signature::hmac_sha256;
 
@@ -51,28 +51,19 @@ impl SigningKey {
     }
 }
 
-/// What the destination answered.
-#[derive(Debug)]
-pub enum Answer {
-    Success(u16),
-    Failure {
-        status: Option<u16>,
-        retry_after: Option<Duration>,
-        error: String,
-    },
-}
-
 pub async fn send(
     client: &reqwest::Client,
-    d: &Destination,
+    url: &str,
+    key: &SigningKey,
+    timeout: Duration,
     event: &Event,
     now_secs: i64,
 ) -> Answer {
     let body = super::body(event);
-    let signature = d.key.sign(&event.id, now_secs, &body);
+    let signature = key.sign(&event.id, now_secs, &body);
     let sent = client
-        .post(&d.url)
-        .timeout(d.timeout)
+        .post(url)
+        .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("webhook-id", &event.id)
         .header("webhook-timestamp", now_secs.to_string())
@@ -81,7 +72,7 @@ pub async fn send(
         .send()
         .await;
     match sent {
-        Ok(r) if r.status().is_success() => Answer::Success(r.status().as_u16()),
+        Ok(r) if r.status().is_success() => Answer::Success(Some(r.status().as_u16())),
         Ok(r) => Answer::Failure {
             status: Some(r.status().as_u16()),
             retry_after: retry_after(r.headers()),
@@ -90,7 +81,7 @@ pub async fn send(
         Err(e) if e.is_timeout() => Answer::Failure {
             status: None,
             retry_after: None,
-            error: format!("no answer within {:?}", d.timeout),
+            error: format!("no answer within {timeout:?}"),
         },
         // Without the URL: it may carry credentials.
         Err(e) => Answer::Failure {

@@ -15,6 +15,7 @@ use crate::event::{Event, NewEvent, format_time};
 use crate::store::{AttemptRecord, DeliveryUpdate, DueDelivery, Store};
 
 pub mod http;
+pub mod nats;
 
 /// How long a claimed delivery stays ours; past it, another worker (or
 /// replica) may take it, so a worker that died does not strand it.
@@ -43,14 +44,37 @@ pub const DEFAULT_SCHEDULE: &[Duration] = &[
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub name: String,
-    pub url: String,
-    /// Standard Webhooks key (from the `whsec_…` secret).
-    pub key: http::SigningKey,
+    pub target: Target,
     pub filter: Filter,
     /// Longest wait for one attempt's answer.
     pub timeout: Duration,
     /// Waits after each failed attempt; after the last, the delivery is dead.
     pub schedule: Vec<Duration>,
+}
+
+/// Where a destination's events go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// POST to a URL, signed with a Standard Webhooks key (`whsec_…`).
+    Http { url: String, key: http::SigningKey },
+    /// Publish to NATS JetStream on a subject built from a template such as
+    /// `sms.{source}.{type}`; `stream`, if set, is created when missing.
+    Nats {
+        subject: String,
+        stream: Option<String>,
+    },
+}
+
+/// What the destination answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Taken (an HTTP 2xx, or a JetStream ack); the HTTP status if any.
+    Success(Option<u16>),
+    Failure {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        error: String,
+    },
 }
 
 /// Which events a destination wants; an empty list means any.
@@ -135,13 +159,19 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     destinations: Arc<HashMap<String, Destination>>,
     client: reqwest::Client,
+    nats: Arc<nats::Connection>,
     clock: Clock,
     /// Wakes the loop early (a new event with deliveries was stored).
     pub wake: Arc<Notify>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, destinations: &[Destination]) -> Self {
+    /// `nats_url`: the server NATS destinations publish to.
+    pub fn new(
+        store: Arc<dyn Store>,
+        destinations: &[Destination],
+        nats_url: Option<String>,
+    ) -> Self {
         Self {
             store,
             destinations: Arc::new(
@@ -154,6 +184,7 @@ impl Dispatcher {
                 .user_agent(concat!("smshook/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default(),
+            nats: Arc::new(nats::Connection::new(nats_url)),
             clock: Clock::new(),
             wake: Arc::new(Notify::new()),
         }
@@ -207,6 +238,7 @@ impl Dispatcher {
         Worker {
             destinations: self.destinations.clone(),
             client: self.client.clone(),
+            nats: self.nats.clone(),
             clock: self.clock,
         }
     }
@@ -216,6 +248,7 @@ impl Dispatcher {
 struct Worker {
     destinations: Arc<HashMap<String, Destination>>,
     client: reqwest::Client,
+    nats: Arc<nats::Connection>,
     clock: Clock,
 }
 
@@ -258,7 +291,17 @@ impl Worker {
         d: &Destination,
         due: &DueDelivery,
     ) -> (Outcome, Option<u16>, Option<String>) {
-        let answer = http::send(&self.client, d, &due.event, self.clock.now_ms() / 1000).await;
+        let now_secs = self.clock.now_ms() / 1000;
+        let answer = match &d.target {
+            Target::Http { url, key } => {
+                http::send(&self.client, url, key, d.timeout, &due.event, now_secs).await
+            }
+            Target::Nats { subject, stream } => {
+                self.nats
+                    .publish(subject, stream.as_deref(), d.timeout, &due.event)
+                    .await
+            }
+        };
         let attempts = due.attempts as usize + 1;
         let retry = |retry_after| match backoff(&d.schedule, attempts, retry_after) {
             Some(wait) => Outcome::Retry {
@@ -267,8 +310,8 @@ impl Worker {
             None => Outcome::GaveUp,
         };
         match answer {
-            http::Answer::Success(status) => (Outcome::Delivered, Some(status), None),
-            http::Answer::Failure {
+            Answer::Success(status) => (Outcome::Delivered, status, None),
+            Answer::Failure {
                 status,
                 retry_after,
                 error,

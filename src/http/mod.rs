@@ -40,6 +40,7 @@ pub struct AppInner {
     /// `None`: the query API is off.
     pub api_token: Option<Secret>,
     pub destinations: Vec<Destination>,
+    pub nats_url: Option<String>,
     /// Wakes the dispatcher when an event with deliveries is stored, so the
     /// hand-off starts at once instead of at the next poll.
     pub dispatch_wake: Arc<Notify>,
@@ -69,6 +70,7 @@ impl App {
             ack_deadline: config.ack_deadline,
             api_token: config.api_token.clone(),
             destinations: config.destinations.clone(),
+            nats_url: config.nats_url.clone(),
             dispatch_wake: Arc::new(Notify::new()),
             commits: tokio::sync::watch::Sender::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -100,7 +102,7 @@ pub async fn run(
     let store = app.store.clone();
     let stop_dispatch = Arc::new(Notify::new());
     let dispatcher = (!app.destinations.is_empty()).then(|| {
-        let mut d = Dispatcher::new(store.clone(), &app.destinations);
+        let mut d = Dispatcher::new(store.clone(), &app.destinations, app.nats_url.clone());
         d.wake = app.dispatch_wake.clone();
         tokio::spawn(d.run(stop_dispatch.clone()))
     });

@@ -60,7 +60,7 @@ fn start(
     destinations: &[Destination],
 ) -> (Arc<Notify>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(Notify::new());
-    let task = tokio::spawn(Dispatcher::new(store.clone(), destinations).run(stop.clone()));
+    let task = tokio::spawn(Dispatcher::new(store.clone(), destinations, None).run(stop.clone()));
     (stop, task)
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod dispatch;
 mod durability;
 mod memory;
+mod nats;
 mod postgres;
 mod receiver;
 mod status;

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use smshook::dispatch::http::SigningKey;
-use smshook::dispatch::{Destination, Filter};
+use smshook::dispatch::{Destination, Filter, Target};
 use tokio::sync::mpsc;
 
 /// A test-only Standard Webhooks secret (24 random-looking bytes).
@@ -74,8 +74,10 @@ impl TestReceiver {
     pub fn destination(&self, name: &str, schedule: &[u64]) -> Destination {
         Destination {
             name: name.into(),
-            url: self.url.clone(),
-            key: SigningKey::parse(SECRET).expect("key"),
+            target: Target::Http {
+                url: self.url.clone(),
+                key: SigningKey::parse(SECRET).expect("key"),
+            },
             filter: Filter::default(),
             timeout: Duration::from_secs(5),
             schedule: schedule.iter().map(|s| Duration::from_secs(*s)).collect(),

@@ -133,6 +133,7 @@ macro_rules! on_both_backends {
 pub struct TestOptions {
     pub backend: Backend,
     pub destinations: Vec<smshook::dispatch::Destination>,
+    pub nats_url: Option<String>,
     pub database: Option<PathBuf>,
     pub store: Option<Arc<dyn Store>>,
     pub ack_deadline: Duration,
@@ -146,6 +147,7 @@ impl Default for TestOptions {
         Self {
             backend: Backend::Sqlite,
             destinations: Vec::new(),
+            nats_url: None,
             database: None,
             store: None,
             ack_deadline: Duration::from_secs(4),
@@ -224,6 +226,7 @@ impl TestApp {
             request_log_max_rows: o.request_log_max_rows,
             sources: all_sources(),
             destinations: o.destinations.clone(),
+            nats_url: o.nats_url.clone(),
             api_token: o.api_token.map(Secret::new),
         };
         let store = match o.store {

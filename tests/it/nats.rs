@@ -1,0 +1,97 @@
+//! NATS JetStream destinations against a real server
+//! (`SMSHOOK_TEST_NATS_URL`, e.g. nats://127.0.0.1:4222): events are read
+//! back from the stream, and a replay is dropped by JetStream's dedupe.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use smshook::dispatch::{Destination, Filter, Target};
+
+use crate::support::{TOKEN, TestApp, TestOptions, provider, skip_notice};
+
+fn nats_url() -> Option<String> {
+    let url = std::env::var("SMSHOOK_TEST_NATS_URL").ok();
+    if url.is_none() {
+        skip_notice("NATS", "SMSHOOK_TEST_NATS_URL", "nats://127.0.0.1:4222");
+    }
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_once_with_their_id_and_read_back() {
+    let Some(url) = nats_url() else { return };
+    let tag = format!("t{}", rand::random::<u32>());
+    let stream_name = format!("SMSHOOK_{tag}");
+    let destination = Destination {
+        name: "queue".into(),
+        target: Target::Nats {
+            subject: format!("{tag}.{{source}}.{{type}}"),
+            stream: Some(stream_name.clone()),
+        },
+        filter: Filter::default(),
+        timeout: Duration::from_secs(5),
+        schedule: vec![Duration::from_secs(1)],
+    };
+    let options = TestOptions {
+        destinations: vec![destination],
+        nats_url: Some(url.clone()),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(options).await;
+    let mut ids = Vec::new();
+    for t in ["sms.delivered", "sms.received"] {
+        let (_, status, answer) = app.send_sample(provider("integify"), t).await;
+        assert_eq!(status, 200);
+        ids.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    wait_delivered(&app, 2).await;
+    let replay = app
+        .client
+        .post(app.url(&format!("/api/events/{}/replay", ids[0])))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert_eq!(replay.expect("send").status(), 202);
+    wait_delivered(&app, 3).await;
+
+    let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
+    let mut stream = js.get_stream(&stream_name).await.expect("stream exists");
+    assert_eq!(
+        stream.info().await.expect("info").state.messages,
+        2,
+        "the replay was dropped as a duplicate"
+    );
+    let subjects = [
+        format!("{tag}.integify.message.delivered"),
+        format!("{tag}.integify.message.received"),
+    ];
+    for (seq, (id, subject)) in ids.iter().zip(subjects).enumerate() {
+        let message = stream
+            .get_raw_message(seq as u64 + 1)
+            .await
+            .expect("message");
+        assert_eq!(message.subject.as_str(), subject);
+        assert_eq!(
+            message.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(id.as_str())
+        );
+        let event: serde_json::Value = serde_json::from_slice(&message.payload).expect("json");
+        assert_eq!(event["id"], id.as_str());
+    }
+    let _ = js.delete_stream(&stream_name).await;
+    app.stop().await;
+}
+
+async fn wait_delivered(app: &TestApp, n: usize) {
+    for _ in 0..100 {
+        let (_, page) = app.api("/api/deliveries?state=delivered").await;
+        if page["deliveries"].as_array().is_some_and(|d| d.len() == n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{n} deliveries were not made: {}",
+        app.api("/api/deliveries").await.1
+    );
+}
