@@ -2,7 +2,9 @@
 # One benchmark run comparing, on this machine and in the same run:
 #   1. a bare hyper server that only reads the body and answers 200,
 #   2. smshook serve on SQLite (verify, parse, normalize, group commit, fsync),
-#   3. the FastAPI receiver of Integify's guide, with a SQLite insert added.
+#   3. the FastAPI receiver of Integify's guide, with a SQLite insert added,
+#   4. smshook serve again with an HTTP destination (the outbox at work), its
+#      deliveries received by a bare hyper server on the load generator's core.
 # Each server is pinned to core 0 and the load generator (smshook bench) to
 # core 1. Prints a Markdown table for the README. Not part of CI.
 #
@@ -44,6 +46,27 @@ smshook=$(load http://127.0.0.1:18080/webhooks/integify "$REQUESTS")
 smshook_rss=$(peak_rss_mb $pid); kill -TERM $pid; wait $pid || true
 stored=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from events').fetchone()[0])" "$work/smshook.db")
 
+echo "smshook with a destination..." >&2
+taskset -c 1 target/release/examples/bare_hyper 127.0.0.1:18091 2>/dev/null & app_pid=$!
+cat > "$work/dest.toml" <<TOML
+listen = "127.0.0.1:18082"
+database = "$work/smshook-dest.db"
+[[sources]]
+name = "integify"
+provider = "integify"
+secrets = ["$SECRET"]
+[[destinations]]
+name = "app"
+url = "http://127.0.0.1:18091/hooks"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOML
+SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve --config "$work/dest.toml" & pid=$!
+wait_port 18082
+dest=$(load http://127.0.0.1:18082/webhooks/integify "$REQUESTS")
+sleep 3 # let the outbox drain what is left
+kill -TERM $pid; wait $pid || true; kill $app_pid; wait $app_pid 2>/dev/null || true
+delivered=$(python3 -c "import sqlite3,sys; print(dict(sqlite3.connect(sys.argv[1]).execute('select state, count(*) from deliveries group by state').fetchall()))" "$work/smshook-dest.db")
+
 echo "FastAPI..." >&2
 WEBHOOK_SECRET=$SECRET DB_PATH="$work/fastapi.db" taskset -c 0 bench/.venv/bin/uvicorn \
   --app-dir bench fastapi_integify:app --port 18070 --log-level warning & pid=$!
@@ -51,10 +74,11 @@ wait_port 18070
 fastapi=$(load http://127.0.0.1:18070/webhooks/integify "$FASTAPI_REQUESTS")
 fastapi_rss=$(peak_rss_mb $pid); kill $pid; wait $pid 2>/dev/null || true
 
-python3 - "$hyper" "$smshook" "$fastapi" "$hyper_rss" "$smshook_rss" "$fastapi_rss" "$stored" "$CONC" <<'PY'
+python3 - "$hyper" "$smshook" "$fastapi" "$hyper_rss" "$smshook_rss" "$fastapi_rss" "$stored" "$CONC" "$dest" "$delivered" <<'PY'
 import json, sys
 hyper, smshook, fastapi = (json.loads(a) for a in sys.argv[1:4])
 rss = sys.argv[4:7]; stored = int(sys.argv[7]); conc = sys.argv[8]
+dest, delivered = json.loads(sys.argv[9]), sys.argv[10]
 base = smshook["accepted_per_sec"]
 print(f"Load: {conc} keep-alive connections, integify sms.delivered events, distinct and signed.\n")
 print("| server (core 0) | accepted/s | vs bare hyper | smshook vs it | p50 ms | p99 ms | peak RSS MB |")
@@ -63,4 +87,6 @@ for name, r, m in (("bare hyper (no work)", hyper, rss[0]), ("smshook serve, SQL
     rate = r["accepted_per_sec"]
     print(f"| {name} | {rate:,.0f} | {rate / hyper['accepted_per_sec']:.0%} | {base / rate:.1f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {m} |")
 print(f"\nsmshook: {smshook['accepted']} answered 200, {stored} rows in the database; refused {smshook['refused']}, errors {smshook['errors']}.")
+d = dest["accepted_per_sec"]
+print(f"\nWith an HTTP destination: {d:,.0f} accepted/s = {d / base:.0%} of without (p50 {dest['p50_ms']:.2f} ms, p99 {dest['p99_ms']:.2f} ms); deliveries by state 3 s after the load: {delivered}.")
 PY

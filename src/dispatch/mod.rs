@@ -24,6 +24,56 @@ const LEASE: Duration = Duration::from_secs(300);
 const CLAIM_LIMIT: u32 = 64;
 /// How often the outbox is polled when nothing wakes the dispatcher.
 const POLL: Duration = Duration::from_secs(1);
+/// More webhook requests than this in flight at once means ingestion is
+/// saturated (a flood); under ordinary load only a few are in flight…
+const BUSY_IN_FLIGHT: usize = 8;
+/// …and the dispatcher then waits this long between rounds: at most
+/// `CLAIM_LIMIT` deliveries per pause, so the flood keeps the CPU and the
+/// database, and the outbox drains once it passes. Below saturation the
+/// dispatcher runs flat out.
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+/// How many webhook requests are in flight: the dispatcher yields while
+/// ingestion is saturated.
+pub struct Pressure {
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped.
+pub struct InFlight<'a>(&'a Pressure);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Pressure {
+    pub fn new() -> Self {
+        Self {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Called for every webhook request; the guard ends it.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > BUSY_IN_FLIGHT
+    }
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The default retry schedule: the waits after each failed attempt, about a
 /// day in all (11 attempts).
@@ -163,6 +213,8 @@ pub struct Dispatcher {
     clock: Clock,
     /// Wakes the loop early (a new event with deliveries was stored).
     pub wake: Arc<Notify>,
+    /// Ingestion activity, to yield to.
+    pub pressure: Arc<Pressure>,
 }
 
 impl Dispatcher {
@@ -187,6 +239,7 @@ impl Dispatcher {
             nats: Arc::new(nats::Connection::new(nats_url)),
             clock: Clock::new(),
             wake: Arc::new(Notify::new()),
+            pressure: Arc::new(Pressure::new()),
         }
     }
 
@@ -207,12 +260,20 @@ impl Dispatcher {
                     drop(permit);
                 });
             }
-            if idle {
-                tokio::select! {
-                    () = stop.notified() => break,
-                    () = self.wake.notified() => {},
-                    () = tokio::time::sleep(POLL) => {},
-                }
+            // Ingestion first: while it is saturated, pause between rounds
+            // so the outbox absorbs the flood and drains after it.
+            let pause = if idle {
+                POLL
+            } else if self.pressure.busy() {
+                BUSY_PAUSE
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                biased;
+                () = stop.notified() => break,
+                () = self.wake.notified(), if idle => {},
+                () = tokio::time::sleep(pause) => {},
             }
         }
         let _ = sending.acquire_many(CLAIM_LIMIT).await;

@@ -44,6 +44,8 @@ pub struct AppInner {
     /// Wakes the dispatcher when an event with deliveries is stored, so the
     /// hand-off starts at once instead of at the next poll.
     pub dispatch_wake: Arc<Notify>,
+    /// Webhook activity, which the dispatcher yields to.
+    pub pressure: Arc<crate::dispatch::Pressure>,
     /// Bumped on every new event stored here, to wake live streams.
     pub commits: tokio::sync::watch::Sender<u64>,
     /// Set when shutdown begins, so live streams end instead of holding it up.
@@ -72,6 +74,7 @@ impl App {
             destinations: config.destinations.clone(),
             nats_url: config.nats_url.clone(),
             dispatch_wake: Arc::new(Notify::new()),
+            pressure: Arc::new(crate::dispatch::Pressure::new()),
             commits: tokio::sync::watch::Sender::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
         }))
@@ -104,6 +107,7 @@ pub async fn run(
     let dispatcher = (!app.destinations.is_empty()).then(|| {
         let mut d = Dispatcher::new(store.clone(), &app.destinations, app.nats_url.clone());
         d.wake = app.dispatch_wake.clone();
+        d.pressure = app.pressure.clone();
         tokio::spawn(d.run(stop_dispatch.clone()))
     });
     let listener = listener.tap_io(|tcp| {

@@ -40,6 +40,7 @@ pub async fn receive(
     request: Request,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = app.pressure.enter();
     let mut record = new_record(&name, &request);
     let Some(source) = app.sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);

@@ -32,12 +32,10 @@ pub fn claim(
         })?
         .collect::<rusqlite::Result<_>>()?;
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
+    let mut find = conn.prepare_cached(&sql)?;
     let mut due = Vec::with_capacity(claimed.len());
     for (id, event_id, destination, attempts) in claimed {
-        if let Some(event) = conn
-            .query_row(&sql, [&event_id], event_from_row)
-            .optional()?
-        {
+        if let Some(event) = find.query_row([&event_id], event_from_row).optional()? {
             due.push(DueDelivery {
                 id,
                 destination,
