@@ -21,14 +21,16 @@ pub mod nats;
 /// replica) may take it, so a worker that died does not strand it.
 const LEASE: Duration = Duration::from_secs(300);
 /// Deliveries claimed per poll, and sent at once.
-const CLAIM_LIMIT: u32 = 64;
+const CLAIM_LIMIT: u32 = 256;
+/// Deliveries claimed per round while ingestion is saturated.
+const BUSY_CLAIM_LIMIT: u32 = 64;
 /// How often the outbox is polled when nothing wakes the dispatcher.
 const POLL: Duration = Duration::from_secs(1);
 /// More webhook requests than this in flight at once means ingestion is
 /// saturated (a flood); under ordinary load only a few are in flight…
 const BUSY_IN_FLIGHT: usize = 8;
 /// …and the dispatcher then waits this long between rounds: at most
-/// `CLAIM_LIMIT` deliveries per pause, so the flood keeps the CPU and the
+/// `BUSY_CLAIM_LIMIT` deliveries per pause, so the flood keeps the CPU and the
 /// database, and the outbox drains once it passes. Below saturation the
 /// dispatcher runs flat out.
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
@@ -281,10 +283,24 @@ impl Dispatcher {
         let _ = recorder.await;
     }
 
+    /// Big rounds amortize the claim and record transactions; small ones
+    /// while a flood of webhooks needs the resources.
+    fn claim_limit(&self) -> u32 {
+        if self.pressure.busy() {
+            BUSY_CLAIM_LIMIT
+        } else {
+            CLAIM_LIMIT
+        }
+    }
+
     async fn claim(&self) -> Vec<DueDelivery> {
         match self
             .store
-            .claim_deliveries(self.clock.now_ms(), LEASE.as_millis() as i64, CLAIM_LIMIT)
+            .claim_deliveries(
+                self.clock.now_ms(),
+                LEASE.as_millis() as i64,
+                self.claim_limit(),
+            )
             .await
         {
             Ok(due) => due,
@@ -438,6 +454,18 @@ mod tests {
             DEFAULT_SCHEDULE.iter().sum::<Duration>() > Duration::from_secs(20 * 3600),
             "about a day"
         );
+    }
+
+    #[test]
+    fn the_dispatcher_yields_only_while_ingestion_is_saturated() {
+        let pressure = Pressure::new();
+        let few: Vec<_> = (0..BUSY_IN_FLIGHT).map(|_| pressure.enter()).collect();
+        assert!(!pressure.busy(), "ordinary load: deliver flat out");
+        let one_more = pressure.enter();
+        assert!(pressure.busy(), "a flood: yield");
+        drop(one_more);
+        drop(few);
+        assert!(!pressure.busy(), "finished requests no longer count");
     }
 
     #[test]
