@@ -309,10 +309,12 @@ async fn write_in(
         .filter(|(_, r)| !r.duplicate)
         .map(|(j, _)| &j.event)
         .collect();
-    record_effects(&tx, &fresh_events).await?;
     let requests = request_rows(batch, &results, logs);
-    let insert_requests = tx.prepare_cached(INSERT_REQUESTS).await?;
-    tx.execute(&insert_requests, &requests.params()).await?;
+    let log_requests = async {
+        let insert = tx.prepare_cached(INSERT_REQUESTS).await?;
+        tx.execute(&insert, &requests.params()).await
+    };
+    tokio::try_join!(record_effects(&tx, &fresh_events), log_requests)?;
     if let Some(max_rows) = prune {
         tx.execute(PRUNE_REQUESTS, &[&(max_rows as i64)]).await?;
     }
@@ -346,65 +348,86 @@ const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (event_id, destination, 
     SELECT e, d, n, c, c FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) AS t(e, d, n, c)";
 
 /// What new events change besides their rows: message status, consent, and
-/// pending deliveries. One statement each; a statement may not touch a key
-/// twice, so updates are first reduced to one per key, the way applying them
-/// one by one would end.
+/// pending deliveries. One statement each, sent together (tokio-postgres
+/// pipelines them); a statement may not touch a key twice, so updates are
+/// first reduced to one per key, the way applying them one by one would end.
 async fn record_effects(
     tx: &deadpool_postgres::Transaction<'_>,
     events: &[&NewEvent],
 ) -> Result<(), tokio_postgres::Error> {
+    tokio::try_join!(
+        upsert_statuses(tx, events),
+        upsert_consents(tx, events),
+        insert_deliveries(tx, events)
+    )?;
+    Ok(())
+}
+
+async fn upsert_statuses(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[&NewEvent],
+) -> Result<(), tokio_postgres::Error> {
     let statuses = reduce_statuses(events);
-    if !statuses.is_empty() {
-        let sources: Vec<&str> = statuses.iter().map(|(e, _, _)| e.source.as_str()).collect();
-        let ids: Vec<&str> = statuses
-            .iter()
-            .map(|(e, _, _)| e.fields.message_id.as_deref().unwrap_or(""))
-            .collect();
-        let names: Vec<&str> = statuses.iter().map(|(_, status, _)| *status).collect();
-        let ranks: Vec<i64> = statuses.iter().map(|(_, _, rank)| *rank).collect();
-        let by: Vec<&str> = statuses.iter().map(|(e, _, _)| e.id.as_str()).collect();
-        let at: Vec<&str> = statuses
-            .iter()
-            .map(|(e, _, _)| e.received_at.as_str())
-            .collect();
-        tx.execute(UPSERT_MESSAGES, &[&sources, &ids, &names, &ranks, &by, &at])
-            .await?;
+    if statuses.is_empty() {
+        return Ok(());
     }
-    let consents = reduce_consents(events);
-    if !consents.is_empty() {
-        let numbers: Vec<&str> = consents.iter().map(|(n, _, _)| *n).collect();
-        let opted: Vec<bool> = consents
-            .iter()
-            .map(|(_, e, _)| e.opt_out == Some(true))
-            .collect();
-        let sources: Vec<&str> = consents.iter().map(|(_, e, _)| e.source.as_str()).collect();
-        let ids: Vec<&str> = consents.iter().map(|(_, e, _)| e.id.as_str()).collect();
-        let at: Vec<&str> = consents.iter().map(|(_, _, t)| *t).collect();
-        tx.execute(UPSERT_OPTOUTS, &[&numbers, &opted, &sources, &ids, &at])
-            .await?;
-    }
-    let deliveries: Vec<(&str, &str)> = events
+    let sources: Vec<&str> = statuses.iter().map(|(e, _, _)| e.source.as_str()).collect();
+    let ids: Vec<&str> = statuses
         .iter()
-        .flat_map(|e| {
-            e.destinations
-                .iter()
-                .map(move |d| (e.id.as_str(), d.as_str()))
-        })
+        .map(|(e, _, _)| e.fields.message_id.as_deref().unwrap_or(""))
         .collect();
-    if !deliveries.is_empty() {
-        let (ids, names): (Vec<&str>, Vec<&str>) = deliveries.iter().copied().unzip();
-        let received: HashMap<&str, &str> = events
-            .iter()
-            .map(|e| (e.id.as_str(), e.received_at.as_str()))
-            .collect();
-        let created: Vec<&str> = ids
-            .iter()
-            .map(|id| received.get(id).copied().unwrap_or(""))
-            .collect();
-        let now = vec![crate::event::unix_millis(); ids.len()];
-        tx.execute(INSERT_DELIVERIES, &[&ids, &names, &now, &created])
-            .await?;
+    let names: Vec<&str> = statuses.iter().map(|(_, status, _)| *status).collect();
+    let ranks: Vec<i64> = statuses.iter().map(|(_, _, rank)| *rank).collect();
+    let by: Vec<&str> = statuses.iter().map(|(e, _, _)| e.id.as_str()).collect();
+    let at: Vec<&str> = statuses
+        .iter()
+        .map(|(e, _, _)| e.received_at.as_str())
+        .collect();
+    let upsert = tx.prepare_cached(UPSERT_MESSAGES).await?;
+    tx.execute(&upsert, &[&sources, &ids, &names, &ranks, &by, &at])
+        .await?;
+    Ok(())
+}
+
+async fn upsert_consents(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[&NewEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let consents = reduce_consents(events);
+    if consents.is_empty() {
+        return Ok(());
     }
+    let numbers: Vec<&str> = consents.iter().map(|(n, _, _)| *n).collect();
+    let opted: Vec<bool> = consents
+        .iter()
+        .map(|(_, e, _)| e.opt_out == Some(true))
+        .collect();
+    let sources: Vec<&str> = consents.iter().map(|(_, e, _)| e.source.as_str()).collect();
+    let ids: Vec<&str> = consents.iter().map(|(_, e, _)| e.id.as_str()).collect();
+    let at: Vec<&str> = consents.iter().map(|(_, _, t)| *t).collect();
+    let upsert = tx.prepare_cached(UPSERT_OPTOUTS).await?;
+    tx.execute(&upsert, &[&numbers, &opted, &sources, &ids, &at])
+        .await?;
+    Ok(())
+}
+
+async fn insert_deliveries(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[&NewEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let pairs: Vec<(&NewEvent, &str)> = events
+        .iter()
+        .flat_map(|e| e.destinations.iter().map(move |d| (*e, d.as_str())))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = pairs.iter().map(|(e, _)| e.id.as_str()).collect();
+    let names: Vec<&str> = pairs.iter().map(|(_, d)| *d).collect();
+    let created: Vec<&str> = pairs.iter().map(|(e, _)| e.received_at.as_str()).collect();
+    let now = vec![crate::event::unix_millis(); ids.len()];
+    let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
+    tx.execute(&insert, &[&ids, &names, &now, &created]).await?;
     Ok(())
 }
 
