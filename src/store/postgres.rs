@@ -105,6 +105,26 @@ impl PostgresStore {
         })
     }
 
+    /// Runs a listing query built by `listing` and maps its rows.
+    async fn list<T>(
+        &self,
+        sql: &str,
+        params: &[Box<dyn ToSql + Sync + Send>],
+        from_row: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .client()
+            .await?
+            .query(sql, &refs)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(from_row).collect()
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool
             .get()
@@ -652,17 +672,7 @@ impl Store for PostgresStore {
             q.after.unwrap_or(0),
             q.limit,
         );
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let rows = self
-            .client()
-            .await?
-            .query(&sql, &refs)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(event_from_row).collect()
+        self.list(&sql, &params, event_from_row).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
@@ -685,17 +695,7 @@ impl Store for PostgresStore {
             q.after.unwrap_or(0),
             q.limit,
         );
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let rows = self
-            .client()
-            .await?
-            .query(&sql, &refs)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(request_from_row).collect()
+        self.list(&sql, &params, request_from_row).await
     }
 
     async fn message_status(
