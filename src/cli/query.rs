@@ -349,6 +349,7 @@ async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
     store::open(
         &config.database,
         StoreOptions {
+            server: false,
             request_log_max_rows: config.request_log_max_rows,
         },
     )

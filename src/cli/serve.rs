@@ -15,6 +15,7 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
     let options = StoreOptions {
         request_log_max_rows: config.request_log_max_rows,
+        server: true,
     };
     let store = store::open(&config.database, options).await?;
     let listener = TcpListener::bind(config.listen)
@@ -30,6 +31,7 @@ pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
     let options = StoreOptions {
         request_log_max_rows: config.request_log_max_rows,
+        ..StoreOptions::default()
     };
     let store = store::open(&config.database, options).await?;
     store.close().await;

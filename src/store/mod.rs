@@ -119,12 +119,16 @@ pub fn millis_to_rfc3339(ms: i64) -> String {
 pub struct StoreOptions {
     /// The request log keeps at most this many rows, the newest.
     pub request_log_max_rows: u64,
+    /// Opened by `smshook serve` (which works the outbox), not by a CLI
+    /// command reading beside a running server.
+    pub server: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             request_log_max_rows: 100_000,
+            server: false,
         }
     }
 }

@@ -65,12 +65,15 @@ impl SqliteStore {
             connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
         migrate(&mut conn)
             .with_context(|| format!("migrating SQLite database {}", path.display()))?;
-        // One server process writes a SQLite database: a delivery lease found
-        // at start-up was held by a process that died. Release it now.
-        conn.execute(
-            "UPDATE deliveries SET locked_until = NULL WHERE locked_until IS NOT NULL",
-            [],
-        )?;
+        if options.server {
+            // One server process works a SQLite database's outbox: a lease
+            // found when it starts was held by a process that died. (A CLI
+            // command opened beside a running server must leave them alone.)
+            conn.execute(
+                "UPDATE deliveries SET locked_until = NULL WHERE locked_until IS NOT NULL",
+                [],
+            )?;
+        }
         let reader = connect(path)?;
         reader.execute_batch("PRAGMA query_only = ON;")?;
         let (jobs, rx) = sync_channel(QUEUE_DEPTH);

@@ -383,3 +383,54 @@ async fn a_kill_mid_delivery_loses_nothing_the_restart_delivers_it() {
     restarted.child.kill().expect("stop");
     let _ = tokio::task::spawn_blocking(move || restarted.child.wait()).await;
 }
+
+#[tokio::test]
+async fn only_a_starting_server_releases_sqlite_leases_not_a_cli_reading_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("leases.db").display().to_string();
+    let open = |server: bool| {
+        let path = path.clone();
+        async move {
+            let options = smshook::store::StoreOptions {
+                request_log_max_rows: 10,
+                server,
+            };
+            smshook::store::open(&path, options).await.expect("open")
+        }
+    };
+    let running = open(true).await;
+    stored_event(&running, "app").await;
+    let now = smshook::event::unix_millis() + 1000;
+    assert_eq!(
+        running
+            .claim_deliveries(now, 600_000, 10)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+
+    let cli = open(false).await; // e.g. `smshook events` in another terminal
+    cli.close().await;
+    assert!(
+        running
+            .claim_deliveries(now, 600_000, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "still leased"
+    );
+    running.close().await;
+
+    let restarted = open(true).await; // the server again, after a crash
+    assert_eq!(
+        restarted
+            .claim_deliveries(now, 600_000, 10)
+            .await
+            .expect("claim")
+            .len(),
+        1,
+        "released at start-up"
+    );
+    restarted.close().await;
+}

@@ -336,6 +336,7 @@ pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {
         url,
         StoreOptions {
             request_log_max_rows: max_rows,
+            server: false,
         },
     )
     .await
