@@ -61,22 +61,33 @@ async fn events_are_published_once_with_their_id_and_read_back() {
         2,
         "the replay was dropped as a duplicate"
     );
+    // Deliveries are sent concurrently: match messages by id, not by order.
     let subjects = [
         format!("{tag}.integify.message.delivered"),
         format!("{tag}.integify.message.received"),
     ];
-    for (seq, (id, subject)) in ids.iter().zip(subjects).enumerate() {
-        let message = stream
-            .get_raw_message(seq as u64 + 1)
-            .await
-            .expect("message");
-        assert_eq!(message.subject.as_str(), subject);
-        assert_eq!(
-            message.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
-            Some(id.as_str())
-        );
+    let mut found = std::collections::HashMap::new();
+    for seq in 1..=2 {
+        let message = stream.get_raw_message(seq).await.expect("message");
+        let id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.as_str().to_string())
+            .expect("Nats-Msg-Id");
         let event: serde_json::Value = serde_json::from_slice(&message.payload).expect("json");
-        assert_eq!(event["id"], id.as_str());
+        assert_eq!(
+            event["id"],
+            id.as_str(),
+            "the body is the event the header names"
+        );
+        found.insert(id, message.subject.to_string());
+    }
+    for (id, subject) in ids.iter().zip(subjects) {
+        assert_eq!(
+            found.get(id),
+            Some(&subject),
+            "{id} published once, on its subject"
+        );
     }
     let _ = js.delete_stream(&stream_name).await;
     app.stop().await;
