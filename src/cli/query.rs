@@ -116,23 +116,19 @@ pub async fn optouts(args: &OptoutsArgs) -> Result<ExitCode> {
     let optouts = store.optouts(&query).await;
     store.close().await;
     let optouts = optouts?;
-    if args.json {
-        for o in &optouts {
-            println!("{}", serde_json::to_string(o)?);
-        }
-    } else {
-        print_table(
-            &["NUMBER", "SINCE", "SOURCE", "EVENT"],
-            optouts.iter().map(|o| {
-                vec![
-                    o.number.clone(),
-                    o.changed_at.clone(),
-                    o.source.clone(),
-                    o.event_id.clone(),
-                ]
-            }),
-        );
-    }
+    print_rows(
+        args.json,
+        &optouts,
+        &["NUMBER", "SINCE", "SOURCE", "EVENT"],
+        |o| {
+            vec![
+                o.number.clone(),
+                o.changed_at.clone(),
+                o.source.clone(),
+                o.event_id.clone(),
+            ]
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -189,34 +185,30 @@ pub async fn deliveries(args: &DeliveriesArgs) -> Result<ExitCode> {
     let deliveries = store.deliveries(&query).await;
     store.close().await;
     let deliveries = deliveries?;
-    if args.json {
-        for d in &deliveries {
-            println!("{}", serde_json::to_string(d)?);
-        }
-    } else {
-        print_table(
-            &[
-                "ID",
-                "EVENT",
-                "DESTINATION",
-                "STATE",
-                "ATTEMPTS",
-                "NEXT",
-                "LAST ERROR",
-            ],
-            deliveries.iter().map(|d| {
-                vec![
-                    d.id.to_string(),
-                    d.event_id.clone(),
-                    d.destination.clone(),
-                    d.state.clone(),
-                    d.attempts.to_string(),
-                    d.next_attempt_at.clone(),
-                    dash(&d.last_error),
-                ]
-            }),
-        );
-    }
+    print_rows(
+        args.json,
+        &deliveries,
+        &[
+            "ID",
+            "EVENT",
+            "DESTINATION",
+            "STATE",
+            "ATTEMPTS",
+            "NEXT",
+            "LAST ERROR",
+        ],
+        |d| {
+            vec![
+                d.id.to_string(),
+                d.event_id.clone(),
+                d.destination.clone(),
+                d.state.clone(),
+                d.attempts.to_string(),
+                d.next_attempt_at.clone(),
+                dash(&d.last_error),
+            ]
+        },
+    )?;
     more_hint(
         deliveries.last().map(|d| d.id),
         deliveries.len(),
@@ -302,18 +294,14 @@ pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let events = store.events(&query).await;
     store.close().await;
     let events = events?;
-    if args.json {
-        for e in &events {
-            println!("{}", serde_json::to_string(e)?);
-        }
-    } else {
-        print_table(
-            &[
-                "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
-            ],
-            events.iter().map(event_row),
-        );
-    }
+    print_rows(
+        args.json,
+        &events,
+        &[
+            "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
+        ],
+        event_row,
+    )?;
     more_hint(events.last().map(|e| e.seq), events.len(), args.limit);
     Ok(ExitCode::SUCCESS)
 }
@@ -328,18 +316,14 @@ pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
     let requests = store.requests(&query).await;
     store.close().await;
     let requests = requests?;
-    if args.json {
-        for r in &requests {
-            println!("{}", serde_json::to_string(r)?);
-        }
-    } else {
-        print_table(
-            &[
-                "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
-            ],
-            requests.iter().map(request_row),
-        );
-    }
+    print_rows(
+        args.json,
+        &requests,
+        &[
+            "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
+        ],
+        request_row,
+    )?;
     more_hint(requests.last().map(|r| r.seq), requests.len(), args.limit);
     Ok(ExitCode::SUCCESS)
 }
@@ -390,6 +374,23 @@ fn request_row(r: &RequestRecord) -> Vec<String> {
         r.size.to_string(),
         dash(&r.event_id),
     ]
+}
+
+/// One JSON object per line, or a table.
+fn print_rows<T: serde::Serialize>(
+    json: bool,
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> Result<()> {
+    if json {
+        for item in items {
+            println!("{}", serde_json::to_string(item)?);
+        }
+    } else {
+        print_table(headers, items.iter().map(row));
+    }
+    Ok(())
 }
 
 /// Left-aligned columns as wide as their widest cell.

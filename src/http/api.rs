@@ -2,14 +2,15 @@
 //! health endpoints. Errors are one [`ApiError`] enum with a JSON body; 5xx
 //! answers never carry internal text.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::App;
@@ -57,6 +58,21 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// Query parameters, refused as a JSON `invalid_query` error (not axum's
+/// plain-text rejection) when they do not parse.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+        Ok(Self(value))
     }
 }
 
@@ -112,9 +128,8 @@ struct RequestParams {
 
 async fn list_events(
     State(app): State<App>,
-    params: Result<Query<EventParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let limit = limit(p.limit)?;
     let query = EventQuery {
         source: p.source,
@@ -142,9 +157,8 @@ async fn get_event(
 
 async fn list_requests(
     State(app): State<App>,
-    params: Result<Query<RequestParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<RequestParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let limit = limit(p.limit)?;
     let query = RequestQuery {
         source: p.source,
@@ -170,9 +184,8 @@ struct OptoutParams {
 async fn get_message(
     State(app): State<App>,
     Path(message_id): Path<String>,
-    params: Result<Query<MessageParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<MessageParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let state = crate::message::load(app.store.as_ref(), p.source.as_deref(), &message_id)
         .await?
         .ok_or(ApiError::NotFound("message"))?;
@@ -181,9 +194,8 @@ async fn get_message(
 
 async fn list_optouts(
     State(app): State<App>,
-    params: Result<Query<OptoutParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<OptoutParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let limit = limit(p.limit)?;
     let optouts = app
         .store
@@ -225,9 +237,8 @@ struct DestinationParam {
 
 async fn list_deliveries(
     State(app): State<App>,
-    params: Result<Query<DeliveryParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<DeliveryParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     if let Some(state) = p
         .state
         .as_deref()
@@ -286,9 +297,8 @@ fn pick_destination(app: &App, asked: Option<String>) -> Result<String, ApiError
 async fn replay(
     State(app): State<App>,
     Path(id): Path<String>,
-    params: Result<Query<DestinationParam>, QueryRejection>,
+    ApiQuery(p): ApiQuery<DestinationParam>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let destination = pick_destination(&app, p.destination)?;
     let delivery = app
         .store
@@ -304,9 +314,8 @@ async fn replay(
 
 async fn retry_dead(
     State(app): State<App>,
-    params: Result<Query<DestinationParam>, QueryRejection>,
+    ApiQuery(p): ApiQuery<DestinationParam>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let retried = app
         .store
         .retry_dead(p.destination.as_deref(), crate::event::unix_millis())

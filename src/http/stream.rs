@@ -9,8 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::App;
-use super::api::ApiError;
+use super::api::{ApiError, ApiQuery};
 use crate::store::EventQuery;
 
 const PAGE: u32 = 200;
@@ -39,9 +38,8 @@ pub struct StreamParams {
 pub async fn stream(
     State(app): State<App>,
     headers: HeaderMap,
-    params: Result<Query<StreamParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<StreamParams>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -3,7 +3,6 @@
 //! — recording every request, accepted or not, in the request log.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -39,27 +38,16 @@ pub async fn receive(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + app.ack_deadline;
     let _in_flight = app.pressure.enter();
     let mut record = new_record(&name, &request);
     let Some(source) = app.sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);
     };
     let (parts, body) = request.into_parts();
-    let reading = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        read_body(body, &parts.headers, app.max_body_bytes),
-    );
-    let bytes = match reading.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => return refuse(&app, record, e),
-        Err(_) => {
-            return refuse(
-                &app,
-                record,
-                IngestError::BadBody("the body took too long to arrive".into()),
-            );
-        }
+    let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => return refuse(&app, record, e),
     };
     record.size = bytes.len() as u64;
     let signature = parts
@@ -72,34 +60,50 @@ pub async fn receive(
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
-    let deadline = tokio::time::Instant::from_std(started + app.ack_deadline);
-    let stored =
-        tokio::time::timeout_at(deadline, app.store.insert_event(event, record.clone())).await;
-    let cause = match stored {
-        Ok(Ok(inserted)) => {
-            if !inserted.duplicate {
-                app.commits.send_modify(|n| *n += 1);
-                if hands_off {
-                    app.dispatch_wake.notify_one();
-                }
-            }
-            let body = Accepted {
-                ok: true,
-                event_id: inserted.event_id,
-                duplicate: inserted.duplicate,
+    match store_within(&app, event, record.clone(), deadline).await {
+        Ok(inserted) => acknowledge(&app, inserted, hands_off),
+        Err(cause) => {
+            tracing::warn!(source = %name, error = %cause, "event not stored; asking the provider to retry");
+            let retry_status = source.provider.retry_status;
+            let error = IngestError::StorageUnavailable {
+                retry_status,
+                cause: cause.to_string(),
             };
-            return Json(body).into_response();
+            refuse(&app, with_hash(record, &bytes), error)
         }
-        Ok(Err(e)) => e,
-        Err(_) => StoreError::Unavailable(format!("not committed within {:?}", app.ack_deadline)),
+    }
+}
+
+/// Stores the event, or says why it is not committed by `deadline`.
+async fn store_within(
+    app: &App,
+    event: crate::event::NewEvent,
+    record: RequestRecord,
+    deadline: tokio::time::Instant,
+) -> Result<crate::event::Inserted, StoreError> {
+    match tokio::time::timeout_at(deadline, app.store.insert_event(event, record)).await {
+        Ok(stored) => stored,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "not committed within {:?}",
+            app.ack_deadline
+        ))),
+    }
+}
+
+/// The 200, after waking live streams and the dispatcher for a new event.
+fn acknowledge(app: &App, inserted: crate::event::Inserted, hands_off: bool) -> Response {
+    if !inserted.duplicate {
+        app.commits.send_modify(|n| *n += 1);
+        if hands_off {
+            app.dispatch_wake.notify_one();
+        }
+    }
+    let body = Accepted {
+        ok: true,
+        event_id: inserted.event_id,
+        duplicate: inserted.duplicate,
     };
-    tracing::warn!(source = %name, error = %cause, "event not stored; asking the provider to retry");
-    let retry_status = source.provider.retry_status;
-    let error = IngestError::StorageUnavailable {
-        retry_status,
-        cause: cause.to_string(),
-    };
-    refuse(&app, with_hash(record, &bytes), error)
+    Json(body).into_response()
 }
 
 /// A refused body is not stored, so its log row carries its fingerprint; an
@@ -149,8 +153,9 @@ fn new_record(name: &str, request: &Request) -> RequestRecord {
     }
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes
-/// (at once when `Content-Length` already says so).
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes (at
+/// once when `Content-Length` already says so) or stalls past
+/// `BODY_READ_TIMEOUT`.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
@@ -162,12 +167,16 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let reading = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    match reading.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(IngestError::PayloadTooLarge { limit })
         }
-        Err(e) => Err(IngestError::BadBody(e.to_string())),
+        Ok(Err(e)) => Err(IngestError::BadBody(e.to_string())),
+        Err(_) => Err(IngestError::BadBody(
+            "the body took too long to arrive".into(),
+        )),
     }
 }
 

@@ -60,23 +60,21 @@ crate::on_both_backends!(send_delivers_a_signed_sample_and_events_reads_it_back)
 async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend) {
     let app = TestApp::on(backend).await;
     let url = app.url("/webhooks/textus");
-    let secret = secret_for("textus");
-    let out = tokio::task::spawn_blocking(move || {
-        smshook(
-            &[
-                "send",
-                "textus",
-                "contact.opted_out",
-                "--url",
-                &url,
-                "--secret",
-                &secret,
-            ],
-            None,
-        )
-    })
-    .await
-    .expect("task");
+    let send = |secret: String| {
+        let args = [
+            "send",
+            "textus",
+            "contact.opted_out",
+            "--url",
+            &url,
+            "--secret",
+            &secret,
+        ]
+        .map(String::from);
+        // Off the runtime: the server under test runs on it.
+        tokio::task::spawn_blocking(move || smshook(&args.each_ref().map(String::as_str), None))
+    };
+    let out = send(secret_for("textus")).await.expect("task");
     assert!(
         out.status.success(),
         "{}{}",
@@ -84,24 +82,7 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).starts_with("200 OK"));
-
-    let url = app.url("/webhooks/textus");
-    let bad = tokio::task::spawn_blocking(move || {
-        smshook(
-            &[
-                "send",
-                "textus",
-                "contact.opted_out",
-                "--url",
-                &url,
-                "--secret",
-                "x",
-            ],
-            None,
-        )
-    })
-    .await
-    .expect("task");
+    let bad = send("x".into()).await.expect("task");
     assert!(!bad.status.success(), "a refused send exits non-zero");
     let db = app.database.clone();
     let _keep = app.dir.clone();

@@ -131,6 +131,35 @@ async fn signed_delivery_retries_after_500_and_honours_429_retry_after() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slow_endpoint_times_out_and_is_retried() {
+    let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
+    let mut receiver = TestReceiver::start(vec![Reply::Hang, Reply::Status(200)]).await;
+    let destination = receiver.destination("app", &[10]); // 5 s timeout
+    stored_event(&store, "app").await;
+    let (stop, task) = start(&store, &[destination]);
+    let hung = receiver.next().await;
+    let retried = receiver.next().await;
+    let wait = retried.at - hung.at;
+    assert!(
+        wait >= Duration::from_secs(13),
+        "5 s timeout, then 10 s ±20%: {wait:?}"
+    );
+    assert!(wait <= Duration::from_secs(18), "{wait:?}");
+    stop.notify_one();
+    task.await.expect("dispatcher");
+    let d = &deliveries(&store).await[0];
+    assert_eq!((d.state.as_str(), d.attempts), ("delivered", 2));
+    let attempts = store.attempts(d.id).await.expect("attempts");
+    assert_eq!(attempts[0].status, None, "no answer");
+    assert_eq!(attempts[0].error.as_deref(), Some("no answer within 5s"));
+    assert!(
+        attempts[0].latency_ms >= 5000,
+        "the attempt waited for its timeout"
+    );
+    assert_eq!(attempts[1].status, Some(200));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_last_failure_marks_it_dead_and_a_bulk_retry_revives_it() {
     let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
     let mut receiver = TestReceiver::start(vec![
