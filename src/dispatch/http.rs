@@ -87,9 +87,24 @@ pub async fn send(
         Err(e) => Answer::Failure {
             status: None,
             retry_after: None,
-            error: e.without_url().to_string(),
+            error: with_causes(&e.without_url()),
         },
     }
+}
+
+/// An error and its causes ("error sending request: … Connection refused"),
+/// so the attempt record says what actually went wrong.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped at a day.

@@ -160,6 +160,41 @@ async fn a_slow_endpoint_times_out_and_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unreachable_endpoint_is_recorded_with_its_cause() {
+    let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hooks", closed.local_addr().expect("addr"));
+    drop(closed); // nothing listens there now
+    let receiver = TestReceiver::start(vec![]).await;
+    let mut destination = receiver.destination("app", &[]);
+    destination.target = smshook::dispatch::Target::Http {
+        url,
+        key: smshook::dispatch::http::SigningKey::parse(crate::receiver::SECRET).expect("key"),
+    };
+    stored_event(&store, "app").await;
+    let (stop, task) = start(&store, &[destination]);
+    let dead = loop {
+        if let Some(d) = deliveries(&store)
+            .await
+            .into_iter()
+            .find(|d| d.state == "dead")
+        {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.notify_one();
+    task.await.expect("dispatcher");
+    let error = dead.last_error.expect("an error");
+    assert!(
+        error.to_lowercase().contains("refused"),
+        "the cause is kept: {error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_last_failure_marks_it_dead_and_a_bulk_retry_revives_it() {
     let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
     let mut receiver = TestReceiver::start(vec![
