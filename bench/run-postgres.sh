@@ -35,10 +35,12 @@ run() { # replicas
     wait_port $((18180 + i))
     urls+=(--url "http://127.0.0.1:$((18180 + i))/webhooks/integify")
   done
-  "$BIN" bench "${urls[@]}" --secret "$SECRET" --requests "$REQUESTS" --duration 60s --concurrency "$CONC" --json
+  local result
+  result=$("$BIN" bench "${urls[@]}" --secret "$SECRET" --requests "$REQUESTS" --duration 60s --concurrency "$CONC" --json)
   kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   local schema=${db##*%3D}
-  echo "rows $(psql "$PG" -Atc "SELECT count(*) FROM $schema.events")" >&2
+  local rows; rows=$(psql "$PG" -Atc "SELECT count(*) FROM $schema.events")
+  python3 -c "import json,sys; r=json.loads(sys.argv[1]); r['rows']=int(sys.argv[2]); print(json.dumps(r))" "$result" "$rows"
   psql "$PG" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
 }
 
@@ -49,8 +51,8 @@ python3 - "$one" "$two" "$CONC" <<'PY'
 import json, sys
 one, two = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f"Load: {sys.argv[3]} keep-alive connections spread over the replicas; everything on 2 shared cores.\n")
-print("| PostgreSQL | accepted/s | vs one replica | p50 ms | p99 ms | refused | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| PostgreSQL | accepted/s | vs one replica | p50 ms | p99 ms | answered 200 | rows stored | refused | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name, r in (("one replica", one), ("two replicas", two)):
-    print(f"| {name} | {r['accepted_per_sec']:,.0f} | {r['accepted_per_sec'] / one['accepted_per_sec']:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['refused']} | {r['errors']} |")
+    print(f"| {name} | {r['accepted_per_sec']:,.0f} | {r['accepted_per_sec'] / one['accepted_per_sec']:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['accepted']} | {r['rows']} | {r['refused']} | {r['errors']} |")
 PY

@@ -264,6 +264,8 @@ async fn get_delivery(
     State(app): State<App>,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // One delivery is the listing page that starts just before it: no extra
+    // store method per backend.
     let query = DeliveryQuery {
         after: Some(id - 1),
         limit: 1,

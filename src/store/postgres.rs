@@ -1,5 +1,5 @@
 //! The PostgreSQL backend, for scale and several replicas on one database.
-//! Writes are group-committed like SQLite's: a dispatcher task gathers every
+//! Writes are group-committed like SQLite's: a batcher task gathers every
 //! insert waiting, and each batch is one transaction with one multi-row
 //! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`.
 //!
@@ -71,11 +71,11 @@ pub struct PostgresStore {
     closed: AtomicBool,
     stop: Arc<Notify>,
     /// Joined on close, so every accepted batch is committed before we return.
-    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    batcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl PostgresStore {
-    /// Connects, applies pending migrations, and starts the dispatcher.
+    /// Connects, applies pending migrations, and starts the batcher.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Self> {
         let pool = connect(url)?;
         let mut client = pool.get().await.context("cannot connect to PostgreSQL")?;
@@ -86,7 +86,7 @@ impl PostgresStore {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         let logs = Arc::new(LogBuffer::default());
         let stop = Arc::new(Notify::new());
-        let dispatcher = Dispatcher {
+        let batcher = Batcher {
             pool: pool.clone(),
             rx,
             logs: logs.clone(),
@@ -94,14 +94,14 @@ impl PostgresStore {
             options,
             since_prune: 0,
         };
-        let handle = tokio::spawn(dispatcher.run());
+        let handle = tokio::spawn(batcher.run());
         Ok(Self {
             pool,
             jobs,
             logs,
             closed: AtomicBool::new(false),
             stop,
-            dispatcher: Mutex::new(Some(handle)),
+            batcher: Mutex::new(Some(handle)),
         })
     }
 
@@ -188,7 +188,7 @@ fn connect(url: &str) -> Result<Pool> {
 }
 
 /// Gathers waiting inserts into batches and hands each to a flush task.
-struct Dispatcher {
+struct Batcher {
     pool: Pool,
     rx: mpsc::Receiver<InsertJob>,
     logs: Arc<LogBuffer>,
@@ -197,7 +197,7 @@ struct Dispatcher {
     since_prune: u64,
 }
 
-impl Dispatcher {
+impl Batcher {
     async fn run(mut self) {
         let permits = Arc::new(Semaphore::new(PARALLEL_FLUSHES));
         let mut stopping = false;
@@ -802,14 +802,14 @@ impl Store for PostgresStore {
         self.closed.store(true, Ordering::Release);
         self.stop.notify_one();
         let handle = self
-            .dispatcher
+            .batcher
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(handle) = handle
             && handle.await.is_err()
         {
-            tracing::error!("the PostgreSQL dispatcher did not stop cleanly");
+            tracing::error!("the PostgreSQL batcher did not stop cleanly");
         }
         self.pool.close();
     }
