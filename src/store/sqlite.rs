@@ -26,13 +26,14 @@ use crate::optout::Optout;
 mod outbox;
 mod writer;
 
-use super::queue::{InsertJob, LogBuffer};
+use super::queue::{InsertJob, LogBuffer, Replies};
 use writer::{Job, Task, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0001_init.sql"),
     include_str!("sqlite/0002_messages_optouts_outbox.sql"),
+    include_str!("sqlite/0003_without_rowid.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -51,12 +52,13 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(path: &Path, options: StoreOptions) -> Result<Self> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options))
+        let replies = Replies::spawn();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options, replies))
             .await
             .context("opening SQLite")?
     }
 
-    fn open_blocking(path: &Path, options: StoreOptions) -> Result<Self> {
+    fn open_blocking(path: &Path, options: StoreOptions, replies: Replies) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating directory {}", dir.display()))?;
@@ -82,8 +84,10 @@ impl SqliteStore {
             conn,
             jobs: rx,
             logs: logs.clone(),
+            replies,
             max_rows: options.request_log_max_rows,
             since_prune: 0,
+            last_batch: 0,
         };
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
