@@ -432,3 +432,50 @@ fn request_from_row(r: &Row) -> rusqlite::Result<RequestRecord> {
         event_id: r.get(8)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before migration 3 keeps its message statuses and
+    /// opt-outs when its tables are rebuilt WITHOUT ROWID.
+    #[test]
+    fn migration_3_keeps_statuses_and_optouts() {
+        let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute_batch(
+            "INSERT INTO messages VALUES ('ig', 'msg_1', 'delivered', 3, 'evt_1', 't1');
+             INSERT INTO optouts VALUES ('+2207654321', 1, 'ig', 'evt_2', 't2');",
+        )
+        .expect("old rows");
+        migrate(&mut conn).expect("migration 3");
+        let status: String = conn
+            .query_row(
+                "SELECT status FROM messages WHERE message_id = 'msg_1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("status kept");
+        assert_eq!(status, "delivered");
+        let opted_out: bool = conn
+            .query_row(
+                "SELECT opted_out FROM optouts WHERE number = '+2207654321'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("opt-out kept");
+        assert!(opted_out);
+        let rowid_tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('messages', 'optouts') AND sql NOT LIKE '%WITHOUT ROWID'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(rowid_tables, 0);
+    }
+}
