@@ -109,7 +109,7 @@ impl Writer {
         batch
     }
 
-    fn flush(&mut self, batch: Vec<InsertJob>) {
+    fn flush(&mut self, mut batch: Vec<InsertJob>) {
         let logs = self.logs.take();
         if batch.is_empty() && logs.is_empty() {
             return;
@@ -117,7 +117,7 @@ impl Writer {
         let prune = self.prune_due(batch.len() + logs.len());
         let written = write_batch(
             &mut self.conn,
-            &batch,
+            &mut batch,
             &logs,
             prune.then_some(self.max_rows),
         );
@@ -183,7 +183,7 @@ const PRUNE_REQUESTS: &str =
 /// refused-request rows, and a prune of the request log when due.
 fn write_batch(
     conn: &mut Connection,
-    batch: &[InsertJob],
+    batch: &mut [InsertJob],
     logs: &[RequestRecord],
     prune_to: Option<u64>,
 ) -> rusqlite::Result<Vec<Inserted>> {
@@ -198,7 +198,7 @@ fn write_batch(
 
 fn write_rows(
     tx: &Transaction,
-    batch: &[InsertJob],
+    batch: &mut [InsertJob],
     logs: &[RequestRecord],
 ) -> rusqlite::Result<Vec<Inserted>> {
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
@@ -214,12 +214,12 @@ fn write_rows(
         if !result.duplicate {
             record_effects(tx, &job.event)?;
         }
-        let mut request = job.request.clone();
+        let request = &mut job.request;
         if result.duplicate {
             request.reason = "duplicate".into();
         }
         request.event_id = Some(result.event_id.clone());
-        insert_request(&mut log, &request)?;
+        insert_request(&mut log, request)?;
         results.push(result);
     }
     Ok(results)
