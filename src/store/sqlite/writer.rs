@@ -72,8 +72,9 @@ impl Writer {
     /// this thread while the HTTP side still has more requests ready to
     /// queue; on a shared core, waking us took the CPU from it. Yielding once
     /// lets them queue, so one commit and one fsync cover them too (batches
-    /// about twice as large, +6% events/s with the server on one core). An
-    /// idle server does not yield: a lone request is committed at once.
+    /// about twice as large, +6% events/s with the server on one core). After
+    /// a small batch there is no yield: on a quiet server a lone request is
+    /// committed at once (the first one after a burst waits one yield).
     fn gather(
         &mut self,
         first: Vec<InsertJob>,
