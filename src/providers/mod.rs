@@ -81,13 +81,20 @@ impl SampleIds {
 }
 
 /// The value at a dotted path (`data.message_id`); keys may contain `@`.
+/// Runs about twenty times per webhook, so the dots are found with a plain
+/// byte scan: `str::split('.')` cost more than the map lookups themselves.
 pub fn at<'a>(obj: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut cur = obj.get(parts.next()?)?;
-    for part in parts {
-        cur = cur.as_object()?.get(part)?;
+    let mut map = obj;
+    let mut rest = path;
+    loop {
+        match rest.bytes().position(|b| b == b'.') {
+            None => return map.get(rest),
+            Some(dot) => {
+                map = map.get(&rest[..dot])?.as_object()?;
+                rest = &rest[dot + 1..];
+            }
+        }
     }
-    Some(cur)
 }
 
 /// The first path holding a non-empty string or a number, as text.
