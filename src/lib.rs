@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod log_throttle;
 pub mod message;
 pub mod optout;
 pub mod providers;

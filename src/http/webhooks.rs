@@ -16,6 +16,7 @@ use serde_json::json;
 use super::App;
 use crate::event::{RequestRecord, now_rfc3339};
 use crate::ingest::{self, IngestError};
+use crate::log_throttle::Throttle;
 use crate::store::StoreError;
 
 /// Seconds a provider is asked to wait before retrying after a 503/504.
@@ -25,6 +26,9 @@ const RETRY_AFTER_SECS: &str = "5";
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest source name kept in the request log for an unknown source.
 const MAX_LOGGED_NAME: usize = 64;
+/// "Event not stored" repeats for every webhook while storage is down; each
+/// one is in the request log, the server log gets a line per interval.
+static NOT_STORED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 #[derive(Serialize)]
 struct Accepted {
@@ -63,7 +67,9 @@ pub async fn receive(
     match store_within(&app, event, record.clone(), deadline).await {
         Ok(inserted) => acknowledge(&app, inserted, hands_off),
         Err(cause) => {
-            tracing::warn!(source = %name, error = %cause, "event not stored; asking the provider to retry");
+            if let Some(skipped) = NOT_STORED.check() {
+                tracing::warn!(source = %name, error = %cause, skipped, "event not stored; asking the provider to retry");
+            }
             let retry_status = source.provider.retry_status;
             let error = IngestError::StorageUnavailable {
                 retry_status,

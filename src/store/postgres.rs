@@ -28,6 +28,7 @@ use super::queue::{InsertJob, LogBuffer};
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
@@ -62,6 +63,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a batch may take before its connection is dropped.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
+/// A database that is down fails every batch: one log line per interval.
+static WRITE_FAILED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 pub struct PostgresStore {
     pool: Pool,
@@ -248,6 +251,9 @@ async fn flush(
         tokio::time::timeout(FLUSH_TIMEOUT, write_batch(&pool, &batch, &logs, prune)).await;
     let error = match written {
         Ok(Ok(results)) => {
+            if let Some(failures) = WRITE_FAILED.recovered() {
+                tracing::info!(failures, "PostgreSQL writes succeed again");
+            }
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(Ok(result));
             }
@@ -256,7 +262,9 @@ async fn flush(
         Ok(Err(e)) => format!("{e:#}"),
         Err(_) => format!("batch not committed within {FLUSH_TIMEOUT:?}"),
     };
-    tracing::error!(error = %error, events = batch.len(), "PostgreSQL write failed; answering 503");
+    if let Some(skipped) = WRITE_FAILED.check() {
+        tracing::error!(error = %error, events = batch.len(), skipped, "PostgreSQL write failed; answering 503");
+    }
     for job in batch {
         let _ = job.reply.send(Err(StoreError::Unavailable(error.clone())));
     }

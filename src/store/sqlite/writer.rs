@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 
 use crate::event::{Inserted, NewEvent, RequestRecord};
+use crate::log_throttle::Throttle;
 use crate::store::StoreError;
 use crate::store::queue::{InsertJob, LogBuffer, Replies, Reply};
 
@@ -19,6 +20,8 @@ const IDLE_FLUSH: Duration = Duration::from_millis(100);
 /// A batch at least this large means requests are arriving faster than one
 /// commit takes: the next batch is gathered after letting them queue.
 const BUSY_BATCH: usize = 16;
+/// A failing disk fails every batch: one log line per interval says so.
+static WRITE_FAILED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 pub enum Job {
     Insert(Box<InsertJob>),
@@ -123,13 +126,20 @@ impl Writer {
             prune.then_some(self.max_rows),
         );
         let answers: Vec<Reply> = match written {
-            Ok(results) => batch
-                .into_iter()
-                .zip(results)
-                .map(|(job, result)| (job.reply, Ok(result)))
-                .collect(),
+            Ok(results) => {
+                if let Some(failures) = WRITE_FAILED.recovered() {
+                    tracing::info!(failures, "SQLite writes succeed again");
+                }
+                batch
+                    .into_iter()
+                    .zip(results)
+                    .map(|(job, result)| (job.reply, Ok(result)))
+                    .collect()
+            }
             Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "SQLite write failed; answering 503");
+                if let Some(skipped) = WRITE_FAILED.check() {
+                    tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
+                }
                 let error = e.to_string();
                 batch
                     .into_iter()
