@@ -81,7 +81,7 @@ pub struct Inserted {
 
 /// One webhook request as the request log keeps it: never the body, never a
 /// secret; enough to see why a provider's deliveries fail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
     #[serde(skip)]
     pub seq: i64,

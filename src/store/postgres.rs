@@ -236,17 +236,28 @@ impl Batcher {
         if prune.is_some() {
             self.since_prune = 0;
         }
-        tokio::spawn(flush(self.pool.clone(), batch, logs, prune, permit));
+        let pending = Pending {
+            batch,
+            logs,
+            buffer: self.logs.clone(),
+        };
+        tokio::spawn(flush(self.pool.clone(), pending, prune, permit));
     }
 }
 
-async fn flush(
-    pool: Pool,
+/// One flush's rows, and the buffer its request rows go back to if it fails.
+struct Pending {
     batch: Vec<InsertJob>,
     logs: Vec<RequestRecord>,
-    prune: Option<u64>,
-    _permit: OwnedSemaphorePermit,
-) {
+    buffer: Arc<LogBuffer>,
+}
+
+async fn flush(pool: Pool, pending: Pending, prune: Option<u64>, _permit: OwnedSemaphorePermit) {
+    let Pending {
+        batch,
+        logs,
+        buffer,
+    } = pending;
     let written =
         tokio::time::timeout(FLUSH_TIMEOUT, write_batch(&pool, &batch, &logs, prune)).await;
     let error = match written {
@@ -265,6 +276,9 @@ async fn flush(
     if let Some(skipped) = WRITE_FAILED.check() {
         tracing::error!(error = %error, events = batch.len(), skipped, "PostgreSQL write failed; answering 503");
     }
+    // A timed-out commit may still land: a request row may then be logged
+    // twice, which is better than an outage missing from the log.
+    buffer.restore(logs);
     for job in batch {
         let _ = job.reply.send(Err(StoreError::Unavailable(error.clone())));
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 
 use crate::event::{Inserted, NewEvent, RequestRecord};
+use crate::log_throttle::Throttle;
 use crate::store::StoreError;
 
 /// Most refused-request records buffered between flushes (flood bound).
@@ -77,10 +78,11 @@ impl LogBuffer {
         }
     }
 
-    /// Everything buffered, oldest first; warns once about what was dropped.
+    /// Everything buffered, oldest first; warns about what was dropped (at
+    /// most once per interval: drops go on for as long as a flood does).
     pub fn take(&self) -> Vec<RequestRecord> {
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
+        if self.dropped.load(Ordering::Relaxed) > 0 && DROPS_LOGGED.check().is_some() {
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
             tracing::warn!(
                 dropped,
                 "request log: dropped refused-request records under load"
@@ -89,7 +91,22 @@ impl LogBuffer {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.drain(..).collect()
     }
+
+    /// Puts back, ahead of newer ones, the records of a write that failed,
+    /// so an outage shows in the log once storage is back. What no longer
+    /// fits is dropped and counted.
+    pub fn restore(&self, records: Vec<RequestRecord>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = LOG_BUFFER.saturating_sub(queue.len());
+        let dropped = records.len().saturating_sub(room);
+        self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        for record in records.into_iter().take(room).rev() {
+            queue.push_front(record);
+        }
+    }
 }
+
+static DROPS_LOGGED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 impl Default for LogBuffer {
     fn default() -> Self {
@@ -97,5 +114,41 @@ impl Default for LogBuffer {
             queue: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(reason: &str) -> RequestRecord {
+        RequestRecord {
+            reason: reason.into(),
+            ..RequestRecord::default()
+        }
+    }
+
+    fn reasons(records: &[RequestRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn restored_records_go_back_ahead_of_newer_ones_within_the_bound() {
+        let logs = LogBuffer::default();
+        logs.push(record("a"));
+        logs.push(record("b"));
+        let failed = logs.take();
+        logs.push(record("c"));
+        logs.restore(failed);
+        assert_eq!(reasons(&logs.take()), ["a", "b", "c"]);
+
+        for _ in 0..LOG_BUFFER - 1 {
+            logs.push(record("new"));
+        }
+        logs.restore(vec![record("old1"), record("old2")]);
+        assert_eq!(logs.dropped.load(Ordering::Relaxed), 1);
+        let all = logs.take();
+        assert_eq!(all.len(), LOG_BUFFER);
+        assert_eq!(all[0].reason, "old1");
     }
 }

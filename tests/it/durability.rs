@@ -1,6 +1,6 @@
-//! What a 200 promises: storage failures and slowness are 503/504 (never
-//! 200), and every acknowledged event survives a restart, a SIGTERM and a
-//! SIGKILL.
+//! What a 200 promises: storage failures, slowness and a full disk are
+//! 503/504 (never 200), and every acknowledged event survives a restart, a
+//! SIGTERM and a SIGKILL.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -244,6 +244,11 @@ pub fn start_binary(dir: &std::path::Path, database: &str) -> Server {
 
 /// The binary with `extra` appended to its config (e.g. destinations).
 pub fn start_binary_with(dir: &std::path::Path, database: &str, extra: &str) -> Server {
+    start(serve_command(dir, database, extra))
+}
+
+/// `smshook serve` on a fresh config in `dir`.
+fn serve_command(dir: &std::path::Path, database: &str, extra: &str) -> Command {
     let config = dir.join("smshook.toml");
     let toml = format!(
         "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n{extra}",
@@ -251,13 +256,18 @@ pub fn start_binary_with(dir: &std::path::Path, database: &str, extra: &str) -> 
         secret_for("integify")
     );
     std::fs::write(&config, toml).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smshook"));
+    command
         .args(["serve", "--config"])
         .arg(&config)
         .env("SMSHOOK_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smshook");
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts `command` and waits until it serves.
+fn start(mut command: Command) -> Server {
+    let mut child = command.spawn().expect("start smshook");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
@@ -273,26 +283,30 @@ pub fn start_binary_with(dir: &std::path::Path, database: &str, extra: &str) -> 
     Server { child, addr }
 }
 
+/// Sends one fresh, signed Integify event to the binary at `addr`.
+fn send_event(
+    client: &reqwest::Client,
+    addr: &str,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let sig = smshook::signature::sign_hex(
+        &smshook::signature::Secret::new(secret_for("integify")),
+        &body,
+        "sha256=",
+    );
+    client
+        .post(format!("http://{addr}/webhooks/integify"))
+        .header(p.signature_header, sig)
+        .body(body)
+        .send()
+}
+
 async fn flood(addr: &str, n: usize) -> (HashSet<String>, usize) {
     let client = reqwest::Client::new();
-    let p = provider("integify");
     let mut acked = HashSet::new();
     let mut failed = 0;
-    let sends = (0..n).map(|_| {
-        let body =
-            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
-        let sig = smshook::signature::sign_hex(
-            &smshook::signature::Secret::new(secret_for("integify")),
-            &body,
-            "sha256=",
-        );
-        client
-            .post(format!("http://{addr}/webhooks/integify"))
-            .header(p.signature_header, sig)
-            .body(body)
-            .send()
-    });
-    let mut pending: Vec<_> = sends.collect();
+    let mut pending: Vec<_> = (0..n).map(|_| send_event(&client, addr)).collect();
     while !pending.is_empty() {
         let batch: Vec<_> = pending.drain(..pending.len().min(16)).collect();
         for result in futures_join(batch).await {
@@ -399,4 +413,93 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly(backend: Backend)
                 == 0,
         "the WAL was checkpointed at shutdown"
     );
+}
+
+/// A real full disk, without root: the server runs under a file-size limit
+/// (`ulimit -f`, with `SIGXFSZ` ignored so an oversize write fails instead of
+/// killing it), which stops the WAL from growing; raising the limit with
+/// `prlimit` is freeing space. SQLite only: PostgreSQL's disk is not ours.
+#[tokio::test]
+async fn a_full_disk_is_503_then_writes_resume_and_the_outage_is_logged() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED a_full_disk_is_503...: needs Linux's prlimit (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("events.db").display().to_string();
+    let serve = serve_command(dir.path(), &database, "");
+    let mut command = Command::new("sh");
+    // 2048 blocks: 1 MiB in dash's 512-byte blocks, 2 MiB in bash's.
+    command
+        .args(["-c", "trap '' XFSZ; ulimit -S -f 2048; exec \"$0\" \"$@\""])
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .env("SMSHOOK_LOG", "info")
+        .stderr(Stdio::piped());
+    let mut server = start(command);
+    let (acked, refused) = fill_until_refused(&server.addr, 5).await;
+    assert_eq!(refused, 5, "the disk filled up");
+    assert!(!acked.is_empty(), "events were stored before it did");
+
+    let pid = server.child.id().to_string();
+    let freed = Command::new("prlimit")
+        .args(["--pid", &pid, "--fsize=unlimited"])
+        .status()
+        .expect("prlimit");
+    assert!(freed.success());
+    let (after, failed) = flood(&server.addr, 50).await;
+    assert_eq!(
+        (after.len(), failed),
+        (50, 0),
+        "writes resume by themselves"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    server.child.wait().expect("wait");
+
+    let stored = stored_ids(&database).await;
+    assert!(acked.is_subset(&stored) && after.is_subset(&stored));
+    let store = open_url(&database, 1000).await;
+    let log = store
+        .requests(&RequestQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("request log");
+    store.close().await;
+    let outage: Vec<_> = log.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(outage.len(), refused, "every 503 is in the request log");
+    assert!(outage.iter().all(|r| r.reason == "storage_unavailable"));
+}
+
+/// Sends events one at a time until `n` are refused (at most 5000 sent):
+/// the ids acknowledged, and how many were refused, each a 503.
+async fn fill_until_refused(addr: &str, n: usize) -> (HashSet<String>, usize) {
+    let client = reqwest::Client::new();
+    let (mut acked, mut refused) = (HashSet::new(), 0);
+    for _ in 0..5000 {
+        let answer = send_event(&client, addr).await.expect("answer");
+        let status = answer.status().as_u16();
+        let v: Value = answer.json().await.expect("json");
+        match status {
+            200 => {
+                acked.insert(v["event_id"].as_str().expect("id").to_string());
+            }
+            503 => {
+                assert_eq!(v["error"], "storage_unavailable");
+                refused += 1;
+                if refused == n {
+                    break;
+                }
+            }
+            other => panic!("unexpected status {other}: {v}"),
+        }
+    }
+    (acked, refused)
 }

@@ -140,6 +140,7 @@ impl Writer {
                 if let Some(skipped) = WRITE_FAILED.check() {
                     tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
                 }
+                self.logs.restore(logs);
                 let error = e.to_string();
                 batch
                     .into_iter()
