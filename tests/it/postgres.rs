@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smshook::providers::SampleIds;
-use smshook::store::EventQuery;
+use smshook::store::{EventQuery, RequestQuery};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -159,11 +159,22 @@ async fn an_unreachable_database_is_503_in_time_and_ingestion_resumes_by_itself(
     );
 
     proxy.restore();
+    let mut refused = during.len();
     for b in &during {
-        let answer = retry_until_stored(&app, p, b).await;
+        let (answer, retried) = retry_until_stored(&app, p, b).await;
         acked.insert(answer["event_id"].as_str().expect("id").to_string());
+        refused += retried;
     }
     let store = open_url(&url, 1000).await;
+    let log = store
+        .requests(&RequestQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("request log");
+    let outage = log.iter().filter(|r| r.status == 503).count();
+    assert_eq!(outage, refused, "every 503 is in the request log");
     let stored: HashSet<String> = store
         .events(&EventQuery {
             limit: 1000,
@@ -179,18 +190,21 @@ async fn an_unreachable_database_is_503_in_time_and_ingestion_resumes_by_itself(
     app.stop().await;
 }
 
-/// What a provider does: retry until 200 (bounded: 10 s).
+/// What a provider does: retry until 200 (bounded: 10 s). The 200's body,
+/// and how many answers were not 200 before it.
 async fn retry_until_stored(
     app: &TestApp,
     p: &smshook::providers::Provider,
     body: &[u8],
-) -> serde_json::Value {
+) -> (serde_json::Value, usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = 0;
     loop {
         let (status, answer) = app.send_body(p, body).await;
         if status == 200 {
-            return answer;
+            return (answer, refused);
         }
+        refused += 1;
         assert!(
             Instant::now() < deadline,
             "ingestion did not resume: last answer {status} {answer}"
