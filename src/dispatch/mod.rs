@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::event::{Event, NewEvent, format_time};
+use crate::log_throttle::Throttle;
 use crate::store::{AttemptRecord, DeliveryUpdate, DueDelivery, Store};
 
 pub mod http;
@@ -34,6 +35,9 @@ const BUSY_IN_FLIGHT: usize = 8;
 /// database, and the outbox drains once it passes. Below saturation the
 /// dispatcher runs flat out.
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
+/// Claims fail every round while storage is down: a line per interval.
+static CLAIM_FAILED: Throttle = Throttle::new(crate::log_throttle::EVERY);
+static RECORD_FAILED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 /// How many webhook requests are in flight: the dispatcher yields while
 /// ingestion is saturated.
@@ -305,7 +309,9 @@ impl Dispatcher {
         {
             Ok(due) => due,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim deliveries; will retry");
+                if let Some(skipped) = CLAIM_FAILED.check() {
+                    tracing::warn!(error = %e, skipped, "cannot claim deliveries; will retry");
+                }
                 Vec::new()
             }
         }
@@ -411,7 +417,9 @@ async fn record(store: Arc<dyn Store>, mut results: mpsc::Receiver<DeliveryUpdat
             match store.finish_deliveries(batch.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, attempts = batch.len(), "cannot record delivery attempts yet")
+                    if let Some(skipped) = RECORD_FAILED.check() {
+                        tracing::warn!(error = %e, attempts = batch.len(), skipped, "cannot record delivery attempts yet");
+                    }
                 }
             }
         }

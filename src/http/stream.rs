@@ -18,11 +18,15 @@ use tokio::sync::mpsc;
 
 use super::App;
 use super::api::{ApiError, ApiQuery};
+use crate::log_throttle::Throttle;
 use crate::store::EventQuery;
 
 const PAGE: u32 = 200;
 /// Longest a stream waits before looking for events from other replicas.
 const POLL: Duration = Duration::from_secs(1);
+/// Every open stream fails its reads while storage is down: one line per
+/// interval for all of them.
+static READ_FAILED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 #[derive(Debug, Deserialize)]
 pub struct StreamParams {
@@ -81,7 +85,9 @@ async fn tail(
         let page = match app.store.events(&query).await {
             Ok(page) => page,
             Err(e) => {
-                tracing::warn!(error = %e, "event stream: storage unavailable; retrying");
+                if let Some(skipped) = READ_FAILED.check() {
+                    tracing::warn!(error = %e, skipped, "event stream: storage unavailable; retrying");
+                }
                 Vec::new()
             }
         };
