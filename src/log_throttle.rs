@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 /// How often a repeated failure is logged at most, by default.
 pub const EVERY: Duration = Duration::from_secs(10);
 
+/// One kind of repeated failure; a `static` beside the line it thins.
 pub struct Throttle {
     every: Duration,
     state: Mutex<State>,

@@ -106,6 +106,7 @@ impl LogBuffer {
     }
 }
 
+/// Drops repeat for as long as a flood lasts: one line per interval.
 static DROPS_LOGGED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 impl Default for LogBuffer {
