@@ -3,11 +3,11 @@
 //! normalization by the source's provider. Everything here is pure; the HTTP
 //! layer reads the body and the store commits the result.
 
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
+use crate::providers::payload::parse_object;
 use crate::signature::{self, SignatureError};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
@@ -56,7 +56,7 @@ pub fn prepare(
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
     signature::verify(signature, body, &source.secrets)?;
-    let payload = parse_object(body)?;
+    let payload = parse_object(body).map_err(IngestError::MalformedJson)?;
     let normalized = (source.provider.normalize)(&payload);
     let dedupe_key = normalized
         .dedupe_key
@@ -74,16 +74,6 @@ pub fn prepare(
         payload: text.to_string(),
         destinations: Vec::new(),
     })
-}
-
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(IngestError::MalformedJson(
-            "expected an object at the top level".into(),
-        )),
-        Err(e) => Err(IngestError::MalformedJson(e.to_string())),
-    }
 }
 
 #[cfg(test)]

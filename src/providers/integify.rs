@@ -2,8 +2,9 @@
 //! by `type` (`sms.delivered`, `sms.failed`, `sms.received`, and the older
 //! `DELIVERY_REPORT` with its outcome in `data.status`, and `SMS_RECEIVED`).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::payload::Object;
 use super::{Provider, SampleIds, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
@@ -23,7 +24,7 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-fn normalize(p: &Map<String, Value>) -> Normalized {
+fn normalize(p: &Object) -> Normalized {
     let provider_type = text(p, &["type"]);
     let status = text(p, &["data.status"]);
     let event_type = normalized_type(provider_type.as_deref(), status.as_deref());
@@ -103,7 +104,7 @@ mod tests {
     use super::*;
 
     fn norm(v: Value) -> Normalized {
-        normalize(v.as_object().expect("object"))
+        crate::providers::normalize_json(normalize, &v)
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `message.delivered`, `message.failed`). Its `id` names the *message*, so a
 //! retry is recognised by `id` + `event`. MsGine waits 5 s for an answer.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::payload::Object;
 use super::{Provider, SampleIds, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
@@ -17,7 +18,7 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-fn normalize(p: &Map<String, Value>) -> Normalized {
+fn normalize(p: &Object) -> Normalized {
     let provider_type = text(p, &["event"]);
     let status = text(p, &["status"]);
     let event_type = match provider_type.as_deref() {
@@ -74,7 +75,7 @@ mod tests {
             "to": "+256701521269", "from": "MyApp", "timestamp": "2024-01-15T10:30:15Z",
             "failureReason": "Invalid phone number", "errorCode": "invalid_phone_number"
         });
-        let n = normalize(v.as_object().expect("object"));
+        let n = crate::providers::normalize_json(normalize, &v);
         assert_eq!(
             n.dedupe_key.as_deref(),
             Some("msg_1234567890:message.failed")
@@ -94,7 +95,7 @@ mod tests {
         let a = sample("message.sent", &SampleIds::fresh());
         let mut b = a.clone();
         b["event"] = json!("message.delivered");
-        let key = |v: &Value| normalize(v.as_object().expect("object")).dedupe_key;
+        let key = |v: &Value| crate::providers::normalize_json(normalize, v).dedupe_key;
         assert_ne!(key(&a), key(&b));
     }
 }

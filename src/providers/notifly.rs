@@ -3,8 +3,9 @@
 //! with the object in `payload`. Notifly is a chat product: its types say
 //! what changed, not which way a message went, so they keep their own names.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::payload::Object;
 use super::{Provider, SampleIds, text, time};
 use crate::event::{EventFields, Normalized};
 
@@ -34,7 +35,7 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-fn normalize(p: &Map<String, Value>) -> Normalized {
+fn normalize(p: &Object) -> Normalized {
     let provider_type = text(p, &["type"]);
     let kind = provider_type
         .as_deref()
@@ -101,10 +102,9 @@ mod tests {
 
     #[test]
     fn documented_message_payload() {
-        let n = normalize(
-            sample("message.updated", &SampleIds::fresh())
-                .as_object()
-                .expect("object"),
+        let n = crate::providers::normalize_json(
+            normalize,
+            &sample("message.updated", &SampleIds::fresh()),
         );
         assert_eq!(n.fields.event_type, "message.updated");
         assert!(
@@ -124,7 +124,7 @@ mod tests {
     fn conversation_event_keeps_name_and_id() {
         let v = json!({"id": "a056V7R7NmNRjl70", "type": "conversation.updated",
                        "payload": {"id": "WAz8eIbvDR60rouK"}});
-        let n = normalize(v.as_object().expect("object"));
+        let n = crate::providers::normalize_json(normalize, &v);
         assert_eq!(n.dedupe_key.as_deref(), Some("a056V7R7NmNRjl70"));
         assert_eq!(n.fields.event_type, "conversation.updated");
         assert_eq!(n.fields.message_id, None);

@@ -2,8 +2,9 @@
 //! type (`sms.received`, payload `version` 1); `data.messageId` is a number
 //! that names the message, so a retry is recognised by it plus `event`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::payload::Object;
 use super::{Provider, SampleIds, compound_key, text, time};
 use crate::event::{EventFields, Normalized};
 
@@ -17,7 +18,7 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-fn normalize(p: &Map<String, Value>) -> Normalized {
+fn normalize(p: &Object) -> Normalized {
     let provider_type = text(p, &["event"]);
     let event_type = match provider_type.as_deref() {
         Some("sms.received") => "message.received".to_string(),
@@ -66,7 +67,7 @@ mod tests {
         let v = json!({"event": "sms.received", "version": "1", "data": {
             "messageId": 42, "from": "+14155551234", "to": "+12025550100",
             "body": "Hello, this is a test message", "receivedAt": "2026-03-01T15:30:00.000Z"}});
-        let n = normalize(v.as_object().expect("object"));
+        let n = crate::providers::normalize_json(normalize, &v);
         assert_eq!(n.dedupe_key.as_deref(), Some("42:sms.received"));
         assert_eq!(n.fields.event_type, "message.received");
         assert_eq!(n.fields.message_id.as_deref(), Some("42"));

@@ -6,8 +6,9 @@
 //! `accountPhoneNumber` ours). TextUs retries only a `504`: any other error
 //! marks the integration failed, so storage trouble is answered `504`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::payload::Object;
 use super::{Provider, SampleIds, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
@@ -109,7 +110,7 @@ const TIME: &[&str] = &[
     "data.created_at",
 ];
 
-fn normalize(p: &Map<String, Value>) -> Normalized {
+fn normalize(p: &Object) -> Normalized {
     let provider_type = text(p, TYPE);
     let event_type = normalized_type(provider_type.as_deref(), text(p, STATUS).as_deref());
     let (from, to) = numbers(p, &event_type);
@@ -146,7 +147,7 @@ fn normalized_type(provider_type: Option<&str>, status: Option<&str>) -> String 
 
 /// `(from, to)`: explicit fields first; otherwise from the conversation, by
 /// direction. For `contact.*` events `from` is the contact's number.
-fn numbers(p: &Map<String, Value>, event_type: &str) -> (Option<String>, Option<String>) {
+fn numbers(p: &Object, event_type: &str) -> (Option<String>, Option<String>) {
     if event_type.starts_with("contact.") {
         return (text(p, CONTACT), None);
     }
@@ -193,7 +194,7 @@ mod tests {
     use super::*;
 
     fn norm(v: Value) -> Normalized {
-        normalize(v.as_object().expect("object"))
+        crate::providers::normalize_json(normalize, &v)
     }
 
     #[test]
