@@ -208,42 +208,60 @@ fn write_batch(
     Ok(results)
 }
 
+/// The batch's statements, looked up in the statement cache once per batch
+/// rather than once per row (each lookup hashes the SQL text).
+struct Statements<'t> {
+    insert: CachedStatement<'t>,
+    find: CachedStatement<'t>,
+    log: CachedStatement<'t>,
+    message: CachedStatement<'t>,
+    optout: CachedStatement<'t>,
+    delivery: CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn prepare(tx: &'t Transaction) -> rusqlite::Result<Self> {
+        Ok(Self {
+            insert: tx.prepare_cached(INSERT_EVENT)?,
+            find: tx.prepare_cached(FIND_EVENT)?,
+            log: tx.prepare_cached(INSERT_REQUEST)?,
+            message: tx.prepare_cached(UPSERT_MESSAGE)?,
+            optout: tx.prepare_cached(UPSERT_OPTOUT)?,
+            delivery: tx.prepare_cached(INSERT_DELIVERY)?,
+        })
+    }
+}
+
 fn write_rows(
     tx: &Transaction,
     batch: &mut [InsertJob],
     logs: &[RequestRecord],
 ) -> rusqlite::Result<Vec<Inserted>> {
-    let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-    let mut find = tx.prepare_cached(FIND_EVENT)?;
-    let mut log = tx.prepare_cached(INSERT_REQUEST)?;
+    let mut st = Statements::prepare(tx)?;
     // Refusals buffered before this batch was taken arrived before its events.
     for record in logs {
-        insert_request(&mut log, record)?;
+        insert_request(&mut st.log, record)?;
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let result = insert_event(&mut insert, &mut find, &job.event)?;
+        let result = insert_event(&mut st, &job.event)?;
         if !result.duplicate {
-            record_effects(tx, &job.event)?;
+            record_effects(&mut st, &job.event)?;
         }
         let request = &mut job.request;
         if result.duplicate {
             request.reason = "duplicate".into();
         }
         request.event_id = Some(result.event_id.clone());
-        insert_request(&mut log, request)?;
+        insert_request(&mut st.log, request)?;
         results.push(result);
     }
     Ok(results)
 }
 
-fn insert_event(
-    insert: &mut CachedStatement,
-    find: &mut CachedStatement,
-    e: &NewEvent,
-) -> rusqlite::Result<Inserted> {
+fn insert_event(st: &mut Statements, e: &NewEvent) -> rusqlite::Result<Inserted> {
     let f = &e.fields;
-    let changed = insert.execute(params![
+    let changed = st.insert.execute(params![
         e.id,
         e.source,
         e.provider,
@@ -269,7 +287,8 @@ fn insert_event(
             duplicate: false,
         });
     }
-    let existing: Option<String> = find
+    let existing: Option<String> = st
+        .find
         .query_row(params![e.source, e.dedupe_key], |r| r.get(0))
         .optional()?;
     let event_id = existing.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
@@ -281,11 +300,11 @@ fn insert_event(
 
 /// What a new event changes besides its own row: its message's status, its
 /// number's consent, and its pending deliveries.
-fn record_effects(tx: &Transaction, e: &NewEvent) -> rusqlite::Result<()> {
+fn record_effects(st: &mut Statements, e: &NewEvent) -> rusqlite::Result<()> {
     let f = &e.fields;
     if let (Some((status, rank)), Some(message_id)) = (crate::message::status_of(f), &f.message_id)
     {
-        tx.prepare_cached(UPSERT_MESSAGE)?.execute(params![
+        st.message.execute(params![
             e.source,
             message_id,
             status,
@@ -296,17 +315,13 @@ fn record_effects(tx: &Transaction, e: &NewEvent) -> rusqlite::Result<()> {
     }
     if let (Some(opted_out), Some(number)) = (e.opt_out, &f.from) {
         let changed_at = f.occurred_at.as_ref().unwrap_or(&e.received_at);
-        tx.prepare_cached(UPSERT_OPTOUT)?
+        st.optout
             .execute(params![number, opted_out, e.source, e.id, changed_at])?;
     }
     let now = crate::event::unix_millis();
     for destination in &e.destinations {
-        tx.prepare_cached(INSERT_DELIVERY)?.execute(params![
-            e.id,
-            destination,
-            now,
-            e.received_at
-        ])?;
+        st.delivery
+            .execute(params![e.id, destination, now, e.received_at])?;
     }
     Ok(())
 }
