@@ -188,4 +188,11 @@ mod tests {
         assert!(parse_object(b"{\"a\":").is_err());
         assert!(parse_object(b"{\"a\":\"\xff\"}").is_err(), "invalid UTF-8");
     }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_object(deep.as_bytes()).expect_err("too deep");
+        assert!(err.contains("recursion limit"), "{err}");
+    }
 }
