@@ -125,27 +125,13 @@ impl Writer {
             &logs,
             prune.then_some(self.max_rows),
         );
-        let answers: Vec<Reply> = match written {
-            Ok(results) => {
-                if let Some(failures) = WRITE_FAILED.recovered() {
-                    tracing::info!(failures, "SQLite writes succeed again");
-                }
-                batch
-                    .into_iter()
-                    .zip(results)
-                    .map(|(job, result)| (job.reply, Ok(result)))
-                    .collect()
-            }
+        let answers = match written {
+            Ok(results) => stored(batch, results),
             Err(e) => {
-                if let Some(skipped) = WRITE_FAILED.check() {
-                    tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
-                }
+                // The refusals go back to the buffer, so the outage shows in
+                // the request log once the disk takes writes again.
                 self.logs.restore(logs);
-                let error = e.to_string();
-                batch
-                    .into_iter()
-                    .map(|job| (job.reply, Err(StoreError::Unavailable(error.clone()))))
-                    .collect()
+                failed(batch, &e)
             }
         };
         self.replies.send(answers);
@@ -168,6 +154,30 @@ impl Writer {
             tracing::warn!(error = %e, "SQLite close failed");
         }
     }
+}
+
+/// Answers for a committed batch.
+fn stored(batch: Vec<InsertJob>, results: Vec<Inserted>) -> Vec<Reply> {
+    if let Some(failures) = WRITE_FAILED.recovered() {
+        tracing::info!(failures, "SQLite writes succeed again");
+    }
+    batch
+        .into_iter()
+        .zip(results)
+        .map(|(job, result)| (job.reply, Ok(result)))
+        .collect()
+}
+
+/// Answers for a batch that could not be written: 503s, never a 200.
+fn failed(batch: Vec<InsertJob>, e: &rusqlite::Error) -> Vec<Reply> {
+    if let Some(skipped) = WRITE_FAILED.check() {
+        tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
+    }
+    let error = e.to_string();
+    batch
+        .into_iter()
+        .map(|job| (job.reply, Err(StoreError::Unavailable(error.clone()))))
+        .collect()
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, source, provider, dedupe_key, provider_event_id, \
