@@ -14,7 +14,9 @@ use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
 use smshook::providers::SampleIds;
 use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
 
-use crate::support::{Backend, TestApp, TestOptions, open_url, provider, secret_for};
+use crate::support::{
+    Backend, TestApp, TestOptions, logged_503s, open_url, provider, secret_for, stored_ids,
+};
 
 crate::on_both_backends!(
     a_restart_keeps_every_acknowledged_event,
@@ -335,19 +337,6 @@ where
     out
 }
 
-pub async fn stored_ids(database: &str) -> HashSet<String> {
-    let store = open_url(database, 1000).await;
-    let events = store
-        .events(&EventQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("events");
-    store.close().await;
-    events.into_iter().map(|e| e.id).collect()
-}
-
 /// The database a binary test uses: a file in `dir`, or the backend's URL.
 fn database_in(dir: &std::path::Path, backend: &Backend) -> String {
     match backend {
@@ -464,18 +453,11 @@ async fn a_full_disk_is_503_then_writes_resume_and_the_outage_is_logged() {
 
     let stored = stored_ids(&database).await;
     assert!(acked.is_subset(&stored) && after.is_subset(&stored));
-    let store = open_url(&database, 1000).await;
-    let log = store
-        .requests(&RequestQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("request log");
-    store.close().await;
-    let outage: Vec<_> = log.iter().filter(|r| r.status == 503).collect();
-    assert_eq!(outage.len(), refused, "every 503 is in the request log");
-    assert!(outage.iter().all(|r| r.reason == "storage_unavailable"));
+    assert_eq!(
+        logged_503s(&database).await,
+        refused,
+        "every 503 is in the request log"
+    );
 }
 
 /// Sends events one at a time until `n` are refused (at most 5000 sent):

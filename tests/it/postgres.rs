@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smshook::providers::SampleIds;
-use smshook::store::{EventQuery, RequestQuery};
+use smshook::store::EventQuery;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::support::{Backend, TestApp, TestOptions, open_url, provider};
+use crate::support::{Backend, TestApp, TestOptions, logged_503s, open_url, provider, stored_ids};
 
 async fn postgres() -> Option<String> {
     match Backend::postgres().await? {
@@ -165,27 +165,12 @@ async fn an_unreachable_database_is_503_in_time_and_ingestion_resumes_by_itself(
         acked.insert(answer["event_id"].as_str().expect("id").to_string());
         refused += retried;
     }
-    let store = open_url(&url, 1000).await;
-    let log = store
-        .requests(&RequestQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("request log");
-    let outage = log.iter().filter(|r| r.status == 503).count();
-    assert_eq!(outage, refused, "every 503 is in the request log");
-    let stored: HashSet<String> = store
-        .events(&EventQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    store.close().await;
+    assert_eq!(
+        logged_503s(&url).await,
+        refused,
+        "every 503 is in the request log"
+    );
+    let stored = stored_ids(&url).await;
     assert_eq!(stored, acked, "every acknowledged event is stored, once");
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! `TestApp`: the real server on 127.0.0.1:0 with every provider configured,
 //! plus typed helpers to send signed webhooks and query the API.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use smshook::config::{Config, Source};
 use smshook::http::{self, App};
 use smshook::providers::{self, Provider, SampleIds};
 use smshook::signature::{Secret, sign_hex};
-use smshook::store::{self, Store, StoreOptions};
+use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -341,6 +342,38 @@ pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {
     )
     .await
     .expect("open store")
+}
+
+/// The ids of the (first 1000) events stored at `url`, read by a store of
+/// its own, as a restarted server would see them.
+pub async fn stored_ids(url: &str) -> HashSet<String> {
+    let store = open_url(url, 1000).await;
+    let events = store
+        .events(&EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    store.close().await;
+    events.into_iter().map(|e| e.id).collect()
+}
+
+/// How many requests the log at `url` (its first 1000) answered 503, each
+/// with reason `storage_unavailable`.
+pub async fn logged_503s(url: &str) -> usize {
+    let store = open_url(url, 1000).await;
+    let log = store
+        .requests(&RequestQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("request log");
+    store.close().await;
+    let outage: Vec<_> = log.iter().filter(|r| r.status == 503).collect();
+    assert!(outage.iter().all(|r| r.reason == "storage_unavailable"));
+    outage.len()
 }
 
 pub fn provider(name: &str) -> &'static Provider {
