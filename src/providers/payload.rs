@@ -112,42 +112,15 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((Key(k), v)) = map.next_entry()? {
+        // A key comes through the same visitor (borrowed unless escaped;
+        // serde's own `Cow<str>` would always copy); JSON keys are strings.
+        while let Some((key, v)) = map.next_entry::<Node, Node>()? {
+            let Node::String(k) = key else {
+                return Err(de::Error::custom("an object key that is not a string"));
+            };
             fields.push((k, v));
         }
         Ok(Node::Object(Object(fields)))
-    }
-}
-
-/// An object key, borrowed unless it had escapes (serde's own `Cow<str>`
-/// always copies).
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(s.to_owned())))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(s)))
     }
 }
 
