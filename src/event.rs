@@ -5,8 +5,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::providers::payload::Node;
-
 /// What a provider's payload says, in smshook's vocabulary. Every field a
 /// payload does not carry is `None` (`null` in JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -116,54 +114,9 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Reads a provider timestamp: RFC 3339 text, or Unix seconds (milliseconds
-/// when the number is too large to be seconds). Anything else is `None`; the
-/// original value stays in the payload.
-pub fn normalize_time(value: &Node) -> Option<String> {
-    match value {
-        Node::String(s) => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| format_time(t.with_timezone(&Utc)))
-            .or_else(|| s.parse::<i64>().ok().and_then(from_unix)),
-        Node::Number(n) => n.as_i64().and_then(from_unix),
-        _ => None,
-    }
-}
-
-fn from_unix(n: i64) -> Option<String> {
-    let t = if n.abs() >= 100_000_000_000 {
-        DateTime::from_timestamp_millis(n)
-    } else {
-        DateTime::from_timestamp(n, 0)
-    };
-    t.map(format_time)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_normalize_to_utc_millis() {
-        let time = |json: &str| {
-            let node: Node = serde_json::from_str(json).expect("JSON");
-            normalize_time(&node)
-        };
-        assert_eq!(
-            time(r#""2026-04-10T14:01:28+02:00""#).as_deref(),
-            Some("2026-04-10T12:01:28.000Z")
-        );
-        assert_eq!(
-            time("692233200").as_deref(),
-            Some("1991-12-08T23:00:00.000Z")
-        );
-        assert_eq!(
-            time("1700000000123").as_deref(),
-            Some("2023-11-14T22:13:20.123Z")
-        );
-        assert_eq!(time(r#""yesterday""#), None);
-        assert_eq!(time("null"), None);
-    }
 
     #[test]
     fn event_ids_sort_by_creation() {

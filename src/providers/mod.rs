@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::event::Normalized;
+use chrono::{DateTime, Utc};
+
+use crate::event::{Normalized, format_time};
 use payload::{Node, Object};
 
 pub mod integify;
@@ -112,7 +114,30 @@ pub fn text(obj: &Object, paths: &[&str]) -> Option<String> {
 pub fn time(obj: &Object, paths: &[&str]) -> Option<String> {
     paths
         .iter()
-        .find_map(|p| at(obj, p).and_then(crate::event::normalize_time))
+        .find_map(|p| at(obj, p).and_then(normalize_time))
+}
+
+/// Reads a provider timestamp: RFC 3339 text, or Unix seconds (milliseconds
+/// when the number is too large to be seconds). Anything else is `None`; the
+/// original value stays in the payload.
+pub fn normalize_time(value: &Node) -> Option<String> {
+    match value {
+        Node::String(s) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| format_time(t.with_timezone(&Utc)))
+            .or_else(|| s.parse::<i64>().ok().and_then(from_unix)),
+        Node::Number(n) => n.as_i64().and_then(from_unix),
+        _ => None,
+    }
+}
+
+fn from_unix(n: i64) -> Option<String> {
+    let t = if n.abs() >= 100_000_000_000 {
+        DateTime::from_timestamp_millis(n)
+    } else {
+        DateTime::from_timestamp(n, 0)
+    };
+    t.map(format_time)
 }
 
 /// The normalized type a delivery status word means, where it is clear.
@@ -169,6 +194,28 @@ mod tests {
                 assert!(n.dedupe_key.is_some(), "{} {t} has no dedupe key", p.name);
             }
         }
+    }
+
+    #[test]
+    fn times_normalize_to_utc_millis() {
+        let time = |json: &str| {
+            let node: Node = serde_json::from_str(json).expect("JSON");
+            normalize_time(&node)
+        };
+        assert_eq!(
+            time(r#""2026-04-10T14:01:28+02:00""#).as_deref(),
+            Some("2026-04-10T12:01:28.000Z")
+        );
+        assert_eq!(
+            time("692233200").as_deref(),
+            Some("1991-12-08T23:00:00.000Z")
+        );
+        assert_eq!(
+            time("1700000000123").as_deref(),
+            Some("2023-11-14T22:13:20.123Z")
+        );
+        assert_eq!(time(r#""yesterday""#), None);
+        assert_eq!(time("null"), None);
     }
 
     #[test]
