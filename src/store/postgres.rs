@@ -39,6 +39,7 @@ mod tls;
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0001_init.sql"),
     include_str!("postgres/0002_messages_optouts_outbox.sql"),
+    include_str!("postgres/0003_messages_by_message_id.sql"),
 ];
 /// The schema version this build migrates to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -378,9 +379,15 @@ async fn find_existing(
         .collect())
 }
 
+/// A message's status, from any source or the one given (`$2`): an index
+/// search, the primary key starting with `message_id` (public for the test
+/// that checks the plan).
+pub const MESSAGE_STATUS: &str = "SELECT source, message_id, status, event_id, updated_at FROM messages \
+    WHERE message_id = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source LIMIT 1";
+
 const UPSERT_MESSAGES: &str = "INSERT INTO messages (source, message_id, status, rank, event_id, updated_at) \
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[]) \
-    ON CONFLICT (source, message_id) DO UPDATE SET status = excluded.status, rank = excluded.rank, \
+    ON CONFLICT (message_id, source) DO UPDATE SET status = excluded.status, rank = excluded.rank, \
     event_id = excluded.event_id, updated_at = excluded.updated_at WHERE excluded.rank > messages.rank";
 const UPSERT_OPTOUTS: &str = "INSERT INTO optouts (number, opted_out, source, event_id, changed_at) \
     SELECT * FROM UNNEST($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[]) \
@@ -725,12 +732,10 @@ impl Store for PostgresStore {
         source: Option<&str>,
         message_id: &str,
     ) -> Result<Option<StatusRow>, StoreError> {
-        let sql = "SELECT source, message_id, status, event_id, updated_at FROM messages \
-                   WHERE message_id = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source LIMIT 1";
         let row = self
             .client()
             .await?
-            .query_opt(sql, &[&message_id, &source])
+            .query_opt(MESSAGE_STATUS, &[&message_id, &source])
             .await
             .map_err(unavailable)?;
         row.map(|r| -> Result<StatusRow, tokio_postgres::Error> {

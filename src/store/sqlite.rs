@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0001_init.sql"),
     include_str!("sqlite/0002_messages_optouts_outbox.sql"),
     include_str!("sqlite/0003_without_rowid.sql"),
+    include_str!("sqlite/0004_messages_by_message_id.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -225,9 +226,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<StatusRow>, StoreError> {
         let (source, message_id) = (source.map(String::from), message_id.to_string());
         self.read(move |conn| {
-            let sql = "SELECT source, message_id, status, event_id, updated_at FROM messages \
-                       WHERE message_id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY source LIMIT 1";
-            conn.query_row(sql, rusqlite::params![message_id, source], |r| {
+            conn.query_row(MESSAGE_STATUS, rusqlite::params![message_id, source], |r| {
                 Ok(StatusRow {
                     source: r.get(0)?,
                     message_id: r.get(1)?,
@@ -334,6 +333,11 @@ impl Store for SqliteStore {
     }
 }
 
+/// A message's status, from any source or the one given (`?2`): a search of
+/// the primary key, which starts with `message_id`.
+const MESSAGE_STATUS: &str = "SELECT source, message_id, status, event_id, updated_at FROM messages \
+    WHERE message_id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY source LIMIT 1";
+
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
@@ -433,14 +437,43 @@ fn request_from_row(r: &Row) -> rusqlite::Result<RequestRecord> {
     })
 }
 
+/// What SQLite's planner does with `sql`, one step per line.
+#[cfg(test)]
+pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("query plan");
+    let steps: rusqlite::Result<Vec<String>> = stmt
+        .query_map(params, |r| r.get::<_, String>(3))
+        .and_then(|rows| rows.collect());
+    steps.expect("query plan").join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A database made before migration 3 keeps its message statuses and
-    /// opt-outs when its tables are rebuilt WITHOUT ROWID.
+    /// A status lookup, with a source or without, searches the primary key:
+    /// a scan would read every message ever reported.
     #[test]
-    fn migration_3_keeps_statuses_and_optouts() {
+    fn a_message_status_is_a_search_of_the_primary_key() {
+        let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+        migrate(&mut conn).expect("migrations");
+        for source in [None, Some("ig")] {
+            let plan = query_plan(&conn, MESSAGE_STATUS, rusqlite::params!["msg_1", source]);
+            assert!(
+                plan.contains("SEARCH messages USING PRIMARY KEY (message_id=?"),
+                "{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
+    /// A database made before migration 3 keeps its message statuses and
+    /// opt-outs when its tables are rebuilt WITHOUT ROWID (3) and messages
+    /// re-keyed by message id (4).
+    #[test]
+    fn migrations_3_and_4_keep_statuses_and_optouts() {
         let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
         for sql in &MIGRATIONS[..2] {
             conn.execute_batch(sql).expect("old migration");
@@ -452,7 +485,7 @@ mod tests {
              INSERT INTO optouts VALUES ('+2207654321', 1, 'ig', 'evt_2', 't2');",
         )
         .expect("old rows");
-        migrate(&mut conn).expect("migration 3");
+        migrate(&mut conn).expect("migrations 3 and 4");
         let status: String = conn
             .query_row(
                 "SELECT status FROM messages WHERE message_id = 'msg_1'",

@@ -236,6 +236,38 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
     assert!(err.contains("PostgreSQL"), "{err}");
 }
 
+/// A message's status is an index search, with a source or without; before
+/// migration 3 it was a scan of every message ever reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_status_is_an_index_search() {
+    let Some(url) = postgres().await else { return };
+    let store = open_url(&url, 10).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "INSERT INTO messages SELECT 'src' || (i % 3), 'msg_' || i, 'delivered', 3, 'evt_' || i, 't' \
+             FROM generate_series(1, 20000) AS i; ANALYZE messages",
+        )
+        .await
+        .expect("messages");
+    let explain = format!("EXPLAIN {}", smshook::store::postgres::MESSAGE_STATUS);
+    for source in [None, Some("src1")] {
+        let rows = client
+            .query(&explain, &[&"msg_5", &source])
+            .await
+            .expect("plan");
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let searched = plan
+            .iter()
+            .any(|step| step.contains("Index Cond:") && step.contains("message_id = "));
+        assert!(searched, "{}", plan.join("\n"));
+    }
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_migrate_once() {
     let Some(url) = postgres().await else { return };

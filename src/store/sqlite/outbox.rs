@@ -161,14 +161,7 @@ mod tests {
     fn claims_walk_the_due_index_without_sorting_the_backlog() {
         let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
         super::super::migrate(&mut conn).expect("migrations");
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {CLAIM}"))
-            .and_then(|mut s| {
-                s.query_map(params![0, 0, 1], |r| r.get::<_, String>(3))?
-                    .collect()
-            })
-            .expect("query plan");
-        let plan = plan.join("\n");
+        let plan = super::super::query_plan(&conn, CLAIM, params![0, 0, 1]);
         assert!(plan.contains("USING INDEX deliveries_due"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
