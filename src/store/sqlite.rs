@@ -72,8 +72,10 @@ impl SqliteStore {
             // One server process works a SQLite database's outbox: a lease
             // found when it starts was held by a process that died. (A CLI
             // command opened beside a running server must leave them alone.)
+            // Only pending deliveries hold leases: `deliveries_state` finds
+            // them without reading every delivery ever made.
             conn.execute(
-                "UPDATE deliveries SET locked_until = NULL WHERE locked_until IS NOT NULL",
+                "UPDATE deliveries SET locked_until = NULL WHERE state = 'pending' AND locked_until IS NOT NULL",
                 [],
             )?;
         }
