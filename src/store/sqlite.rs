@@ -34,7 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0001_init.sql"),
     include_str!("sqlite/0002_messages_optouts_outbox.sql"),
     include_str!("sqlite/0003_without_rowid.sql"),
-    include_str!("sqlite/0004_messages_by_message_id.sql"),
+    include_str!("sqlite/0004_keys_lead_with_ids.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -472,8 +472,8 @@ mod tests {
     }
 
     /// A database made before migration 3 keeps its message statuses and
-    /// opt-outs when its tables are rebuilt WITHOUT ROWID (3) and messages
-    /// re-keyed by message id (4).
+    /// opt-outs when its tables are rebuilt WITHOUT ROWID (3) and its keys
+    /// made to lead with the id (4).
     #[test]
     fn migrations_3_and_4_keep_statuses_and_optouts() {
         let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
@@ -512,5 +512,10 @@ mod tests {
             )
             .expect("schema");
         assert_eq!(rowid_tables, 0);
+        let dedupe_columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_info('events_dedupe') ORDER BY seqno")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("index columns");
+        assert_eq!(dedupe_columns, ["dedupe_key", "source"]);
     }
 }

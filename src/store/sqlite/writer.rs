@@ -184,7 +184,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, source, provider, dedupe_key
     type, provider_type, message_id, from_number, to_number, body, status, error_code, error_reason, \
     occurred_at, received_at, payload, opt_out) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-    ON CONFLICT (source, dedupe_key) DO NOTHING";
+    ON CONFLICT (dedupe_key, source) DO NOTHING";
 const UPSERT_MESSAGE: &str = "INSERT INTO messages (source, message_id, status, rank, event_id, updated_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id, source) DO UPDATE SET status = excluded.status, \
     rank = excluded.rank, event_id = excluded.event_id, updated_at = excluded.updated_at \
