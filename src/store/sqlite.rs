@@ -343,9 +343,16 @@ const MESSAGE_STATUS: &str = "SELECT source, message_id, status, event_id, updat
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
-/// `WHERE` clauses for the filters that are set, with their values.
-fn filters(pairs: &[(&str, &Option<String>)], after: Option<i64>) -> (String, Vec<SqlValue>) {
-    let mut clauses = vec!["seq > ?".to_string()];
+/// `WHERE` clauses for the filters that are set, with their values, after
+/// `cursor` > `after`. A filter left out is not in the SQL at all: SQLite
+/// plans before it sees values, so `? IS NULL OR column = ?` could never
+/// use an index on `column`.
+fn filters(
+    cursor: &str,
+    pairs: &[(&str, &Option<String>)],
+    after: Option<i64>,
+) -> (String, Vec<SqlValue>) {
+    let mut clauses = vec![format!("{cursor} > ?")];
     let mut values = vec![SqlValue::Integer(after.unwrap_or(0))];
     for (column, value) in pairs {
         if let Some(v) = value {
@@ -358,6 +365,7 @@ fn filters(pairs: &[(&str, &Option<String>)], after: Option<i64>) -> (String, Ve
 
 fn list_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>> {
     let (clause, mut values) = filters(
+        "seq",
         &[
             ("source", &q.source),
             ("type", &q.event_type),
@@ -373,7 +381,7 @@ fn list_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
-    let (clause, mut values) = filters(&[("source", &q.source)], q.after);
+    let (clause, mut values) = filters("seq", &[("source", &q.source)], q.after);
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
         "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id \

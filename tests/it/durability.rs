@@ -240,6 +240,15 @@ pub struct Server {
     pub addr: String,
 }
 
+impl Server {
+    /// What `systemctl stop` or `docker stop` sends.
+    fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.expect("kill").success());
+    }
+}
+
 pub fn start_binary(dir: &std::path::Path, database: &str) -> Server {
     start_binary_with(dir, database, "")
 }
@@ -375,14 +384,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly(backend: Backend)
     let addr = server.addr.clone();
     let sending = tokio::spawn(async move { flood(&addr, 400).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    server.sigterm();
     let status = tokio::task::spawn_blocking(move || server.child.wait())
         .await
         .expect("task")
@@ -442,13 +444,7 @@ async fn a_full_disk_is_503_then_writes_resume_and_the_outage_is_logged() {
         (50, 0),
         "writes resume by themselves"
     );
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    server.sigterm();
     server.child.wait().expect("wait");
 
     let stored = stored_ids(&database).await;

@@ -1,5 +1,6 @@
 //! PostgreSQL only: several replicas on one database, the database becoming
-//! unreachable mid-stream, TLS, and migrations racing at start-up.
+//! unreachable mid-stream, TLS, migrations racing at start-up, and the plan
+//! of a message status lookup.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

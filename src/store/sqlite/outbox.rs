@@ -2,9 +2,10 @@
 //! attempts, listing, replay and bulk retry. Writes run on the writer thread
 //! (one transaction per call); reads on the reader connection.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{EVENT_COLUMNS, event_from_row};
+use super::{EVENT_COLUMNS, event_from_row, filters};
 use crate::event::now_rfc3339;
 use crate::store::{
     AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, millis_to_rfc3339,
@@ -75,26 +76,24 @@ pub fn finish(conn: &Connection, updates: &[DeliveryUpdate]) -> rusqlite::Result
     Ok(())
 }
 
-/// Deliveries in id order. With a state, `state = ?2` lets SQLite search
-/// `deliveries_state` (state, id): listing the few dead deliveries among
-/// millions delivered reads only those. (`?2 IS NULL OR state = ?2` would
-/// be a scan of every delivery: SQLite plans before it sees the values.)
+/// Deliveries in id order; by state, a search of `deliveries_state`.
 pub fn list(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result<Vec<Delivery>> {
-    let mut stmt = conn.prepare_cached(&list_sql(q.state.is_some()))?;
-    let rows = stmt.query_map(
-        params![q.after.unwrap_or(0), q.state, q.destination, q.limit],
-        delivery_from_row,
-    )?;
+    let (sql, values) = list_sql(q);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), delivery_from_row)?;
     rows.collect()
 }
 
-/// `?1` after this id, `?2` the state, `?3` the destination, `?4` the limit.
-fn list_sql(by_state: bool) -> String {
-    let state = if by_state { "state = ?2" } else { "?2 IS NULL" };
-    format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {state} AND id > ?1 \
-         AND (?3 IS NULL OR destination = ?3) ORDER BY id LIMIT ?4"
-    )
+fn list_sql(q: &DeliveryQuery) -> (String, Vec<SqlValue>) {
+    let (clause, mut values) = filters(
+        "id",
+        &[("state", &q.state), ("destination", &q.destination)],
+        q.after,
+    );
+    values.push(SqlValue::Integer(q.limit.into()));
+    let sql =
+        format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {clause} ORDER BY id LIMIT ?");
+    (sql, values)
 }
 
 pub fn attempts(conn: &Connection, delivery_id: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
@@ -182,19 +181,19 @@ mod tests {
     fn a_listing_by_state_searches_its_index() {
         let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
         super::super::migrate(&mut conn).expect("migrations");
-        let by_state = query_plan(
-            &conn,
-            &list_sql(true),
-            params![0, "dead", None::<String>, 10],
-        );
+        let plan = |state: Option<&str>| {
+            let (sql, values) = list_sql(&DeliveryQuery {
+                state: state.map(String::from),
+                destination: None,
+                after: None,
+                limit: 10,
+            });
+            query_plan(&conn, &sql, params_from_iter(values))
+        };
+        let (by_state, all) = (plan(Some("dead")), plan(None));
         assert!(
             by_state.contains("USING INDEX deliveries_state (state=? AND id>?)"),
             "{by_state}"
-        );
-        let all = query_plan(
-            &conn,
-            &list_sql(false),
-            params![0, None::<String>, None::<String>, 10],
         );
         assert!(all.contains("USING INTEGER PRIMARY KEY (rowid>?)"), "{all}");
         for plan in [by_state, all] {
