@@ -49,21 +49,25 @@ pub struct Writer {
 impl Writer {
     pub fn run(mut self) {
         let mut stopping = false;
+        // One Vec for every batch: it keeps the capacity of the largest so
+        // far, where a new one per batch grew a doubling at a time (jobs are
+        // about 600 bytes) and was freed on another thread.
+        let mut batch = Vec::new();
         while !stopping {
             let mut tasks = Vec::new();
-            let batch = match self.jobs.recv_timeout(IDLE_FLUSH) {
-                Ok(Job::Insert(job)) => self.gather(Some(*job), &mut tasks, &mut stopping),
+            match self.jobs.recv_timeout(IDLE_FLUSH) {
+                Ok(Job::Insert(job)) => {
+                    batch.push(*job);
+                    self.gather(&mut batch, &mut tasks, &mut stopping);
+                }
                 Ok(Job::Run(task)) => {
                     tasks.push(task);
-                    self.gather(None, &mut tasks, &mut stopping)
+                    self.gather(&mut batch, &mut tasks, &mut stopping);
                 }
-                Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    stopping = true;
-                    Vec::new()
-                }
-                Err(RecvTimeoutError::Timeout) => Vec::new(),
-            };
-            self.flush(batch);
+                Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.flush(&mut batch);
             for task in tasks {
                 task(&mut self.conn);
             }
@@ -71,39 +75,17 @@ impl Writer {
         self.finish();
     }
 
-    /// The batch that starts with `first`. Under load, the first job wakes
-    /// this thread while the HTTP side still has more requests ready to
+    /// Adds to `batch` every job already waiting. Under load, the first job
+    /// wakes this thread while the HTTP side still has more requests ready to
     /// queue; on a shared core, waking us took the CPU from it. Yielding once
     /// lets them queue, so one commit and one fsync cover them too (batches
     /// about twice as large, +6% events/s with the server on one core). After
     /// a small batch there is no yield: on a quiet server a lone request is
     /// committed at once (the first one after a burst waits one yield).
-    fn gather(
-        &mut self,
-        first: Option<InsertJob>,
-        tasks: &mut Vec<Task>,
-        stopping: &mut bool,
-    ) -> Vec<InsertJob> {
+    fn gather(&mut self, batch: &mut Vec<InsertJob>, tasks: &mut Vec<Task>, stopping: &mut bool) {
         if self.last_batch >= BUSY_BATCH {
             std::thread::yield_now();
         }
-        // Sized from the last batch: growing a Vec of jobs (about 600 bytes
-        // each) one doubling at a time cost a few hundred instructions per
-        // event (callgrind).
-        let mut batch = Vec::with_capacity((2 * self.last_batch).clamp(1, MAX_BATCH));
-        batch.extend(first);
-        let batch = self.collect(batch, tasks, stopping);
-        self.last_batch = batch.len();
-        batch
-    }
-
-    /// The first job plus everything already waiting.
-    fn collect(
-        &self,
-        mut batch: Vec<InsertJob>,
-        tasks: &mut Vec<Task>,
-        stopping: &mut bool,
-    ) -> Vec<InsertJob> {
         while batch.len() < MAX_BATCH {
             match self.jobs.try_recv() {
                 Ok(Job::Insert(job)) => batch.push(*job),
@@ -115,28 +97,25 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        batch
+        self.last_batch = batch.len();
     }
 
-    fn flush(&mut self, mut batch: Vec<InsertJob>) {
+    /// Commits `batch` (leaving it empty) and the refused-request logs, and
+    /// hands the answers back.
+    fn flush(&mut self, batch: &mut Vec<InsertJob>) {
         let logs = self.logs.take();
         if batch.is_empty() && logs.is_empty() {
             return;
         }
         let prune = self.prune_due(batch.len() + logs.len());
-        let written = write_batch(
-            &mut self.conn,
-            &mut batch,
-            &logs,
-            prune.then_some(self.max_rows),
-        );
+        let written = write_batch(&mut self.conn, batch, &logs, prune.then_some(self.max_rows));
         let answers = match written {
-            Ok(results) => stored(batch, results),
+            Ok(results) => stored(batch.drain(..), results),
             Err(e) => {
                 // The refusals go back to the buffer, so the outage shows in
                 // the request log once the disk takes writes again.
                 self.logs.restore(logs);
-                failed(batch, &e)
+                failed(batch.drain(..), &e)
             }
         };
         self.replies.send(answers);
@@ -162,25 +141,23 @@ impl Writer {
 }
 
 /// Answers for a committed batch.
-fn stored(batch: Vec<InsertJob>, results: Vec<Inserted>) -> Vec<Reply> {
+fn stored(batch: impl Iterator<Item = InsertJob>, results: Vec<Inserted>) -> Vec<Reply> {
     if let Some(failures) = WRITE_FAILED.recovered() {
         tracing::info!(failures, "SQLite writes succeed again");
     }
     batch
-        .into_iter()
         .zip(results)
         .map(|(job, result)| (job.reply, Ok(result)))
         .collect()
 }
 
 /// Answers for a batch that could not be written: 503s, never a 200.
-fn failed(batch: Vec<InsertJob>, e: &rusqlite::Error) -> Vec<Reply> {
+fn failed(batch: impl ExactSizeIterator<Item = InsertJob>, e: &rusqlite::Error) -> Vec<Reply> {
     if let Some(skipped) = WRITE_FAILED.check() {
         tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
     }
     let error = e.to_string();
     batch
-        .into_iter()
         .map(|job| (job.reply, Err(StoreError::Unavailable(error.clone()))))
         .collect()
 }
