@@ -150,10 +150,17 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // Checkpoint every ~40 MB of WAL instead of 4 MB: pages rewritten by many
-    // batches are copied into the database once (measured ~+7% events/s).
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // Checkpoint every ~120 MB of WAL instead of SQLite's 4 MB. Pages that
+    // many batches rewrite are copied into the database once (1,000 -> 10,000
+    // frames: ~+7% events/s). And a checkpoint stalls every request in
+    // flight: with a provider's N concurrent deliveries that is N requests
+    // per checkpoint, so rarer checkpoints delay fewer of them, each longer
+    // (10,000 -> 30,000 frames at 128 connections, interleaved runs: p99
+    // 5.0-12.0 ms -> 4.4-6.9 ms, worst case 40-57 -> 96-122 ms). The size
+    // limit keeps the WAL file from being cut back and regrown after each
+    // checkpoint; a clean shutdown truncates it.
+    conn.pragma_update(None, "wal_autocheckpoint", 30_000)?;
+    conn.pragma_update(None, "journal_size_limit", 192 * 1024 * 1024)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
