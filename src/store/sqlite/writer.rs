@@ -79,9 +79,10 @@ impl Writer {
     /// wakes this thread while the HTTP side still has more requests ready to
     /// queue; on a shared core, waking us took the CPU from it. Yielding once
     /// lets them queue, so one commit and one fsync cover them too (batches
-    /// about twice as large, +6% events/s with the server on one core). After
-    /// a small batch there is no yield: on a quiet server a lone request is
-    /// committed at once (the first one after a burst waits one yield).
+    /// about twice as large, +6% events/s on one core when added; within
+    /// noise in a later re-check, see the README). After a small batch there
+    /// is no yield: on a quiet server a lone request is committed at once
+    /// (the first one after a burst waits one yield).
     fn gather(&mut self, batch: &mut Vec<InsertJob>, tasks: &mut Vec<Task>, stopping: &mut bool) {
         if self.last_batch >= BUSY_BATCH {
             std::thread::yield_now();
