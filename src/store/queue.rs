@@ -48,7 +48,7 @@ impl Replies {
     }
 }
 
-fn answer(batch: Vec<Reply>) {
+pub(crate) fn answer(batch: Vec<Reply>) {
     for (reply, result) in batch {
         let _ = reply.send(result);
     }

@@ -1,6 +1,7 @@
-//! The embedded SQLite backend: WAL with `synchronous=FULL`, one writer
-//! thread doing group commit (see `writer`), and a separate connection for
-//! reads, which WAL lets run beside the writer.
+//! The embedded SQLite backend: WAL, one writer thread doing group commit
+//! (see `writer`), one thread making its commits durable before anything is
+//! answered (see `syncer`), and a separate connection for reads, which WAL
+//! lets run beside the writer.
 
 use std::path::Path;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -12,7 +13,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params_from_iter,
+    Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
 };
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
@@ -24,9 +25,11 @@ use crate::message::StatusRow;
 use crate::optout::Optout;
 
 mod outbox;
+mod syncer;
 mod writer;
 
 use super::queue::{InsertJob, LogBuffer, Replies};
+use syncer::{Answer, Durable, Syncer};
 use writer::{Job, Task, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -48,6 +51,9 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// Joined on close, so the last batch is committed before we return.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// What the sync thread has made durable (see `syncer`): reads of
+    /// events stop there, and a failed sync fails readiness.
+    durable: Arc<Durable>,
 }
 
 impl SqliteStore {
@@ -83,11 +89,19 @@ impl SqliteStore {
         reader.execute_batch("PRAGMA query_only = ON;")?;
         let (jobs, rx) = sync_channel(QUEUE_DEPTH);
         let logs = Arc::new(LogBuffer::default());
+        let last_seq =
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        let durable = Arc::new(Durable::new(last_seq));
+        let syncer = Syncer::spawn(wal_path(&conn)?, replies, durable.clone())
+            .context("starting the SQLite sync thread")?;
+        // The sync thread makes each commit durable: see `syncer`.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let writer = Writer {
             conn,
             jobs: rx,
             logs: logs.clone(),
-            replies,
+            syncer,
+            durable: durable.clone(),
             max_rows: options.request_log_max_rows,
             since_prune: 0,
             last_batch: 0,
@@ -101,6 +115,7 @@ impl SqliteStore {
             logs,
             reader: Arc::new(Mutex::new(reader)),
             writer: Mutex::new(Some(handle)),
+            durable,
         })
     }
 
@@ -130,16 +145,24 @@ impl SqliteStore {
                 let value = f(&tx)?;
                 tx.commit().map(|()| value)
             });
-            let _ = reply.send(result);
+            let answer: Answer = Box::new(move |synced| {
+                let _ = reply.send(synced.and(result.map_err(unavailable)));
+            });
+            answer
         });
         self.jobs.try_send(Job::Run(task)).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Overloaded,
             TrySendError::Disconnected(_) => StoreError::Closed,
         })?;
-        answer
-            .await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(unavailable)
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The WAL file SQLite keeps beside the database: its name with `-wal`.
+fn wal_path(conn: &Connection) -> Result<std::path::PathBuf> {
+    match conn.path() {
+        Some(db) if !db.is_empty() => Ok(format!("{db}-wal").into()),
+        _ => anyhow::bail!("SQLite database has no file name: a file is needed"),
     }
 }
 
@@ -211,14 +234,16 @@ impl Store for SqliteStore {
 
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
         let q = q.clone();
-        self.read(move |conn| list_events(conn, &q)).await
+        let through = self.durable.events_through();
+        self.read(move |conn| list_events(conn, &q, through)).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let id = id.to_string();
+        let (id, through) = (id.to_string(), self.durable.events_through());
         self.read(move |conn| {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
-            conn.query_row(&sql, [id], event_from_row).optional()
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1 AND seq <= ?2");
+            conn.query_row(&sql, params![id, through], event_from_row)
+                .optional()
         })
         .await
     }
@@ -320,6 +345,9 @@ impl Store for SqliteStore {
         if !alive {
             return Err(StoreError::Closed);
         }
+        if self.durable.failed() {
+            return Err(syncer::sync_failed("an earlier fsync failed"));
+        }
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
@@ -370,7 +398,8 @@ fn filters(
     (clauses.join(" AND "), values)
 }
 
-fn list_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>> {
+/// Events matching `q`, up to `seq` `through` (the last synced one).
+fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Result<Vec<Event>> {
     let (clause, mut values) = filters(
         "seq",
         &[
@@ -380,8 +409,11 @@ fn list_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>
         ],
         q.after,
     );
+    values.push(SqlValue::Integer(through));
     values.push(SqlValue::Integer(q.limit.into()));
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY seq LIMIT ?");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND seq <= ? ORDER BY seq LIMIT ?"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
     rows.collect()
@@ -469,6 +501,33 @@ pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads show events only up to the last synced one: a row committed
+    /// but not yet fsynced could vanish in a power loss, and with it a
+    /// cursor a client already holds.
+    #[test]
+    fn event_reads_stop_at_the_last_synced_event() {
+        let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+        migrate(&mut conn).expect("migrations");
+        for n in 1..=3 {
+            conn.execute(
+                "INSERT INTO events (id, source, provider, dedupe_key, type, received_at, payload) \
+                 VALUES (?1, 'ig', 'integify', ?1, 'message.delivered', '2026-12-02T00:00:00Z', '{}')",
+                [format!("evt_{n}")],
+            )
+            .expect("insert");
+        }
+        let all = EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        };
+        let seqs = |through| -> Vec<i64> {
+            let events = list_events(&conn, &all, through).expect("list");
+            events.iter().map(|e| e.seq).collect()
+        };
+        assert_eq!(seqs(2), [1, 2]);
+        assert_eq!(seqs(3), [1, 2, 3]);
+    }
 
     /// A status lookup, with a source or without, searches the primary key:
     /// a scan would read every message ever reported.

@@ -1,6 +1,7 @@
 //! The SQLite writer thread and its group commit: every request waiting when
 //! the thread is free goes into one transaction, so one fsync acknowledges a
-//! whole batch instead of one each.
+//! whole batch instead of one each. The fsync itself, and the answers, are
+//! the sync thread's (see `syncer`).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -11,7 +12,9 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, para
 use crate::event::{Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
 use crate::store::StoreError;
-use crate::store::queue::{InsertJob, LogBuffer, Replies, Reply};
+use crate::store::queue::{InsertJob, LogBuffer, Reply};
+
+use super::syncer::{Answer, Durable, Round, Syncer, sync_failed};
 
 /// Most jobs in one transaction; bounds a batch's latency and memory.
 const MAX_BATCH: usize = 2048;
@@ -31,14 +34,19 @@ pub enum Job {
     Shutdown,
 }
 
-pub type Task = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A write task: runs on the writer's connection and returns its answer,
+/// which the sync thread sends once the task's commit is durable.
+pub type Task = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
 
 pub struct Writer {
     pub conn: Connection,
     pub jobs: Receiver<Job>,
     pub logs: Arc<LogBuffer>,
-    /// Where a committed batch's answers go: one hand-off per batch.
-    pub replies: Replies,
+    /// Where a committed round's answers go, to be released once synced.
+    pub syncer: Syncer,
+    /// Marked failed by the sync thread when an fsync fails: nothing more
+    /// is written.
+    pub durable: Arc<Durable>,
     pub max_rows: u64,
     /// Request rows written since the log was last pruned.
     pub since_prune: u64,
@@ -67,10 +75,12 @@ impl Writer {
                 Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            self.flush(&mut batch);
+            let mut round = Round::default();
+            self.flush(&mut batch, &mut round);
             for task in tasks {
-                task(&mut self.conn);
+                round.answers.push(task(&mut self.conn));
             }
+            self.syncer.send(round);
         }
         self.finish();
     }
@@ -101,17 +111,24 @@ impl Writer {
         self.last_batch = batch.len();
     }
 
-    /// Commits `batch` (leaving it empty) and the refused-request logs, and
-    /// hands the answers back.
-    fn flush(&mut self, batch: &mut Vec<InsertJob>) {
+    /// Commits `batch` (leaving it empty) and the refused-request logs into
+    /// `round`'s answers. After a failed sync, nothing is written.
+    fn flush(&mut self, batch: &mut Vec<InsertJob>, round: &mut Round) {
+        if self.durable.failed() {
+            round.replies = failed(batch.drain(..), &sync_failed("an earlier fsync failed"));
+            return;
+        }
         let logs = self.logs.take();
         if batch.is_empty() && logs.is_empty() {
             return;
         }
         let prune = self.prune_due(batch.len() + logs.len());
         let written = write_batch(&mut self.conn, batch, &logs, prune.then_some(self.max_rows));
-        let answers = match written {
-            Ok(results) => stored(batch.drain(..), results),
+        round.replies = match written {
+            Ok((results, events_through)) => {
+                round.events_through = events_through;
+                stored(batch.drain(..), results)
+            }
             Err(e) => {
                 // The refusals go back to the buffer, so the outage shows in
                 // the request log once the disk takes writes again.
@@ -119,7 +136,6 @@ impl Writer {
                 failed(batch.drain(..), &e)
             }
         };
-        self.replies.send(answers);
     }
 
     fn prune_due(&mut self, rows: usize) -> bool {
@@ -132,6 +148,7 @@ impl Writer {
     }
 
     fn finish(self) {
+        self.syncer.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }
@@ -153,7 +170,13 @@ fn stored(batch: impl Iterator<Item = InsertJob>, results: Vec<Inserted>) -> Vec
 }
 
 /// Answers for a batch that could not be written: 503s, never a 200.
-fn failed(batch: impl ExactSizeIterator<Item = InsertJob>, e: &rusqlite::Error) -> Vec<Reply> {
+fn failed(
+    batch: impl ExactSizeIterator<Item = InsertJob>,
+    e: &impl std::fmt::Display,
+) -> Vec<Reply> {
+    if batch.len() == 0 {
+        return Vec::new();
+    }
     if let Some(skipped) = WRITE_FAILED.check() {
         tracing::error!(error = %e, events = batch.len(), skipped, "SQLite write failed; answering 503");
     }
@@ -185,13 +208,14 @@ const PRUNE_REQUESTS: &str =
     "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - ?1";
 
 /// One transaction: the batch's events with their request rows, the buffered
-/// refused-request rows, and a prune of the request log when due.
+/// refused-request rows, and a prune of the request log when due. Returns
+/// the answers and the `seq` of the last new event, if any.
 fn write_batch(
     conn: &mut Connection,
     batch: &mut [InsertJob],
     logs: &[RequestRecord],
     prune_to: Option<u64>,
-) -> rusqlite::Result<Vec<Inserted>> {
+) -> rusqlite::Result<(Vec<Inserted>, Option<i64>)> {
     let tx = conn.transaction()?;
     let results = write_rows(&tx, batch, logs)?;
     if let Some(max_rows) = prune_to {
@@ -229,16 +253,18 @@ fn write_rows(
     tx: &Transaction,
     batch: &mut [InsertJob],
     logs: &[RequestRecord],
-) -> rusqlite::Result<Vec<Inserted>> {
+) -> rusqlite::Result<(Vec<Inserted>, Option<i64>)> {
     let mut st = Statements::prepare(tx)?;
     // Refusals buffered before this batch was taken arrived before its events.
     for record in logs {
         insert_request(&mut st.log, record)?;
     }
     let mut results = Vec::with_capacity(batch.len());
+    let mut last_seq = None;
     for job in batch {
         let result = insert_event(&mut st, &job.event)?;
         if !result.duplicate {
+            last_seq = Some(tx.last_insert_rowid());
             record_effects(&mut st, &job.event)?;
         }
         let request = &mut job.request;
@@ -249,7 +275,7 @@ fn write_rows(
         insert_request(&mut st.log, request)?;
         results.push(result);
     }
-    Ok(results)
+    Ok((results, last_seq))
 }
 
 fn insert_event(st: &mut Statements, e: &NewEvent) -> rusqlite::Result<Inserted> {
