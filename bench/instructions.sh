@@ -16,7 +16,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt install valgrind)"
 cargo build --release --quiet --bin smshook
 BIN=${BIN:-target/release/smshook}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
@@ -28,7 +28,8 @@ target/release/smshook bench --url http://127.0.0.1:18095/webhooks/integify --se
   --requests "$REQUESTS" --duration 600s --concurrency 64 --json >/dev/null
 kill -TERM $pid; wait $pid || true
 
-# One profile per thread: the SQLite writer's is the one that ran Writer::run.
+# One profile per thread: the SQLite writer's is the one that ran Writer's
+# methods (run itself is inlined into the thread's entry).
 python3 - "$REQUESTS" "$work"/cg.out-* <<'PY'
 import re, subprocess, sys
 n = int(sys.argv[1])
@@ -41,7 +42,7 @@ for path in sys.argv[2:]:
     thread = ir(r"PROGRAM TOTALS")
     total += thread
     hmac += ir(r"signature::hmac_sha256 \[")
-    if "sqlite::writer::Writer::run" in out:
+    if "sqlite::writer::Writer::" in out:
         writer += thread
 print(f"instructions per request ({n} requests):")
 print(f"  all but HMAC-SHA256:       {(total - hmac) / n:>9,.0f}")
