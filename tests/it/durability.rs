@@ -162,6 +162,32 @@ async fn a_storage_failure_is_503_with_retry_after_and_504_for_textus() {
     app.stop().await;
 }
 
+/// SQLite: the sync thread cannot sync the WAL (here it is gone from the
+/// directory, so it cannot even be opened): the committed event is answered
+/// 503, never 200, and so is every later one, with `/readyz` failing.
+#[tokio::test]
+async fn a_wal_that_cannot_be_synced_is_never_acknowledged() {
+    let app = TestApp::spawn_with(TestOptions::default()).await;
+    let wal = format!("{}-wal", app.db_path.display());
+    std::fs::remove_file(&wal).expect("the WAL exists once the server runs");
+    let p = provider("integify");
+    for _ in 0..2 {
+        let body =
+            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+        let (status, answer) = app.send_body(p, &body).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"], "storage_unavailable");
+    }
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), 503, "a failed sync fails readiness");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost() {
     let app = TestApp::spawn_with(TestOptions {
