@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::store::StoreError;
@@ -77,8 +77,13 @@ impl Round {
     }
 }
 
+/// Most committed rounds waiting for a sync. A disk that stalls stops the
+/// writer here, so the writer's queue fills and new webhooks get 503 at
+/// once, instead of the writer committing ever more into memory.
+const ROUNDS_WAITING: usize = 64;
+
 pub struct Syncer {
-    rounds: Sender<Round>,
+    rounds: SyncSender<Round>,
     thread: JoinHandle<()>,
 }
 
@@ -86,7 +91,7 @@ impl Syncer {
     /// Starts the thread for the database whose WAL file is `wal`; it
     /// records in `durable` what it synced.
     pub fn spawn(wal: PathBuf, replies: Replies, durable: Arc<Durable>) -> io::Result<Self> {
-        let (rounds, rx) = channel();
+        let (rounds, rx) = sync_channel(ROUNDS_WAITING);
         let wal = WalFile::new(wal);
         let thread = std::thread::Builder::new()
             .name("sqlite-sync".into())

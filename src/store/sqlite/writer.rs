@@ -44,8 +44,8 @@ pub struct Writer {
     pub logs: Arc<LogBuffer>,
     /// Where a committed round's answers go, to be released once synced.
     pub syncer: Syncer,
-    /// Marked failed by the sync thread when an fsync fails: nothing more
-    /// is written.
+    /// Marked failed by the sync thread when an fsync fails: no webhook is
+    /// written after that (each is answered 503).
     pub durable: Arc<Durable>,
     pub max_rows: u64,
     /// Request rows written since the log was last pruned.
