@@ -321,7 +321,7 @@ fn start(mut command: Command) -> Server {
 }
 
 /// Sends one fresh, signed Integify event to the binary at `addr`.
-fn send_event(
+pub fn send_event(
     client: &reqwest::Client,
     addr: &str,
 ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {

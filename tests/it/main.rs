@@ -7,6 +7,7 @@ mod durability;
 mod memory;
 mod nats;
 mod postgres;
+mod powercut;
 mod receiver;
 mod status;
 mod storage;
