@@ -56,13 +56,14 @@ pub fn prepare(
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
     signature::verify(signature, body, &source.secrets)?;
-    let payload = parse_object(body).map_err(IngestError::MalformedJson)?;
+    // JSON is UTF-8: checked once here, for the parser and the stored text.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+    let payload = parse_object(text).map_err(IngestError::MalformedJson)?;
     let normalized = (source.provider.normalize)(&payload);
     let dedupe_key = normalized
         .dedupe_key
         .unwrap_or_else(|| format!("sha256:{}", body_sha256(body)));
-    // Valid JSON is valid UTF-8, so this only fails on a serde_json bug.
-    let text = std::str::from_utf8(body).map_err(|e| IngestError::MalformedJson(e.to_string()))?;
     Ok(NewEvent {
         id: new_event_id(),
         source: source.name.clone(),
@@ -114,8 +115,8 @@ mod tests {
     }
 
     #[test]
-    fn arrays_and_scalars_are_malformed() {
-        for body in [&b"[1]"[..], b"42", b"\"x\""] {
+    fn arrays_scalars_and_non_utf8_are_malformed() {
+        for body in [&b"[1]"[..], b"42", b"\"x\"", b"{\"a\":\"\xff\"}"] {
             let sig = sign_hex(&Secret::new("s"), body, "");
             assert_eq!(
                 run(body, Some(sig)).expect_err("refused").code(),
