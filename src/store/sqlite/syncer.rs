@@ -187,7 +187,10 @@ fn unavailable_reason(e: &StoreError) -> String {
 
 /// The WAL file, opened on first use (after the writer's first commit, when
 /// it exists). The first sync also syncs its directory, so that a WAL file
-/// SQLite created at start-up is itself found after a power loss.
+/// SQLite created at start-up is itself found after a power loss. As in
+/// SQLite's own directory sync, that one is best effort: some file systems
+/// refuse to open or sync a directory, and a store that refused every
+/// webhook for it would be worse (a warning says so).
 struct WalFile {
     path: PathBuf,
     file: Option<File>,
@@ -204,7 +207,9 @@ impl WalFile {
         }
         let file = File::open(&self.path)?;
         file.sync_data()?;
-        sync_dir(&self.path)?;
+        if let Err(e) = sync_dir(&self.path) {
+            tracing::warn!(error = %e, "could not sync the SQLite WAL's directory");
+        }
         self.file = Some(file);
         Ok(())
     }
