@@ -89,6 +89,13 @@ impl SqliteStore {
         reader.execute_batch("PRAGMA query_only = ON;")?;
         let (jobs, rx) = sync_channel(QUEUE_DEPTH);
         let logs = Arc::new(LogBuffer::default());
+        // The sync thread syncs the WAL file: without WAL there is none.
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "SQLite database {}: the file system does not support WAL (journal mode {mode}); smshook needs it",
+            path.display()
+        );
         let last_seq =
             conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
         let durable = Arc::new(Durable::new(last_seq));
