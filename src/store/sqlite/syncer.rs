@@ -42,8 +42,13 @@ pub struct Round {
     pub events_through: Option<i64>,
 }
 
+impl Round {
+    fn is_empty(&self) -> bool {
+        self.replies.is_empty() && self.answers.is_empty()
+    }
+}
+
 /// What the sync thread has made durable, shared with the store's readers.
-#[derive(Default)]
 pub struct Durable {
     /// Set for good by the first sync that fails.
     failed: AtomicBool,
@@ -68,12 +73,6 @@ impl Durable {
 
     pub fn events_through(&self) -> i64 {
         self.events_through.load(Ordering::Acquire)
-    }
-}
-
-impl Round {
-    fn is_empty(&self) -> bool {
-        self.replies.is_empty() && self.answers.is_empty()
     }
 }
 
