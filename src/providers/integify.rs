@@ -25,13 +25,14 @@ pub static PROVIDER: Provider = Provider {
 };
 
 fn normalize(p: &Object) -> Normalized {
+    let id = text(p, &["id"]);
     let provider_type = text(p, &["type"]);
     let status = text(p, &["data.status"]);
     let event_type = normalized_type(provider_type.as_deref(), status.as_deref());
     Normalized {
-        dedupe_key: text(p, &["id"]),
+        dedupe_key: id.clone(),
         fields: EventFields {
-            provider_event_id: text(p, &["id"]),
+            provider_event_id: id,
             event_type: event_type.to_string(),
             provider_type: provider_type.clone(),
             message_id: text(p, &["data.message_id", "data.messageId"]),

@@ -36,6 +36,7 @@ pub static PROVIDER: Provider = Provider {
 };
 
 fn normalize(p: &Object) -> Normalized {
+    let id = text(p, &["id"]);
     let provider_type = text(p, &["type"]);
     let kind = provider_type
         .as_deref()
@@ -44,9 +45,9 @@ fn normalize(p: &Object) -> Normalized {
         .to_string();
     let is_message = kind == "message";
     Normalized {
-        dedupe_key: text(p, &["id"]),
+        dedupe_key: id.clone(),
         fields: EventFields {
-            provider_event_id: text(p, &["id"]),
+            provider_event_id: id,
             event_type: provider_type.clone().unwrap_or_else(|| "unknown".into()),
             provider_type,
             message_id: if is_message {
