@@ -7,6 +7,7 @@
 #
 #   bench/instructions.sh                 # 20,000 requests
 #   REQUESTS=5000 BIN=/tmp/old-smshook bench/instructions.sh
+#   KEEP=1 bench/instructions.sh          # keep the callgrind profiles (path printed by bash -x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

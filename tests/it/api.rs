@@ -16,12 +16,7 @@ crate::on_both_backends!(
 #[tokio::test]
 async fn the_api_needs_the_bearer_token() {
     let app = TestApp::spawn().await;
-    let bare = app
-        .client
-        .get(app.url("/api/events"))
-        .send()
-        .await
-        .expect("send");
+    let bare = app.get("/api/events").await;
     assert_eq!(bare.status(), 401);
     assert_eq!(bare.headers()["www-authenticate"], "Bearer");
     let wrong = app
@@ -214,19 +209,9 @@ async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound(back
 
 async fn health_and_readiness(backend: Backend) {
     let app = TestApp::on(backend).await;
-    let health = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("send");
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     app.stop().await;
 }

@@ -146,12 +146,7 @@ async fn a_storage_failure_is_503_with_retry_after_and_504_for_textus() {
         .send_sample(provider("textus"), "message.delivered")
         .await;
     assert_eq!(status, 504, "TextUs retries only 504");
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let logged = broken.logged.lock().expect("lock").clone();
     assert_eq!(
@@ -178,12 +173,7 @@ async fn a_wal_that_cannot_be_synced_is_never_acknowledged() {
         assert_eq!(status, 503, "{answer}");
         assert_eq!(answer["error"], "storage_unavailable");
     }
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503, "a failed sync fails readiness");
     app.stop().await;
 }

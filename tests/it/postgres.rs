@@ -149,15 +149,7 @@ async fn an_unreachable_database_is_503_in_time_and_ingestion_resumes_by_itself(
             started.elapsed()
         );
     }
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("send")
-            .status(),
-        503
-    );
+    assert_eq!(app.get("/readyz").await.status(), 503);
 
     proxy.restore();
     let mut refused = during.len();

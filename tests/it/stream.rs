@@ -103,12 +103,7 @@ async fn the_stream_resumes_from_last_event_id_without_gaps(backend: Backend) {
         .send()
         .await;
     assert_eq!(bad.expect("send").status(), 400);
-    let unauthorized = app
-        .client
-        .get(app.url("/api/stream"))
-        .send()
-        .await
-        .expect("send");
+    let unauthorized = app.get("/api/stream").await;
     assert_eq!(unauthorized.status(), 401);
 }
 

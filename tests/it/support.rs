@@ -251,6 +251,11 @@ impl TestApp {
         }
     }
 
+    /// A GET without credentials (health, readiness, refusals).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("send")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

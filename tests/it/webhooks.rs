@@ -278,12 +278,7 @@ async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
         response.json::<Value>().await.expect("json")["error"],
         "unknown_source"
     );
-    let response = app
-        .client
-        .get(app.url("/webhooks/integify"))
-        .send()
-        .await
-        .expect("send");
+    let response = app.get("/webhooks/integify").await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
     app.stop().await;

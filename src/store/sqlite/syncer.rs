@@ -104,7 +104,7 @@ impl Syncer {
         }
         if let Err(unsent) = self.rounds.send(round) {
             // The thread is gone (it only stops on `stop`): nothing synced.
-            release(unsent.0, &Err(sync_failed("the sync thread stopped")), None);
+            release(unsent.0, &Err(not_synced("the sync thread stopped")), None);
         }
     }
 
@@ -134,9 +134,10 @@ fn run(rounds: &Receiver<Round>, mut wal: WalFile, replies: &Replies, durable: &
     }
 }
 
-fn sync_unless_failed(wal: &mut WalFile, durable: &Durable) -> Result<(), StoreError> {
+/// Syncs the WAL, or says why not: the reason every answer then carries.
+fn sync_unless_failed(wal: &mut WalFile, durable: &Durable) -> Result<(), String> {
     if durable.failed() {
-        return Err(sync_failed("an earlier fsync failed"));
+        return Err(not_synced("an earlier fsync failed"));
     }
     wal.sync().map_err(|e| {
         durable.failed.store(true, Ordering::Release);
@@ -144,25 +145,29 @@ fn sync_unless_failed(wal: &mut WalFile, durable: &Durable) -> Result<(), StoreE
             error = %e,
             "fsync of the SQLite WAL failed: nothing more is acknowledged; restart smshook once the disk is sound"
         );
-        sync_failed(&e.to_string())
+        not_synced(&e.to_string())
     })
 }
 
 /// The error every write answers with once a sync has failed.
 pub fn sync_failed(why: &str) -> StoreError {
-    StoreError::Unavailable(format!("SQLite WAL not synced ({why}); restart smshook"))
+    StoreError::Unavailable(not_synced(why))
+}
+
+/// Why nothing is acknowledged: the text of [`sync_failed`]'s error.
+pub fn not_synced(why: &str) -> String {
+    format!("SQLite WAL not synced ({why}); restart smshook")
 }
 
 /// Answers a round: as committed if `synced`, else every success turns into
-/// the sync's error. `replies` hands webhook answers to the runtime a batch
-/// at a time; without it (no runtime thread), they are sent from here.
-fn release(round: Round, synced: &Result<(), StoreError>, replies: Option<&Replies>) {
+/// a 503 with the sync's reason. `replies` hands webhook answers to the
+/// runtime a batch at a time; without it (no sync thread), they are sent
+/// from here.
+fn release(round: Round, synced: &Result<(), String>, replies: Option<&Replies>) {
     let mut batch = round.replies;
-    if let Err(e) = synced {
-        for (_, result) in &mut batch {
-            if result.is_ok() {
-                *result = Err(StoreError::Unavailable(unavailable_reason(e)));
-            }
+    if let Err(why) = synced {
+        for (_, result) in batch.iter_mut().filter(|(_, r)| r.is_ok()) {
+            *result = Err(StoreError::Unavailable(why.clone()));
         }
     }
     match replies {
@@ -170,17 +175,7 @@ fn release(round: Round, synced: &Result<(), StoreError>, replies: Option<&Repli
         None => crate::store::queue::answer(batch),
     }
     for answer in round.answers {
-        answer(match synced {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Unavailable(unavailable_reason(e))),
-        });
-    }
-}
-
-fn unavailable_reason(e: &StoreError) -> String {
-    match e {
-        StoreError::Unavailable(why) => why.clone(),
-        other => other.to_string(),
+        answer(synced.clone().map_err(StoreError::Unavailable));
     }
 }
 
@@ -237,23 +232,28 @@ mod tests {
         ((tx, Ok(inserted)), rx)
     }
 
-    fn answer_into(tx: mpsc::Sender<Result<(), StoreError>>) -> Answer {
-        Box::new(move |synced| tx.send(synced).expect("send"))
-    }
-
-    #[test]
-    fn a_synced_round_is_answered_as_committed() {
+    /// Releases a round of one webhook answer and one task answer; returns
+    /// what each was answered.
+    fn released(
+        synced: &Result<(), String>,
+    ) -> (Result<Inserted, StoreError>, Result<(), StoreError>) {
         let (reply, mut acked) = committed();
         let (tx, answered) = mpsc::channel();
         let round = Round {
             replies: vec![reply],
-            answers: vec![answer_into(tx)],
+            answers: vec![Box::new(move |result| tx.send(result).expect("send"))],
             events_through: None,
         };
-        release(round, &Ok(()), None);
-        let inserted = acked.try_recv().expect("answered").expect("ok");
-        assert_eq!(inserted.event_id, "ev_1");
-        assert!(answered.try_recv().expect("answered").is_ok());
+        release(round, synced, None);
+        let acked = acked.try_recv().expect("answered");
+        (acked, answered.try_recv().expect("answered"))
+    }
+
+    #[test]
+    fn a_synced_round_is_answered_as_committed() {
+        let (acked, answered) = released(&Ok(()));
+        assert_eq!(acked.expect("ok").event_id, "ev_1");
+        assert!(answered.is_ok());
     }
 
     #[test]
@@ -267,17 +267,9 @@ mod tests {
         assert!(synced.is_err());
         assert!(durable.failed(), "a failed sync marks the store");
 
-        let (reply, mut acked) = committed();
-        let (tx, answered) = mpsc::channel();
-        let round = Round {
-            replies: vec![reply],
-            answers: vec![answer_into(tx)],
-            events_through: None,
-        };
-        release(round, &synced, None);
-        let answer = acked.try_recv().expect("answered");
-        assert!(matches!(answer, Err(StoreError::Unavailable(why)) if why.contains("not synced")));
-        assert!(answered.try_recv().expect("answered").is_err());
+        let (acked, answered) = released(&synced);
+        assert!(matches!(acked, Err(StoreError::Unavailable(why)) if why.contains("not synced")));
+        assert!(answered.is_err());
 
         // A later sync of a WAL that exists still fails: the store stays failed.
         let mut present = WalFile::new(dir.join("db-wal"));
@@ -286,12 +278,16 @@ mod tests {
     }
 
     #[test]
-    fn a_wal_file_syncs_with_its_directory() {
+    fn the_wal_is_opened_once_and_its_directory_can_be_synced() {
         let dir = tempfile::tempdir().expect("temp dir");
         let dir = dir.path();
         std::fs::write(dir.join("db-wal"), b"frames").expect("write");
+        sync_dir(&dir.join("db-wal")).expect("a directory syncs");
+        assert!(sync_dir(&dir.join("gone").join("db-wal")).is_err());
         let mut wal = WalFile::new(dir.join("db-wal"));
-        wal.sync().expect("first sync, with the directory");
-        wal.sync().expect("later sync");
+        wal.sync().expect("first sync");
+        assert!(wal.file.is_some(), "the file stays open");
+        std::fs::remove_file(dir.join("db-wal")).expect("remove");
+        wal.sync().expect("later syncs use the open file");
     }
 }

@@ -14,7 +14,7 @@ use crate::log_throttle::Throttle;
 use crate::store::StoreError;
 use crate::store::queue::{InsertJob, LogBuffer, Reply};
 
-use super::syncer::{Answer, Durable, Round, Syncer, sync_failed};
+use super::syncer::{Answer, Durable, Round, Syncer, not_synced};
 
 /// Most jobs in one transaction; bounds a batch's latency and memory.
 const MAX_BATCH: usize = 2048;
@@ -115,7 +115,7 @@ impl Writer {
     /// `round`'s answers. After a failed sync, nothing is written.
     fn flush(&mut self, batch: &mut Vec<InsertJob>, round: &mut Round) {
         if self.durable.failed() {
-            round.replies = failed(batch.drain(..), &sync_failed("an earlier fsync failed"));
+            round.replies = failed(batch.drain(..), &not_synced("an earlier fsync failed"));
             return;
         }
         let logs = self.logs.take();
