@@ -7,7 +7,7 @@
 #
 #   bench/instructions.sh                 # 20,000 requests
 #   REQUESTS=5000 BIN=/tmp/old-smshook bench/instructions.sh
-#   KEEP=1 bench/instructions.sh          # keep the callgrind profiles (path printed by bash -x)
+#   KEEP=1 bench/instructions.sh          # keep the callgrind profiles (prints where)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt install valgrind)"
 cargo build --release --quiet --bin smshook
 BIN=${BIN:-target/release/smshook}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "profiles kept in $work" >&2; else rm -rf "$work"; fi' EXIT
 
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
