@@ -3,6 +3,15 @@
 //! `--requests` are sent or `--duration` passes, then prints accepted
 //! events/s and latency percentiles. Works against any receiver that takes
 //! the provider's webhooks, so competitors are measured the same way.
+//!
+//! Without `--rate` it floods (a closed loop: each connection sends its next
+//! request as soon as the last is answered), which measures capacity; its
+//! latency then only restates the concurrency (Little's law). With `--rate`
+//! requests leave on a fixed schedule, as a provider's do, whatever the
+//! server's answers, and a request's latency counts from the moment the
+//! schedule meant it to leave: a request held back because every connection
+//! was still waiting counts that wait too (no coordinated omission, as in
+//! wrk2).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,9 +50,14 @@ pub struct BenchArgs {
     /// …or after this long, whichever comes first.
     #[arg(long, default_value = "60s")]
     duration: humantime::Duration,
-    /// Connections kept busy at once.
+    /// Connections kept busy at once (with --rate: the most open at once;
+    /// give at least rate x expected latency).
     #[arg(long, default_value_t = 128)]
     concurrency: usize,
+    /// Send this many requests per second on a fixed schedule instead of
+    /// flooding; latency then counts from each request's scheduled time.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
     /// Print the result as one JSON object (for scripts).
     #[arg(long)]
     json: bool,
@@ -92,6 +106,9 @@ struct Plan {
     targets: Vec<Target>,
     requests: u64,
     deadline: Instant,
+    /// `Some`: the open loop's schedule (request `k` leaves at
+    /// `started + k / rate`).
+    schedule: Option<Schedule>,
     /// Requests claimed so far; a task claims before sending.
     claimed: AtomicU64,
     /// Requests answered so far (for the progress bar).
@@ -107,17 +124,18 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .iter()
         .map(|u| split_url(u))
         .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
     let plan = Arc::new(Plan {
         provider,
         event_type: args.event_type.clone(),
         secret: Secret::new(args.secret.clone()),
         targets,
         requests: args.requests,
-        deadline: Instant::now() + *args.duration,
+        deadline: started + *args.duration,
+        schedule: args.rate.map(|per_sec| Schedule { started, per_sec }),
         claimed: AtomicU64::new(0),
         done: AtomicU64::new(0),
     });
-    let started = Instant::now();
     let progress = spawn_progress(plan.clone(), args.json);
     let tasks: Vec<_> = (0..args.concurrency.max(1))
         .map(|i| tokio::spawn(connection(plan.clone(), i)))
@@ -171,13 +189,48 @@ fn spawn_progress(plan: Arc<Plan>, quiet: bool) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One keep-alive connection sending requests back to back; reconnects
-/// after an error.
+/// The open loop's timetable.
+struct Schedule {
+    started: Instant,
+    per_sec: f64,
+}
+
+impl Schedule {
+    fn due(&self, k: u64) -> Instant {
+        self.started + Duration::from_secs_f64(k as f64 / self.per_sec)
+    }
+
+    /// Waits for request `k`'s turn and returns the instant its latency
+    /// counts from: its scheduled time if it is already late (it waited for
+    /// a connection, and that wait is part of what a provider would see),
+    /// else the moment it leaves (the timer wakes up to a millisecond late,
+    /// which is the generator's delay, not the server's).
+    async fn wait_turn(&self, k: u64) -> Instant {
+        let due = self.due(k);
+        if Instant::now() >= due {
+            return due;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        Instant::now()
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests per second"
+        )),
+    }
+}
+
+/// One keep-alive connection sending requests back to back (or on the
+/// schedule); reconnects after an error.
 async fn connection(plan: Arc<Plan>, index: usize) -> Result<Tally> {
     let target = &plan.targets[index % plan.targets.len()];
     let mut tally = Tally::new()?;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    while claim(&plan) {
+    while let Some(k) = claim(&plan) {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             sender = connect(&target.addr).await.ok();
         }
@@ -187,7 +240,10 @@ async fn connection(plan: Arc<Plan>, index: usize) -> Result<Tally> {
             continue;
         };
         let request = build_request(&plan, target)?;
-        let started = Instant::now();
+        let started = match &plan.schedule {
+            Some(schedule) => schedule.wait_turn(k).await,
+            None => Instant::now(),
+        };
         match send(s, request).await {
             Ok(status) if (200..300).contains(&status) => tally.accepted += 1,
             Ok(_) => tally.refused += 1,
@@ -204,8 +260,17 @@ async fn connection(plan: Arc<Plan>, index: usize) -> Result<Tally> {
     Ok(tally)
 }
 
-fn claim(plan: &Plan) -> bool {
-    Instant::now() < plan.deadline && plan.claimed.fetch_add(1, Ordering::Relaxed) < plan.requests
+/// The next request's number, while any are left to send.
+fn claim(plan: &Plan) -> Option<u64> {
+    if Instant::now() >= plan.deadline {
+        return None;
+    }
+    let k = plan.claimed.fetch_add(1, Ordering::Relaxed);
+    let in_time = plan
+        .schedule
+        .as_ref()
+        .is_none_or(|s| s.due(k) < plan.deadline);
+    (k < plan.requests && in_time).then_some(k)
 }
 
 async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>> {
@@ -240,14 +305,18 @@ fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
     let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
     if args.json {
         let out = serde_json::json!({
-            "url": args.url, "concurrency": args.concurrency, "seconds": secs,
+            "url": args.url, "concurrency": args.concurrency, "rate": args.rate, "seconds": secs,
             "accepted": t.accepted, "refused": t.refused, "errors": t.errors,
             "accepted_per_sec": rate, "p50_ms": ms(0.50), "p99_ms": ms(0.99), "max_ms": ms(1.0),
         });
         println!("{out}");
     } else {
+        let paced = args
+            .rate
+            .map(|r| format!(", scheduled at {r:.0}/s"))
+            .unwrap_or_default();
         println!(
-            "{} requests in {secs:.2} s over {} connections",
+            "{} requests in {secs:.2} s over {} connections{paced}",
             t.accepted + t.refused + t.errors,
             args.concurrency
         );

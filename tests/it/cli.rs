@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Backend, TestApp, secret_for};
 
@@ -133,4 +133,81 @@ fn bad_config_names_the_key() {
         err.contains("sources[0]") && err.contains("provider") && err.contains("twilio"),
         "{err}"
     );
+}
+
+/// Runs `smshook bench` against `url` off the runtime and returns its JSON.
+async fn bench(url: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["bench", "--url", url, "--json"];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    let secret = secret_for("integify");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(["--secret", &secret]);
+        smshook(&all, None)
+    })
+    .await
+    .expect("task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout(&out)).expect("bench prints one JSON object")
+}
+
+#[tokio::test]
+async fn bench_floods_or_keeps_a_schedule_and_every_event_is_stored() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/webhooks/integify");
+    let flood = bench(&url, &["--requests", "150", "--concurrency", "8"]).await;
+    assert_eq!(
+        (&flood["accepted"], &flood["errors"], &flood["rate"]),
+        (&json!(150), &json!(0), &Value::Null),
+        "{flood}"
+    );
+    // 200 requests at 1,000/s: the last is due 199 ms after the start, so
+    // the run cannot be shorter, however fast the server is.
+    let paced = bench(&url, &["--requests", "200", "--rate", "1000"]).await;
+    assert_eq!(
+        (&paced["accepted"], &paced["rate"]),
+        (&json!(200), &json!(1000.0))
+    );
+    assert!(
+        paced["seconds"].as_f64().expect("seconds") >= 0.199,
+        "{paced}"
+    );
+    assert!(paced["p50_ms"].as_f64().expect("p50") > 0.0, "{paced}");
+    let ids: std::collections::HashSet<_> = app
+        .events("")
+        .await
+        .iter()
+        .map(|e| e["provider_event_id"].clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        350,
+        "every accepted event is a distinct stored row"
+    );
+}
+
+#[test]
+fn bench_refuses_a_rate_that_is_not_positive() {
+    for rate in ["0", "-5", "fast"] {
+        let rate = format!("--rate={rate}");
+        let out = smshook(
+            &[
+                "bench",
+                "--url",
+                "http://127.0.0.1:9/x",
+                "--secret",
+                "s",
+                &rate,
+            ],
+            None,
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--rate") && err.contains("positive"), "{err}");
+    }
 }
