@@ -115,6 +115,27 @@ struct Plan {
     done: AtomicU64,
 }
 
+impl Plan {
+    fn new(
+        args: &BenchArgs,
+        provider: &'static Provider,
+        targets: Vec<Target>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            provider,
+            event_type: args.event_type.clone(),
+            secret: Secret::new(args.secret.clone()),
+            targets,
+            requests: args.requests,
+            deadline: started + *args.duration,
+            schedule: args.rate.map(|per_sec| Schedule { started, per_sec }),
+            claimed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
+}
+
 pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
@@ -124,21 +145,16 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .iter()
         .map(|u| split_url(u))
         .collect::<Result<Vec<_>>>()?;
+    // Every connection is open before the clock starts: connecting hundreds
+    // at once takes a while, and it is not what a request costs.
+    let senders = connect_all(&targets, args.concurrency.max(1)).await;
     let started = Instant::now();
-    let plan = Arc::new(Plan {
-        provider,
-        event_type: args.event_type.clone(),
-        secret: Secret::new(args.secret.clone()),
-        targets,
-        requests: args.requests,
-        deadline: started + *args.duration,
-        schedule: args.rate.map(|per_sec| Schedule { started, per_sec }),
-        claimed: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-    });
+    let plan = Arc::new(Plan::new(args, provider, targets, started));
     let progress = spawn_progress(plan.clone(), args.json);
-    let tasks: Vec<_> = (0..args.concurrency.max(1))
-        .map(|i| tokio::spawn(connection(plan.clone(), i)))
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, sender)| tokio::spawn(connection(plan.clone(), i, sender)))
         .collect();
     let mut total = Tally::new()?;
     for task in tasks {
@@ -226,13 +242,12 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 /// One keep-alive connection sending requests back to back (or on the
 /// schedule); reconnects after an error.
-async fn connection(plan: Arc<Plan>, index: usize) -> Result<Tally> {
+async fn connection(plan: Arc<Plan>, index: usize, mut sender: Option<Sender>) -> Result<Tally> {
     let target = &plan.targets[index % plan.targets.len()];
     let mut tally = Tally::new()?;
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     while let Some(k) = claim(&plan) {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            sender = connect(&target.addr).await.ok();
+            sender = connect(target.addr.clone()).await.ok();
         }
         let Some(s) = sender.as_mut() else {
             tally.errors += 1;
@@ -273,7 +288,22 @@ fn claim(plan: &Plan) -> Option<u64> {
     (k < plan.requests && in_time).then_some(k)
 }
 
-async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>> {
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Opens connection `i` to `targets[i % len]`, all at once; one that fails
+/// is `None`, and its task tries again (counting an error).
+async fn connect_all(targets: &[Target], n: usize) -> Vec<Option<Sender>> {
+    let opening: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(connect(targets[i % targets.len()].addr.clone())))
+        .collect();
+    let mut senders = Vec::with_capacity(n);
+    for task in opening {
+        senders.push(task.await.ok().and_then(Result::ok));
+    }
+    senders
+}
+
+async fn connect(addr: String) -> Result<Sender> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

@@ -84,6 +84,7 @@ impl ConfigArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    no_transparent_huge_pages();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -101,6 +102,19 @@ fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Turns transparent huge pages off for this process (the server and the
+/// load generator alike). mimalloc asks for them, so the first touch of each
+/// 2 MiB of heap had the kernel zero 2 MiB while requests waited: a load
+/// generator opening 512 connections spent its first 260 ms doing nothing
+/// else, and a fresh server's resident memory was 44-48 MB instead of 29 MB.
+/// Events/s did not change measurably without them (README, Performance).
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "could not turn transparent huge pages off");
+    }
 }
 
 /// One core available (e.g. under `taskset`): a single-threaded runtime,

@@ -18,9 +18,8 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
         server: true,
     };
     let store = store::open(&config.database, options).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        http::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     announce(&config, &listener);
     http::run(listener, App::new(&config, store), shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");

@@ -19,6 +19,13 @@ use crate::dispatch::{Destination, Dispatcher};
 use crate::signature::Secret;
 use crate::store::Store;
 
+/// Connections the kernel holds for us before we accept them. Rust's default
+/// is 128: more simultaneous connects than that (a provider draining its
+/// retry queue after an outage, a proxy's pool opening) overflowed it, and
+/// each dropped SYN cost its client a one-second retransmit (512 connects at
+/// once: 144 dropped). The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// How long shutdown waits for in-flight requests before closing anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -92,6 +99,17 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .with_state(app)
+}
+
+/// Binds the server's listener, with room for a burst of connections.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `listener` (and works the outbox, when destinations are

@@ -13,7 +13,6 @@ use smshook::http::{self, App};
 use smshook::providers::{self, Provider, SampleIds};
 use smshook::signature::{Secret, sign_hex};
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -234,7 +233,7 @@ impl TestApp {
             Some(store) => store,
             None => open_url(&database, o.request_log_max_rows).await,
         };
-        let listener = TcpListener::bind(config.listen).await.expect("bind");
+        let listener = smshook::http::bind(config.listen).expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(http::run(listener, App::new(&config, store), async {
