@@ -24,6 +24,7 @@ use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
+mod checkpointer;
 mod outbox;
 mod syncer;
 mod writer;
@@ -103,11 +104,15 @@ impl SqliteStore {
             .context("starting the SQLite sync thread")?;
         // The sync thread makes each commit durable: see `syncer`.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let checkpointer =
+            checkpointer::Checkpointer::spawn(path, &mut conn, checkpointer::Limits::DEFAULT)
+                .context("starting the SQLite checkpoint thread")?;
         let writer = Writer {
             conn,
             jobs: rx,
             logs: logs.clone(),
             syncer,
+            checkpointer,
             durable: durable.clone(),
             max_rows: options.request_log_max_rows,
             since_prune: 0,
@@ -173,13 +178,15 @@ fn wal_path(conn: &Connection) -> Result<std::path::PathBuf> {
     }
 }
 
-fn connect(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The writer's connection replaces this with `checkpointer` (which keeps
+    // the size); it holds for other processes' writes (`smshook replay`).
     // Checkpoint every ~120 MB of WAL instead of SQLite's 4 MB. Pages that
     // many batches rewrite are copied into the database once (1,000 -> 10,000
     // frames: ~+7% events/s). And a checkpoint stalls every request in
@@ -189,7 +196,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // 5.0-12.0 ms -> 4.4-6.9 ms, worst case 40-57 -> 96-122 ms). The size
     // limit keeps the WAL file from being cut back and regrown after each
     // checkpoint; a clean shutdown truncates it.
-    conn.pragma_update(None, "wal_autocheckpoint", 30_000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", checkpointer::START_FRAMES)?;
     conn.pragma_update(None, "journal_size_limit", 192 * 1024 * 1024)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.set_prepared_statement_cache_capacity(32);

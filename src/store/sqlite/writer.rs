@@ -14,6 +14,7 @@ use crate::log_throttle::Throttle;
 use crate::store::StoreError;
 use crate::store::queue::{InsertJob, LogBuffer, Reply};
 
+use super::checkpointer::Checkpointer;
 use super::syncer::{Answer, Durable, Round, Syncer, not_synced};
 
 /// Most jobs in one transaction; bounds a batch's latency and memory.
@@ -44,6 +45,8 @@ pub struct Writer {
     pub logs: Arc<LogBuffer>,
     /// Where a committed round's answers go, to be released once synced.
     pub syncer: Syncer,
+    /// Copies the WAL into the database, on its own thread or inline.
+    pub checkpointer: Checkpointer,
     /// Marked failed by the sync thread when an fsync fails: no webhook is
     /// written after that (each is answered 503).
     pub durable: Arc<Durable>,
@@ -81,6 +84,11 @@ impl Writer {
                 round.answers.push(task(&mut self.conn));
             }
             self.syncer.send(round);
+            // After the hand-off, so the round's answers go out while an
+            // inline checkpoint runs.
+            if !self.durable.failed() {
+                self.checkpointer.after_commit(&self.conn);
+            }
         }
         self.finish();
     }
@@ -149,6 +157,7 @@ impl Writer {
 
     fn finish(self) {
         self.syncer.stop();
+        self.checkpointer.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }
