@@ -7,7 +7,10 @@
 #      tuned (WAL, synchronous=FULL),
 #   4. smshook serve again with an HTTP destination (the outbox at work), its
 #      deliveries received by a bare hyper server on the load generator's core,
-#   5. PAIRS short runs of 1 and 2 in turns: the share of bare hyper, pair by
+#   5. smshook at a steady rate (half of its flood's, --rate, for
+#      STEADY_SECS): the latency a provider sending at its own pace sees,
+#      which the flood's closed loop understates,
+#   6. PAIRS short runs of 1 and 2 in turns: the share of bare hyper, pair by
 #      pair, on a machine whose speed drifts between runs.
 # Each server is pinned to core 0 and the load generator (smshook bench) to
 # core 1. Prints a Markdown table for the README. Not part of CI.
@@ -22,6 +25,7 @@ FASTAPI_REQUESTS=${FASTAPI_REQUESTS:-20000}
 CONC=${CONC:-128}
 PAIRS=${PAIRS:-3}
 PAIR_REQUESTS=${PAIR_REQUESTS:-100000}
+STEADY_SECS=${STEADY_SECS:-10}
 SECRET=bench-secret-not-real
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -51,6 +55,15 @@ wait_port 18080
 smshook=$(load http://127.0.0.1:18080/webhooks/integify "$REQUESTS")
 smshook_rss=$(peak_rss_mb $pid); kill -TERM $pid; wait $pid || true
 stored=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from events').fetchone()[0])" "$work/smshook.db")
+
+echo "smshook at a steady rate..." >&2
+rate=$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1])['accepted_per_sec'] / 2))" "$smshook")
+SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve \
+  --listen 127.0.0.1:18083 --database "$work/smshook-steady.db" & pid=$!
+wait_port 18083
+steady=$(taskset -c 1 "$BIN" bench --url http://127.0.0.1:18083/webhooks/integify --secret "$SECRET" \
+  --rate "$rate" --requests $((rate * STEADY_SECS)) --concurrency 512 --json)
+kill -TERM $pid; wait $pid || true
 
 echo "smshook with a destination..." >&2
 taskset -c 1 target/release/examples/bare_hyper 127.0.0.1:18091 2>/dev/null & app_pid=$!
@@ -106,7 +119,7 @@ for i in $(seq 1 "$PAIRS"); do
   kill -TERM $pid; wait $pid || true
 done
 
-python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" <<'PY'
+python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" "$steady" <<'PY'
 import json, sys
 hyper, smshook, plain, tuned = (json.loads(a) for a in sys.argv[1:5])
 rss = sys.argv[5:9]; stored = int(sys.argv[9]); conc = sys.argv[10]
@@ -121,6 +134,8 @@ for name, r, m in rows:
     rate = r["accepted_per_sec"]
     print(f"| {name} | {rate:,.0f} | {rate / hyper['accepted_per_sec']:.0%} | {base / rate:.1f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {m} |")
 print(f"\nsmshook: {smshook['accepted']} answered 200, {stored} rows in the database; refused {smshook['refused']}, errors {smshook['errors']}.")
+st = json.loads(sys.argv[15])
+print(f"\nAt a steady {st['rate']:,.0f}/s (half the flood's rate; open loop, latency from each request's scheduled time, 512 connections): p50 {st['p50_ms']:.2f} ms, p99 {st['p99_ms']:.2f} ms, max {st['max_ms']:.0f} ms; {st['accepted']} accepted, {st['refused']} refused, {st['errors']} errors.")
 d = dest["accepted_per_sec"]
 print(f"\nWith an HTTP destination: {d:,.0f} accepted/s = {d / base:.0%} of without (p50 {dest['p50_ms']:.2f} ms, p99 {dest['p99_ms']:.2f} ms); deliveries by state at the end: {delivered}.")
 pairs = []
