@@ -178,15 +178,15 @@ fn wal_path(conn: &Connection) -> Result<std::path::PathBuf> {
     }
 }
 
-pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // The writer's connection replaces this with `checkpointer` (which keeps
-    // the size); it holds for other processes' writes (`smshook replay`).
+    // The server's writer replaces this with `checkpointer` (same size, and
+    // off its thread when it can); it holds for every other connection.
     // Checkpoint every ~120 MB of WAL instead of SQLite's 4 MB. Pages that
     // many batches rewrite are copied into the database once (1,000 -> 10,000
     // frames: ~+7% events/s). And a checkpoint stalls every request in

@@ -6,8 +6,8 @@
 //! limit: the writer, and every webhook waiting on it, stopped for the whole
 //! copy (31-48 ms here, every ~18,000 events). Under a flood that stall holds
 //! only the requests in flight, fewer than 1% of them, so it stays inline
-//! then (moving it competed with the requests for the one core and raised
-//! p99, README "Tried and dropped"). But providers do not flood: they send at
+//! then (moving it competed with the requests for the one core: -5% events/s
+//! and a higher p99). But providers do not flood: they send at
 //! their own rate, and at a steady 10,000/s every request arriving during
 //! the stall waited for it, 2% of them. So, after each commit:
 //!
@@ -19,8 +19,10 @@
 //!   its own connection; the writer keeps committing meanwhile). It cannot
 //!   finish the log while commits keep coming, so once it has copied all but
 //!   [`Limits::finish`] the writer copies that rest itself, between two of its
-//!   commits (a millisecond or two); its next transaction then starts the
-//!   WAL from the beginning again.
+//!   commits (12-23 ms here, mostly the fsyncs of the WAL and the database);
+//!   its next transaction then starts the WAL from the beginning again.
+//!
+//! Measured in the README, "Latency at a steady rate".
 //!
 //! Only one checkpoint runs at a time: one started while another runs
 //! returns `SQLITE_BUSY` at once, and is simply retried after a later commit.
@@ -53,8 +55,9 @@ pub struct Limits {
 impl Limits {
     /// A checkpoint every ~120 MB of WAL: pages many batches rewrite are
     /// copied into the database once per checkpoint, so rarer checkpoints
-    /// copy less (README, "Measured changes"). The rest a thread leaves for
-    /// the writer, 2,000 frames, took it 1-3 ms.
+    /// copy less (README, "Measured changes"). The thread left 200-1,700
+    /// frames for the writer at 14,000 events/s; more than 2,000 left means
+    /// commits outran it, and it goes round again.
     pub const DEFAULT: Self = Self {
         start: START_FRAMES,
         max: 3 * START_FRAMES,
@@ -159,8 +162,8 @@ impl Checkpointer {
 }
 
 /// Busy share of its cores above which the process counts as saturated.
-/// Floods on one core ran 87-90% busy (the rest waits for fsyncs); a steady
-/// 20,000/s there, about 60%.
+/// On one core, floods kept the server 91-92% busy (the rest waits for
+/// fsyncs); a steady 14,000/s, 67%; 20,000/s, 80%.
 const SATURATED: f64 = 0.85;
 /// How often the process's CPU time is sampled.
 const SAMPLE: Duration = Duration::from_secs(1);
