@@ -185,17 +185,11 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // The server's writer replaces this with `checkpointer` (same size, and
-    // off its thread when it can); it holds for every other connection.
-    // Checkpoint every ~120 MB of WAL instead of SQLite's 4 MB. Pages that
-    // many batches rewrite are copied into the database once (1,000 -> 10,000
-    // frames: ~+7% events/s). And a checkpoint stalls every request in
-    // flight: with a provider's N concurrent deliveries that is N requests
-    // per checkpoint, so rarer checkpoints delay fewer of them, each longer
-    // (10,000 -> 30,000 frames at 128 connections, interleaved runs: p99
-    // 5.0-12.0 ms -> 4.4-6.9 ms, worst case 40-57 -> 96-122 ms). The size
-    // limit keeps the WAL file from being cut back and regrown after each
-    // checkpoint; a clean shutdown truncates it.
+    // Checkpoint every ~120 MB of WAL instead of SQLite's 4 MB (why:
+    // `checkpointer::Limits`). The server's writer replaces this with its
+    // checkpointer, which keeps the size; it holds for other connections.
+    // The size limit keeps the WAL file from being cut back and regrown
+    // after each checkpoint; a clean shutdown truncates it.
     conn.pragma_update(None, "wal_autocheckpoint", checkpointer::START_FRAMES)?;
     conn.pragma_update(None, "journal_size_limit", 192 * 1024 * 1024)?;
     conn.pragma_update(None, "synchronous", "FULL")?;

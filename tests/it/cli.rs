@@ -30,6 +30,17 @@ fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// `smshook` from an async test: off the runtime, which the server under
+/// test runs on.
+async fn smshook_beside_server(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        smshook(&args, None)
+    })
+    .await
+    .expect("task")
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -61,20 +72,14 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
     let app = TestApp::on(backend).await;
     let url = app.url("/webhooks/textus");
     let send = |secret: String| {
-        let args = [
-            "send",
-            "textus",
-            "contact.opted_out",
-            "--url",
-            &url,
-            "--secret",
-            &secret,
-        ]
-        .map(String::from);
-        // Off the runtime: the server under test runs on it.
-        tokio::task::spawn_blocking(move || smshook(&args.each_ref().map(String::as_str), None))
+        let args = ["send", "textus", "contact.opted_out", "--url", &url];
+        let args = args
+            .iter()
+            .map(|a| a.to_string())
+            .chain(["--secret".into(), secret]);
+        smshook_beside_server(args.collect())
     };
-    let out = send(secret_for("textus")).await.expect("task");
+    let out = send(secret_for("textus")).await;
     assert!(
         out.status.success(),
         "{}{}",
@@ -82,7 +87,7 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).starts_with("200 OK"));
-    let bad = send("x".into()).await.expect("task");
+    let bad = send("x".into()).await;
     assert!(!bad.status.success(), "a refused send exits non-zero");
     let db = app.database.clone();
     let _keep = app.dir.clone();
@@ -137,17 +142,10 @@ fn bad_config_names_the_key() {
 
 /// Runs `smshook bench` against `url` off the runtime and returns its JSON.
 async fn bench(url: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["bench", "--url", url, "--json"];
-    args.extend_from_slice(extra);
-    let args: Vec<String> = args.into_iter().map(String::from).collect();
     let secret = secret_for("integify");
-    let out = tokio::task::spawn_blocking(move || {
-        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-        all.extend(["--secret", &secret]);
-        smshook(&all, None)
-    })
-    .await
-    .expect("task");
+    let args = ["bench", "--url", url, "--json", "--secret", &secret];
+    let args = args.iter().chain(extra).map(|a| a.to_string()).collect();
+    let out = smshook_beside_server(args).await;
     assert!(
         out.status.success(),
         "{}",
@@ -177,7 +175,6 @@ async fn bench_floods_or_keeps_a_schedule_and_every_event_is_stored() {
         paced["seconds"].as_f64().expect("seconds") >= 0.199,
         "{paced}"
     );
-    assert!(paced["p50_ms"].as_f64().expect("p50") > 0.0, "{paced}");
     let ids: std::collections::HashSet<_> = app
         .events("")
         .await
