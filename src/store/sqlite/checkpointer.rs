@@ -205,16 +205,29 @@ impl Load {
 }
 
 /// CPU time this process has used, all threads (Linux; elsewhere `None`,
-/// and the process never counts as saturated).
+/// and the process never counts as saturated). Read from `/proc/self/stat`
+/// once per [`SAMPLE`]: the vDSO clock that `clock_gettime` would use for
+/// this crashes valgrind's callgrind, which `bench/instructions.sh` runs.
 fn process_cpu() -> Option<Duration> {
     #[cfg(target_os = "linux")]
     {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-        let nanos = u32::try_from(t.tv_nsec).ok()?;
-        Some(Duration::new(u64::try_from(t.tv_sec).ok()?, nanos))
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        cpu_from_stat(&stat)
     }
     #[cfg(not(target_os = "linux"))]
     None
+}
+
+/// User plus system time from a `/proc/<pid>/stat` line: its 14th and 15th
+/// fields, in USER_HZ ticks (100 a second on every Linux architecture
+/// smshook builds for). The 2nd field, the command, may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn cpu_from_stat(stat: &str) -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
 fn run(wake: &Receiver<()>, conn: &Connection, state: &State) {
@@ -354,6 +367,38 @@ mod tests {
             ck.frames.load(Ordering::Relaxed)
         );
         assert_eq!(thread_runs_after_stop(ck), 0, "the writer copied it");
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_with_spaces_and_parentheses() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime ...
+        let stat = "4242 (a b) c) (x) S 1 4242 4242 0 -1 4194560 10 0 0 0 250 130 0 0 20 0";
+        assert_eq!(cpu_from_stat(stat), Some(Duration::from_millis(3_800)));
+        assert_eq!(cpu_from_stat("4242 (truncated) S 1 2"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_cpu_time_grows_with_work() {
+        // Spins until the reading moves (ticks are 10 ms), with a deadline
+        // far beyond a loaded machine's, so it fails only if it never does.
+        let before = process_cpu().expect("readable on Linux");
+        let start = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after < before + Duration::from_millis(30)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = process_cpu().expect("readable on Linux");
+        }
+        assert!(
+            after >= before + Duration::from_millis(30),
+            "{before:?} -> {after:?}"
+        );
     }
 
     /// Checkpoints the thread ran, counted once it has stopped (so one it
