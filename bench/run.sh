@@ -9,7 +9,8 @@
 #      deliveries received by a bare hyper server on the load generator's core,
 #   5. smshook at a steady rate (half of its flood's, --rate, for
 #      STEADY_SECS): the latency a provider sending at its own pace sees,
-#      which the flood's closed loop understates,
+#      which the flood's closed loop understates; bare hyper at the same
+#      rate is its baseline,
 #   6. PAIRS short runs of 1 and 2 in turns: the share of bare hyper, pair by
 #      pair, on a machine whose speed drifts between runs.
 # Each server is pinned to core 0 and the load generator (smshook bench) to
@@ -58,11 +59,19 @@ stored=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).exec
 
 echo "smshook at a steady rate..." >&2
 rate=$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1])['accepted_per_sec'] / 2))" "$smshook")
+paced() { taskset -c 1 "$BIN" bench --url "$1" --secret "$SECRET" --rate "$rate" \
+  --requests $((rate * STEADY_SECS)) --concurrency 512 --json; }
+# The baseline: bare hyper at the same rate shows what this machine's
+# scheduler and loopback alone add to the latency (on a VM with CPU steal,
+# tens of milliseconds at p99).
+taskset -c 0 target/release/examples/bare_hyper 127.0.0.1:18092 2>/dev/null & pid=$!
+wait_port 18092
+steady_hyper=$(paced http://127.0.0.1:18092/webhooks/integify)
+kill $pid; wait $pid 2>/dev/null || true
 SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve \
   --listen 127.0.0.1:18083 --database "$work/smshook-steady.db" & pid=$!
 wait_port 18083
-steady=$(taskset -c 1 "$BIN" bench --url http://127.0.0.1:18083/webhooks/integify --secret "$SECRET" \
-  --rate "$rate" --requests $((rate * STEADY_SECS)) --concurrency 512 --json)
+steady=$(paced http://127.0.0.1:18083/webhooks/integify)
 kill -TERM $pid; wait $pid || true
 
 echo "smshook with a destination..." >&2
@@ -119,7 +128,7 @@ for i in $(seq 1 "$PAIRS"); do
   kill -TERM $pid; wait $pid || true
 done
 
-python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" "$steady" <<'PY'
+python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" "$steady" "$steady_hyper" <<'PY'
 import json, sys
 hyper, smshook, plain, tuned = (json.loads(a) for a in sys.argv[1:5])
 rss = sys.argv[5:9]; stored = int(sys.argv[9]); conc = sys.argv[10]
@@ -135,7 +144,8 @@ for name, r, m in rows:
     print(f"| {name} | {rate:,.0f} | {rate / hyper['accepted_per_sec']:.0%} | {base / rate:.1f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {m} |")
 print(f"\nsmshook: {smshook['accepted']} answered 200, {stored} rows in the database; refused {smshook['refused']}, errors {smshook['errors']}.")
 st = json.loads(sys.argv[15])
-print(f"\nAt a steady {st['rate']:,.0f}/s (half the flood's rate; open loop, latency from each request's scheduled time, 512 connections): p50 {st['p50_ms']:.2f} ms, p99 {st['p99_ms']:.2f} ms, max {st['max_ms']:.0f} ms; {st['accepted']} accepted, {st['refused']} refused, {st['errors']} errors.")
+sh = json.loads(sys.argv[16])
+print(f"\nAt a steady {st['rate']:,.0f}/s (half the flood's rate; open loop, latency from each request's scheduled time, 512 connections): p50 {st['p50_ms']:.2f} ms, p99 {st['p99_ms']:.2f} ms, max {st['max_ms']:.0f} ms; {st['accepted']} accepted, {st['refused']} refused, {st['errors']} errors. Bare hyper at the same rate: p50 {sh['p50_ms']:.2f} ms, p99 {sh['p99_ms']:.2f} ms, max {sh['max_ms']:.0f} ms.")
 d = dest["accepted_per_sec"]
 print(f"\nWith an HTTP destination: {d:,.0f} accepted/s = {d / base:.0%} of without (p50 {dest['p50_ms']:.2f} ms, p99 {dest['p99_ms']:.2f} ms); deliveries by state at the end: {delivered}.")
 pairs = []
