@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::dispatch::{Destination, Filter, Target};
+use crate::http::TrustedProxies;
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
 
@@ -41,6 +42,8 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// Bearer token for `/api/*` (`SMSHOOK_API_TOKEN`); `None` turns the API off.
     pub api_token: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` names the client in the request log.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// One configured endpoint, `POST /webhooks/<name>`.
@@ -61,6 +64,7 @@ struct FileConfig {
     #[serde(with = "humantime_serde")]
     ack_deadline: Duration,
     request_log: RequestLogFile,
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     sources: Vec<SourceFile>,
     #[serde(default)]
@@ -183,6 +187,12 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         env_sources(env)
     };
     let destinations = destinations(raw.destinations, &sources, env)?;
+    let trusted_proxies = match env("SMSHOOK_TRUSTED_PROXIES") {
+        Some(v) => {
+            TrustedProxies::parse(&split_list(&v, ',')).context("SMSHOOK_TRUSTED_PROXIES")?
+        }
+        None => TrustedProxies::parse(&raw.trusted_proxies).context("trusted_proxies")?,
+    };
     check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
     Ok(Config {
         listen: listen.parse().with_context(|| {
@@ -198,6 +208,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         api_token: env("SMSHOOK_API_TOKEN")
             .filter(|t| !t.is_empty())
             .map(Secret::new),
+        trusted_proxies,
     })
 }
 
@@ -451,6 +462,36 @@ mod tests {
         assert_eq!(c.ack_deadline, Duration::from_secs(4));
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert!(c.sources.is_empty() && c.api_token.is_none());
+        assert_eq!(c.trusted_proxies, TrustedProxies::default());
+    }
+
+    #[test]
+    fn trusted_proxies_from_file_or_environment() {
+        let c = load(Some("trusted_proxies = ['127.0.0.1', '10.0.0.0/8']"), &[]).expect("loads");
+        let expected = TrustedProxies::parse(&["127.0.0.1", "10.0.0.0/8"]).expect("valid");
+        assert_eq!(c.trusted_proxies, expected);
+        let c = load(
+            Some("trusted_proxies = ['192.168.0.1']"),
+            &[("SMSHOOK_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")],
+        )
+        .expect("loads");
+        assert_eq!(
+            c.trusted_proxies, expected,
+            "the environment overrides the file"
+        );
+        let e = format!(
+            "{:#}",
+            load(Some("trusted_proxies = ['lb.internal']"), &[]).expect_err("bad")
+        );
+        assert!(
+            e.contains("trusted_proxies") && e.contains("lb.internal"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            load(None, &[("SMSHOOK_TRUSTED_PROXIES", "10.0.0.0/99")]).expect_err("bad")
+        );
+        assert!(e.contains("SMSHOOK_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

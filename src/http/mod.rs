@@ -30,8 +30,11 @@ const LISTEN_BACKLOG: u32 = 4096;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
+mod proxies;
 mod stream;
 mod webhooks;
+
+pub use proxies::TrustedProxies;
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -57,6 +60,8 @@ pub struct AppInner {
     pub commits: tokio::sync::watch::Sender<u64>,
     /// Set when shutdown begins, so live streams end instead of holding it up.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Whose `X-Forwarded-For` names the client in the request log.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::ops::Deref for App {
@@ -84,6 +89,7 @@ impl App {
             pressure: Arc::new(crate::dispatch::Pressure::new()),
             commits: tokio::sync::watch::Sender::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
+            trusted_proxies: config.trusted_proxies.clone(),
         }))
     }
 }

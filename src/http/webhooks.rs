@@ -36,7 +36,7 @@ pub async fn receive(
 ) -> Response {
     let deadline = tokio::time::Instant::now() + app.ack_deadline;
     let _in_flight = app.pressure.enter();
-    let mut record = new_record(&name, &request);
+    let mut record = new_record(&app, &name, &request);
     let Some(source) = app.sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);
     };
@@ -134,7 +134,7 @@ pub async fn wrong_method(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let mut record = new_record(&name, &request);
+    let mut record = new_record(&app, &name, &request);
     record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
     record.reason = "method_not_allowed".into();
     app.store.record_request(record);
@@ -148,11 +148,11 @@ pub async fn wrong_method(
         .into_response()
 }
 
-fn new_record(name: &str, request: &Request) -> RequestRecord {
+fn new_record(app: &App, name: &str, request: &Request) -> RequestRecord {
     let remote = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| ip_text(c.0.ip()));
+        .map(|c| ip_text(app.trusted_proxies.client(c.0.ip(), request.headers())));
     let mut source = name.to_string();
     source.truncate(source.floor_char_boundary(MAX_LOGGED_NAME));
     RequestRecord {

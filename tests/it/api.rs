@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use smshook::providers::SampleIds;
+use smshook::signature::{Secret, sign_hex};
 
 use crate::support::{Backend, TestApp, TestOptions, provider, secret_for};
 
@@ -172,6 +173,55 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend:
         "no secret in the log"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_log_names_the_client_and_otherwise_the_peer() {
+    // The client wrote the first hop itself; the proxy (us, 127.0.0.1) added
+    // the address it saw.
+    let forwarded = "192.0.2.66, 203.0.113.7";
+    let logged = |trusted: &'static [&'static str]| async move {
+        let app = TestApp::spawn_with(TestOptions {
+            trusted_proxies: trusted,
+            ..Default::default()
+        })
+        .await;
+        let p = provider("integify");
+        let body =
+            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+        let signature = sign_hex(
+            &Secret::new(secret_for("integify")),
+            &body,
+            p.signature_prefix,
+        );
+        // Refusals are logged with the next commit: the accepted one last.
+        for signature in ["sha256=00", signature.as_str()] {
+            let response = app
+                .client
+                .post(app.url("/webhooks/integify"))
+                .header(p.signature_header, signature)
+                .header("x-forwarded-for", forwarded)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("send");
+            assert!([200, 401].contains(&response.status().as_u16()));
+        }
+        let log = app.requests().await;
+        let addrs: Vec<String> = log.iter().map(|r| r["remote_addr"].to_string()).collect();
+        app.stop().await;
+        addrs
+    };
+    assert_eq!(
+        logged(&["127.0.0.1"]).await,
+        [r#""203.0.113.7""#, r#""203.0.113.7""#],
+        "accepted and refused requests alike"
+    );
+    assert_eq!(
+        logged(&[]).await,
+        [r#""127.0.0.1""#, r#""127.0.0.1""#],
+        "no trusted proxy: the header is ignored"
+    );
 }
 
 async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound(backend: Backend) {

@@ -140,6 +140,7 @@ pub struct TestOptions {
     pub max_body_bytes: usize,
     pub request_log_max_rows: u64,
     pub api_token: Option<&'static str>,
+    pub trusted_proxies: &'static [&'static str],
 }
 
 impl Default for TestOptions {
@@ -154,6 +155,7 @@ impl Default for TestOptions {
             max_body_bytes: 1 << 20,
             request_log_max_rows: 100_000,
             api_token: Some(TOKEN),
+            trusted_proxies: &[],
         }
     }
 }
@@ -228,6 +230,8 @@ impl TestApp {
             destinations: o.destinations.clone(),
             nats_url: o.nats_url.clone(),
             api_token: o.api_token.map(Secret::new),
+            trusted_proxies: smshook::http::TrustedProxies::parse(o.trusted_proxies)
+                .expect("trusted proxies"),
         };
         let store = match o.store {
             Some(store) => store,
