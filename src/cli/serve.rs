@@ -55,6 +55,9 @@ fn announce(config: &Config, listener: &TcpListener) {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
         None => tracing::info!("query API off: set SMSHOOK_API_TOKEN to turn it on"),
     }
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = %config.trusted_proxies, "requests from these proxies are logged under the client in X-Forwarded-For");
+    }
 }
 
 /// A database URL without its password, for logs.

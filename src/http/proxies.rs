@@ -40,6 +40,10 @@ impl TrustedProxies {
         Ok(Self(nets))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
@@ -66,6 +70,13 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+impl std::fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nets: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&nets.join(", "))
     }
 }
 
@@ -169,7 +180,8 @@ mod tests {
 
     #[test]
     fn entries_are_addresses_or_networks() {
-        assert!(TrustedProxies::parse(&["10.0.0.0/8", "::1", " 192.168.1.1 "]).is_ok());
+        let parsed = TrustedProxies::parse(&["10.0.0.0/8", "::1", " 192.168.1.1 "]).expect("valid");
+        assert_eq!(parsed.to_string(), "10.0.0.0/8, ::1/128, 192.168.1.1/32");
         let e = TrustedProxies::parse(&["10.0.0.0/33"]).expect_err("bad prefix");
         assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
         assert!(TrustedProxies::parse(&["proxy.internal"]).is_err());
