@@ -278,9 +278,33 @@ async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
         response.json::<Value>().await.expect("json")["error"],
         "unknown_source"
     );
-    let response = app.get("/webhooks/integify").await;
-    assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "POST");
+    // A configured source's route and the catch-all for other names alike.
+    for name in ["integify", "nope"] {
+        let response = app.get(&format!("/webhooks/{name}")).await;
+        assert_eq!(response.status(), 405, "{name}");
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+    // A stored event flushes the refusals logged before it.
+    app.send_sample(provider("integify"), "sms.delivered").await;
+    let log: Vec<(String, u64)> = app
+        .requests()
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().expect("source").to_string(),
+                r["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    let expected = [
+        ("nope", 404),
+        ("integify", 405),
+        ("nope", 405),
+        ("integify", 200),
+    ];
+    let expected: Vec<(String, u64)> = expected.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+    assert_eq!(log, expected);
     app.stop().await;
 }
 
