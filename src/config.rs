@@ -34,6 +34,9 @@ pub struct Config {
     pub database: String,
     pub max_body_bytes: usize,
     pub ack_deadline: Duration,
+    /// Longest a connection may take to send a request head; kept-alive
+    /// connections idle this long are closed (`http::serve`).
+    pub idle_timeout: Duration,
     pub request_log_max_rows: u64,
     pub sources: Vec<Source>,
     /// Where stored events are handed to the application.
@@ -63,6 +66,8 @@ struct FileConfig {
     max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     ack_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
     request_log: RequestLogFile,
     trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -181,6 +186,14 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
             .context("SMSHOOK_ACK_DEADLINE: expected a duration such as 4s")?,
         None => raw.ack_deadline,
     };
+    let idle_timeout = match env("SMSHOOK_IDLE_TIMEOUT") {
+        Some(v) => humantime::parse_duration(&v)
+            .context("SMSHOOK_IDLE_TIMEOUT: expected a duration such as 130s")?,
+        None => raw.idle_timeout,
+    };
+    if idle_timeout.is_zero() {
+        bail!("idle_timeout: must be longer than 0s");
+    }
     let sources = if from_file {
         file_sources(raw.sources, env)?
     } else {
@@ -201,6 +214,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         database: check_database(database)?,
         max_body_bytes,
         ack_deadline,
+        idle_timeout,
         request_log_max_rows: raw.request_log.max_rows,
         sources,
         nats_url: env("SMSHOOK_NATS_URL").or(raw.nats_url),
@@ -463,6 +477,7 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
+        assert_eq!(c.idle_timeout, Duration::from_secs(130));
     }
 
     #[test]
@@ -546,6 +561,8 @@ mod tests {
         assert!(e.contains("lisen"), "{e}");
         let e = err("ack_deadline = 'soon'");
         assert!(e.contains("ack_deadline"), "{e}");
+        let e = err("idle_timeout = '0s'");
+        assert!(e.contains("idle_timeout"), "{e}");
         let e = err("[[sources]]\nname='a b'\nprovider='msgine'\nsecrets=['s']");
         assert!(e.contains("name"), "{e}");
         let e = err("[[sources]]\nname='a'\nprovider='msgine'\nsecret_env='NOPE'");

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -31,6 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
 mod proxies;
+mod serve;
 mod stream;
 mod webhooks;
 
@@ -62,6 +62,8 @@ pub struct AppInner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Whose `X-Forwarded-For` names the client in the request log.
     pub trusted_proxies: TrustedProxies,
+    /// Longest wait for a request head, idle keep-alive included.
+    pub idle_timeout: Duration,
 }
 
 impl std::ops::Deref for App {
@@ -90,6 +92,7 @@ impl App {
             commits: tokio::sync::watch::Sender::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
             trusted_proxies: config.trusted_proxies.clone(),
+            idle_timeout: config.idle_timeout,
         }))
     }
 }
@@ -134,24 +137,19 @@ pub async fn run(
         d.pressure = app.pressure.clone();
         tokio::spawn(d.run(stop_dispatch.clone()))
     });
-    let listener = listener.tap_io(|tcp| {
-        // Answers are small and latency matters more than packet count.
-        let _ = tcp.set_nodelay(true);
-    });
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
     let stop_streams = app.stopping.clone();
-    let graceful = axum::serve(listener, service).with_graceful_shutdown(async move {
+    let stop = async move {
         shutdown.await;
         stop_streams.send_replace(true);
         signal.notify_one();
-    });
-    let served = tokio::select! {
-        served = graceful => served,
+    };
+    let served = serve::serve(listener, router(app.clone()), app.idle_timeout, stop);
+    tokio::select! {
+        () = served => {}
         () = grace_expired(&stopping) => {
             tracing::warn!("shutdown grace period over: closing the connections still open");
-            Ok(())
         }
     };
     if let Some(dispatcher) = dispatcher {
@@ -159,7 +157,7 @@ pub async fn run(
         let _ = dispatcher.await;
     }
     store.close().await;
-    served
+    Ok(())
 }
 
 /// Completes `SHUTDOWN_GRACE` after shutdown starts. A request cut off then

@@ -141,6 +141,7 @@ pub struct TestOptions {
     pub request_log_max_rows: u64,
     pub api_token: Option<&'static str>,
     pub trusted_proxies: &'static [&'static str],
+    pub idle_timeout: Duration,
 }
 
 impl Default for TestOptions {
@@ -156,6 +157,7 @@ impl Default for TestOptions {
             request_log_max_rows: 100_000,
             api_token: Some(TOKEN),
             trusted_proxies: &[],
+            idle_timeout: Duration::from_secs(130),
         }
     }
 }
@@ -225,6 +227,7 @@ impl TestApp {
             database: database.clone(),
             max_body_bytes: o.max_body_bytes,
             ack_deadline: o.ack_deadline,
+            idle_timeout: o.idle_timeout,
             request_log_max_rows: o.request_log_max_rows,
             sources: all_sources(),
             destinations: o.destinations.clone(),

@@ -368,3 +368,37 @@ async fn textus_payload_without_an_id_is_deduplicated_by_body_hash(backend: Back
     assert_eq!(second["duplicate"], true);
     app.stop().await;
 }
+
+/// A client that sends half a request head, or connects and sends nothing,
+/// is disconnected after `idle_timeout` instead of holding its connection.
+#[tokio::test]
+async fn a_connection_without_a_whole_request_head_is_closed_after_the_idle_timeout() {
+    let idle = std::time::Duration::from_millis(300);
+    let app = TestApp::spawn_with(TestOptions {
+        idle_timeout: idle,
+        ..Default::default()
+    })
+    .await;
+    let half_head = b"POST /webhooks/integify HTTP/1.1\r\nHost: x\r\n".as_slice();
+    for sent in [half_head, b""] {
+        let mut tcp = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(sent).await.expect("write");
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tcp.read_to_end(&mut answer),
+        );
+        // Closed (EOF, or a reset), not still waiting.
+        assert!(read.await.is_ok(), "still open 20 s after sending {sent:?}");
+        assert!(
+            started.elapsed() >= idle / 2,
+            "closed before the idle timeout"
+        );
+    }
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status(), 200, "new connections are still served");
+    app.stop().await;
+}

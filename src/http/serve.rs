@@ -1,0 +1,93 @@
+//! The accept loop: one HTTP/1.1 connection task per client, a deadline for
+//! each request head, and a graceful stop.
+//!
+//! axum's own `serve` gives hyper no timer, so hyper's deadline for request
+//! heads never ran: a client that sent half a request head, or connected and
+//! sent nothing, held its connection and a file descriptor forever. Here
+//! hyper gets a timer and [`Config::idle_timeout`](crate::config::Config):
+//! hyper counts it from when it starts waiting for a head, so it also closes
+//! a kept-alive connection idle that long.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+/// Serves `router` on `listener` until `stop` completes; then stops
+/// accepting, closes idle connections, and returns once the requests in
+/// flight are answered.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    idle_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        spawn_connection(&builder, &graceful, tcp, peer, router.clone());
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Serves one client's connection on a task of its own, its requests
+/// carrying its address as axum's `ConnectInfo` (the request log records it).
+fn spawn_connection(
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+) {
+    // Answers are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    });
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// A failed accept: a client that gave up before we took its connection is
+/// nothing; anything else (out of file descriptors, say) is logged and
+/// retried after a pause, as axum's `serve` does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
