@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,7 +26,7 @@ use tower::ServiceExt;
 /// accepting, closes idle connections, and returns once the requests in
 /// flight are answered.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     router: Router,
     idle_timeout: Duration,
     stop: impl Future<Output = ()>,
@@ -37,14 +38,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
+        // axum's `Listener` retries a failed accept itself (a client that
+        // gave up is skipped; anything else, out of file descriptors say, is
+        // logged and retried after a second).
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
+            accepted = Listener::accept(&mut listener) => accepted,
             () = &mut stop => break,
         };
         spawn_connection(&builder, &graceful, tcp, peer, router.clone());
@@ -75,19 +73,4 @@ fn spawn_connection(
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     });
-}
-
-/// A failed accept: a client that gave up before we took its connection is
-/// nothing; anything else (out of file descriptors, say) is logged and
-/// retried after a pause, as axum's `serve` does.
-async fn accept_failed(e: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

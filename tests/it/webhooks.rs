@@ -402,3 +402,47 @@ async fn a_connection_without_a_whole_request_head_is_closed_after_the_idle_time
     assert_eq!(response.status(), 200, "new connections are still served");
     app.stop().await;
 }
+
+/// The timeout counts from the last request: a kept-alive connection whose
+/// requests come closer together than it is served for longer than it, and
+/// is closed once it has sat idle that long.
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_only_after_sitting_idle() {
+    let idle = std::time::Duration::from_millis(1200);
+    let app = TestApp::spawn_with(TestOptions {
+        idle_timeout: idle,
+        ..Default::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let mut last_request = started;
+    // Requests a quarter of the timeout apart, until one goes out after the
+    // timeout has passed since the first.
+    while last_request.duration_since(started) <= idle {
+        tokio::time::sleep(idle / 4).await;
+        last_request = std::time::Instant::now();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("the connection is still open");
+        let mut answer = [0u8; 512];
+        let n = tcp.read(&mut answer).await.expect("read");
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "served on the same connection: {:?}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut rest),
+    );
+    assert!(
+        closed.await.is_ok(),
+        "still open 20 s after its last request"
+    );
+    app.stop().await;
+}

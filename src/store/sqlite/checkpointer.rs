@@ -305,6 +305,23 @@ mod tests {
         }
     }
 
+    /// Commits until the WAL holds `frames`, then lets the policy decide.
+    fn fill_then_decide(conn: &Connection, ck: &mut Checkpointer, frames: i32, saturated: bool) {
+        while ck.frames.load(Ordering::Relaxed) < frames {
+            commit(conn);
+        }
+        ck.decide(conn, saturated);
+    }
+
+    /// The whole log was copied before `decide` returned: by the writer.
+    fn assert_copied_inline(ck: &Checkpointer) {
+        assert_eq!(
+            ck.state.copied.load(Ordering::Relaxed),
+            ck.frames.load(Ordering::Relaxed),
+            "copied inline, before decide returned"
+        );
+    }
+
     fn rows(conn: &Connection) -> i64 {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count")
@@ -314,15 +331,8 @@ mod tests {
     fn saturated_the_writer_copies_the_whole_log_itself() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (conn, mut ck) = writer(&dir, SMALL);
-        while ck.frames.load(Ordering::Relaxed) < SMALL.start {
-            commit(&conn);
-        }
-        ck.decide(&conn, true);
-        assert_eq!(
-            ck.state.copied.load(Ordering::Relaxed),
-            ck.frames.load(Ordering::Relaxed),
-            "copied inline, before decide returned"
-        );
+        fill_then_decide(&conn, &mut ck, SMALL.start, true);
+        assert_copied_inline(&ck);
         commits_until_restart(&conn, &mut ck, true);
         assert_eq!(thread_runs_after_stop(ck), 0, "no thread involved");
     }
@@ -358,14 +368,8 @@ mod tests {
             finish: 0,
         };
         let (conn, mut ck) = writer(&dir, limits);
-        while ck.frames.load(Ordering::Relaxed) < limits.max {
-            commit(&conn);
-        }
-        ck.decide(&conn, false);
-        assert_eq!(
-            ck.state.copied.load(Ordering::Relaxed),
-            ck.frames.load(Ordering::Relaxed)
-        );
+        fill_then_decide(&conn, &mut ck, limits.max, false);
+        assert_copied_inline(&ck);
         assert_eq!(thread_runs_after_stop(ck), 0, "the writer copied it");
     }
 
