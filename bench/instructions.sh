@@ -3,7 +3,9 @@
 # valgrind's callgrind: unlike events/s, the count repeats whatever else this
 # shared machine is doing, so it shows a change of a few percent. Compare two
 # builds with BIN=... Kernel time (TCP, fsync) is not counted. valgrind runs
-# SHA-256 without SHA-NI, so the HMAC line is printed apart.
+# SHA-256 without SHA-NI, so the HMAC line is printed apart. The server runs
+# under `taskset -c 0`, as in bench/run.sh, so it picks the same one-thread
+# runtime.
 #
 #   bench/instructions.sh                 # 20,000 requests
 #   REQUESTS=5000 BIN=/tmp/old-smshook bench/instructions.sh
@@ -21,7 +23,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "pro
 
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn valgrind --tool=callgrind --separate-threads=yes \
+SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn taskset -c 0 valgrind --tool=callgrind --separate-threads=yes \
   --callgrind-out-file="$work/cg.out" "$BIN" serve --listen 127.0.0.1:18095 \
   --database "$work/smshook.db" 2>"$work/valgrind.log" & pid=$!
 wait_port 18095
@@ -42,7 +44,7 @@ for path in sys.argv[2:]:
                           re.finditer(r"^\s*([\d,]+) \(.*" + pat, out, re.M)), default=0)
     thread = ir(r"PROGRAM TOTALS")
     total += thread
-    hmac += ir(r"signature::hmac_sha256 \[")
+    hmac += ir(r"signature::Secret::mac \[")
     if "sqlite::writer::Writer::" in out:
         writer += thread
 print(f"instructions per request ({n} requests):")

@@ -9,24 +9,49 @@ use subtle::{Choice, ConstantTimeEq};
 
 /// A shared secret (webhook secret or API token). `Debug` never shows it, so a
 /// secret cannot leak through a log line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+///
+/// It carries HMAC-SHA256 already keyed with it: HMAC hashes the key into two
+/// blocks before the message, and doing that once here instead of for every
+/// webhook saves two of the about nine SHA-256 blocks a typical webhook costs,
+/// for every secret tried.
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    keyed: Hmac<Sha256>,
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        let keyed = keyed(value.as_bytes());
+        Self { value, keyed }
     }
 
     /// The raw value, for computing a MAC. Never log the result.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// HMAC-SHA256 of `body` under this secret.
+    pub fn mac(&self, body: &[u8]) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        mac.update(body);
+        mac.finalize().into_bytes().into()
     }
 
     /// Constant-time equality against a candidate (used for bearer tokens).
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(candidate).into()
+        self.value.as_bytes().ct_eq(candidate).into()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,16 +72,20 @@ pub enum SignatureError {
 
 /// HMAC-SHA256 of `body` under `key`.
 pub fn hmac_sha256(key: &[u8], body: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = keyed(key);
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
 
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length; this cannot fail.
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
 /// The header value a provider would send: `prefix` + lowercase hex.
 pub fn sign_hex(secret: &Secret, body: &[u8], prefix: &str) -> String {
-    let tag = hmac_sha256(secret.expose().as_bytes(), body);
+    let tag = secret.mac(body);
     format!("{prefix}{}", hex::encode(tag))
 }
 
@@ -72,7 +101,7 @@ pub fn verify(
     let tag = decode_header(header.ok_or(SignatureError::Missing)?)?;
     let mut matched = Choice::from(0);
     for secret in secrets {
-        matched |= hmac_sha256(secret.expose().as_bytes(), body).ct_eq(&tag);
+        matched |= secret.mac(body).ct_eq(&tag);
     }
     if bool::from(matched) {
         Ok(())
@@ -132,6 +161,20 @@ mod tests {
             sig,
             "sha256=9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"
         );
+    }
+
+    /// The pre-keyed state gives what keying afresh gives, for keys shorter
+    /// and longer than SHA-256's block (those are hashed first), and one use
+    /// does not leak into the next.
+    #[test]
+    fn keyed_secret_matches_keying_afresh() {
+        for key in ["", "k", &"x".repeat(64), &"y".repeat(65), &"z".repeat(200)] {
+            let secret = Secret::new(key);
+            for body in [&b""[..], b"hello", &[7u8; 1000]] {
+                assert_eq!(secret.mac(body), hmac_sha256(key.as_bytes(), body));
+                assert_eq!(secret.mac(body), hmac_sha256(key.as_bytes(), body));
+            }
+        }
     }
 
     #[test]
