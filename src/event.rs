@@ -27,6 +27,40 @@ pub struct EventFields {
     pub occurred_at: Option<String>,
 }
 
+impl EventFields {
+    /// Replaces every NUL character in the text fields with U+FFFD.
+    ///
+    /// GSM 03.38 codes `@` as 0x00 and some gateways pass it on as `\u0000`;
+    /// PostgreSQL's `text` cannot hold it and would refuse the whole batch,
+    /// so the normalized fields carry U+FFFD instead, on every backend alike.
+    /// The payload keeps the `\u0000` as sent.
+    pub fn replace_nul(&mut self) {
+        replace_nul(&mut self.event_type);
+        let fields = [
+            &mut self.provider_event_id,
+            &mut self.provider_type,
+            &mut self.message_id,
+            &mut self.from,
+            &mut self.to,
+            &mut self.body,
+            &mut self.status,
+            &mut self.error_code,
+            &mut self.error_reason,
+            &mut self.occurred_at,
+        ];
+        for text in fields.into_iter().flatten() {
+            replace_nul(text);
+        }
+    }
+}
+
+/// U+FFFD for every NUL in `text` (see [`EventFields::replace_nul`]).
+pub fn replace_nul(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{fffd}");
+    }
+}
+
 /// A provider's reading of one payload: the fields plus the key that
 /// recognises a retry of the same event.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -60,10 +60,14 @@ pub fn prepare(
     let text = std::str::from_utf8(body)
         .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
     let payload = parse_object(text).map_err(IngestError::MalformedJson)?;
-    let normalized = (source.provider.normalize)(&payload);
-    let dedupe_key = normalized
+    let mut normalized = (source.provider.normalize)(&payload);
+    normalized.fields.replace_nul();
+    let mut dedupe_key = normalized
         .dedupe_key
         .unwrap_or_else(|| format!("sha256:{}", body_sha256(body)));
+    // An id differing only by NUL against U+FFFD would share a key; no
+    // provider's ids do.
+    crate::event::replace_nul(&mut dedupe_key);
     Ok(NewEvent {
         id: new_event_id(),
         source: source.name.clone(),

@@ -155,6 +155,9 @@ fn new_record(app: &App, name: &str, request: &Request) -> RequestRecord {
         .map(|c| ip_text(app.trusted_proxies.client(c.0.ip(), request.headers())));
     let mut source = name.to_string();
     source.truncate(source.floor_char_boundary(MAX_LOGGED_NAME));
+    // Anyone can send `/webhooks/%00`; PostgreSQL's text refuses NUL, and
+    // would refuse the events logged in the same transaction with it.
+    crate::event::replace_nul(&mut source);
     RequestRecord {
         seq: 0,
         at: now_rfc3339(),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::event::{Normalized, format_time};
 use payload::{Node, Object};
@@ -15,6 +15,9 @@ pub mod notifly;
 pub mod payload;
 pub mod private_number;
 pub mod textus;
+
+#[cfg(test)]
+mod hostile;
 
 /// Every provider smshook understands.
 pub static ALL: &[&Provider] = &[
@@ -119,25 +122,26 @@ pub fn time(obj: &Object, paths: &[&str]) -> Option<String> {
 
 /// Reads a provider timestamp: RFC 3339 text, or Unix seconds (milliseconds
 /// when the number is too large to be seconds). Anything else is `None`; the
-/// original value stays in the payload.
+/// original value stays in the payload. So is a time outside the years
+/// 0000-9999, which RFC 3339 cannot write (chrono would print `+12345-…`).
 pub fn normalize_time(value: &Node) -> Option<String> {
-    match value {
+    let t = match value {
         Node::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
-            .map(|t| format_time(t.with_timezone(&Utc)))
+            .map(|t| t.with_timezone(&Utc))
             .or_else(|| s.parse::<i64>().ok().and_then(from_unix)),
         Node::Number(n) => n.as_i64().and_then(from_unix),
         _ => None,
-    }
+    }?;
+    (0..=9999).contains(&t.year()).then(|| format_time(t))
 }
 
-fn from_unix(n: i64) -> Option<String> {
-    let t = if n.abs() >= 100_000_000_000 {
+fn from_unix(n: i64) -> Option<DateTime<Utc>> {
+    if n.unsigned_abs() >= 100_000_000_000 {
         DateTime::from_timestamp_millis(n)
     } else {
         DateTime::from_timestamp(n, 0)
-    };
-    t.map(format_time)
+    }
 }
 
 /// The normalized type a delivery status word means, where it is clear.
@@ -216,6 +220,16 @@ mod tests {
         );
         assert_eq!(time(r#""yesterday""#), None);
         assert_eq!(time("null"), None);
+        // Times RFC 3339 cannot write, and the one number with no absolute
+        // value, are left to the payload rather than stored as `+12345-…`.
+        assert_eq!(time("-9223372036854775808"), None);
+        assert_eq!(time("9223372036854775807"), None);
+        assert_eq!(time("253402300800000"), None); // 10000-01-01, in ms
+        assert_eq!(time(r#""9999-12-31T23:00:00-05:00""#), None);
+        assert_eq!(
+            time("253402300799999").as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ crate::on_both_backends!(
     a_retry_is_stored_once_and_answered_with_the_original_id,
     textus_payload_without_an_id_is_deduplicated_by_body_hash,
     sixty_four_simultaneous_copies_store_one_row,
+    a_nul_character_in_any_field_is_stored_on_every_backend,
+    a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -108,6 +110,64 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     assert_eq!(event["type"], "sms.clicked");
     assert_eq!(event["payload"]["data"]["shiny"], json!([1, 2]));
     assert_eq!(event["payload"]["extra"], true);
+    app.stop().await;
+}
+
+/// GSM 03.38 codes `@` as 0x00, and some gateways pass it on as `\u0000`.
+/// PostgreSQL's `text` cannot hold that character: it would refuse the row,
+/// and the provider would retry a 503 until it gave up. The normalized
+/// fields carry U+FFFD instead, on every backend alike; the payload keeps
+/// the `\u0000` as sent. A retry of the event is still recognised.
+async fn a_nul_character_in_any_field_is_stored_on_every_backend(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let body = br#"{"id":"evt_\u0000nul","type":"sms.received","created_at":"2026-04-10T12:05:00Z","data":{"message_id":"msg_\u0000","from":"+220\u00007654321","to":"+2203001234","body":"Meet me \u0000 the station"}}"#;
+    let (status, answer) = app.send_body(provider("integify"), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], false);
+    let id = answer["event_id"].as_str().expect("id");
+    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    assert_eq!(event["body"], "Meet me \u{fffd} the station");
+    assert_eq!(event["from"], "+220\u{fffd}7654321");
+    assert_eq!(event["message_id"], "msg_\u{fffd}");
+    assert_eq!(event["provider_event_id"], "evt_\u{fffd}nul");
+    assert_eq!(
+        event["payload"]["data"]["body"],
+        "Meet me \u{0} the station"
+    );
+    let (status, again) = app.send_body(provider("integify"), body).await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (200, &json!(true)),
+        "{again}"
+    );
+    assert_eq!(again["event_id"], id);
+    app.stop().await;
+}
+
+/// Anyone can POST to `/webhooks/%00`: the name goes to the request log,
+/// which PostgreSQL writes in the same transaction as the next events. Its
+/// NUL is logged as U+FFFD, and the events beside it are stored.
+async fn a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let response = app
+        .client
+        .post(app.url("/webhooks/%00evil"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 404);
+    for _ in 0..3 {
+        let (_, status, answer) = app.send_sample(provider("integify"), "sms.delivered").await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let requests = app.requests().await;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["source"] == "\u{fffd}evil" && r["status"] == 404),
+        "{requests:?}"
+    );
     app.stop().await;
 }
 

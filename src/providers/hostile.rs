@@ -1,0 +1,270 @@
+//! Hostile payloads against every provider (tests only): each field of every
+//! sample replaced by every kind of JSON value or removed, and the raw bytes
+//! mangled at random (seeded, so a failure repeats). Nothing may panic; a
+//! body that is a JSON object is stored byte for byte with a dedupe key and a
+//! type and no NUL in any column, and any other body is `malformed_json` —
+//! exactly when serde_json also refuses it as an object.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Source;
+use crate::event::NewEvent;
+use crate::ingest::{IngestError, prepare};
+use crate::providers::{ALL, Provider, SampleIds};
+use crate::signature::{Secret, sign_hex};
+
+fn source(provider: &'static Provider) -> Source {
+    Source {
+        name: "src".into(),
+        provider,
+        secrets: vec![Secret::new("hostile-test-secret")],
+    }
+}
+
+fn ingest(source: &Source, body: &[u8]) -> Result<NewEvent, IngestError> {
+    let header = sign_hex(&source.secrets[0], body, source.provider.signature_prefix);
+    prepare(
+        source,
+        Some(header.as_bytes()),
+        body,
+        "2026-12-02T00:00:00.000Z".into(),
+    )
+}
+
+fn samples(provider: &Provider) -> Vec<Value> {
+    let ids = SampleIds {
+        event_id: "evt_01HOSTILE".into(),
+        message_id: "msg_01HOSTILE".into(),
+        number: 2207654321,
+        now: "2026-12-02T00:00:00.000Z".into(),
+    };
+    let samples: Vec<Value> = provider
+        .event_types
+        .iter()
+        .map(|t| (provider.sample)(t, &ids))
+        .collect();
+    assert!(!samples.is_empty(), "{} has no samples", provider.name);
+    samples
+}
+
+/// Every kind of value a field might hold instead of the expected one.
+fn hostile_values() -> Vec<Value> {
+    let mut deep = json!("bottom");
+    for _ in 0..100 {
+        deep = json!({ "d": deep });
+    }
+    vec![
+        Value::Null,
+        json!(true),
+        json!(0),
+        json!(-1),
+        json!(i64::MIN),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(1e308),
+        json!(-1.5),
+        json!(""),
+        json!(" "),
+        json!("STOP"),
+        json!("\u{0}\u{1f}\"\\\u{2028}é😀"),
+        json!("9999-12-31T23:59:59Z"),
+        json!("-100000000000000"),
+        json!("x".repeat(10_000)),
+        json!([]),
+        json!([1, "a", null, {}]),
+        json!({}),
+        json!({ "id": { "id": [] } }),
+        deep,
+    ]
+}
+
+/// The path (object keys and array indices) of every value in `v`.
+fn paths(v: &Value, prefix: &mut Vec<PathStep>, out: &mut Vec<Vec<PathStep>>) {
+    let children: Vec<(PathStep, &Value)> = match v {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, c)| (PathStep::Key(k.clone()), c))
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (PathStep::Index(i), c))
+            .collect(),
+        _ => return,
+    };
+    for (step, child) in children {
+        prefix.push(step);
+        out.push(prefix.clone());
+        paths(child, prefix, out);
+        prefix.pop();
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+fn at_mut<'v>(v: &'v mut Value, path: &[PathStep]) -> &'v mut Value {
+    path.iter().fold(v, |v, step| match step {
+        PathStep::Key(k) => &mut v[k.as_str()],
+        PathStep::Index(i) => &mut v[*i],
+    })
+}
+
+/// Checks what must hold of any body that is a JSON object.
+fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, IngestError>) {
+    let event = result.unwrap_or_else(|e| {
+        panic!(
+            "{}: refused a JSON object ({}): {}",
+            provider.name,
+            e,
+            String::from_utf8_lossy(body)
+        )
+    });
+    assert_eq!(
+        event.payload.as_bytes(),
+        body,
+        "{}: payload not kept byte for byte",
+        provider.name
+    );
+    assert!(
+        !event.dedupe_key.is_empty(),
+        "{}: empty dedupe key",
+        provider.name
+    );
+    assert!(
+        !event.fields.event_type.is_empty(),
+        "{}: empty type",
+        provider.name
+    );
+    let fields = serde_json::to_string(&event.fields).expect("serializes");
+    assert!(
+        !fields.contains("\\u0000") && !event.dedupe_key.contains('\0'),
+        "{}: a NUL reached a stored column (PostgreSQL's text refuses it): {fields}",
+        provider.name
+    );
+    if let Some(t) = &event.fields.occurred_at {
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(t).is_ok(),
+            "{}: occurred_at {t:?} is not RFC 3339",
+            provider.name
+        );
+    }
+}
+
+#[test]
+fn every_field_replaced_by_every_kind_of_value_or_removed() {
+    let values = hostile_values();
+    for provider in ALL {
+        let source = source(provider);
+        for sample in samples(provider) {
+            let mut all = Vec::new();
+            paths(&sample, &mut Vec::new(), &mut all);
+            for path in &all {
+                for value in &values {
+                    let mut v = sample.clone();
+                    *at_mut(&mut v, path) = value.clone();
+                    let body = serde_json::to_vec(&v).expect("serializes");
+                    assert_stored(provider, &body, ingest(&source, &body));
+                }
+                if let Some((PathStep::Key(key), parent)) = path.split_last() {
+                    let mut v = sample.clone();
+                    if let Value::Object(m) = at_mut(&mut v, parent) {
+                        m.remove(key);
+                    }
+                    let body = serde_json::to_vec(&v).expect("serializes");
+                    assert_stored(provider, &body, ingest(&source, &body));
+                }
+            }
+        }
+    }
+}
+
+/// xorshift64*: a fixed sequence, so a failing body can be found again.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One to four random edits: a byte changed, a range cut or doubled, or one
+/// of JSON's own characters (or a byte that is not UTF-8) put in.
+fn mangle(body: &mut Vec<u8>, rng: &mut Rng) {
+    const SPECIAL: &[u8] = b"{}[]\",:\\0123456789-+.eEtfnul \t\n\xff\xc3";
+    for _ in 0..1 + rng.below(4) {
+        if body.is_empty() {
+            body.push(b'{');
+        }
+        let i = rng.below(body.len());
+        match rng.below(5) {
+            0 => body[i] = rng.next() as u8,
+            1 => body[i] = SPECIAL[rng.below(SPECIAL.len())],
+            2 => body.insert(i, SPECIAL[rng.below(SPECIAL.len())]),
+            3 => {
+                let end = (i + 1 + rng.below(16)).min(body.len());
+                body.drain(i..end);
+            }
+            _ => {
+                let end = (i + 1 + rng.below(16)).min(body.len());
+                let copy = body[i..end].to_vec();
+                body.splice(i..i, copy);
+            }
+        }
+    }
+}
+
+#[test]
+fn mangled_bytes_are_stored_or_refused_as_malformed_never_a_panic() {
+    let mut rng = Rng(0x5eed_5eed_5eed_5eed);
+    let (mut stored, mut refused) = (0, 0);
+    for provider in ALL {
+        let source = source(provider);
+        for sample in samples(provider) {
+            let original = serde_json::to_vec(&sample).expect("serializes");
+            for _ in 0..600 {
+                let mut body = original.clone();
+                mangle(&mut body, &mut rng);
+                let is_object = serde_json::from_slice::<Map<String, Value>>(&body).is_ok();
+                let result = ingest(&source, &body);
+                if is_object {
+                    assert_stored(provider, &body, result);
+                    stored += 1;
+                } else {
+                    let e = result.expect_err("serde_json refused it as an object");
+                    assert_eq!(e.code(), "malformed_json", "{}: {e}", provider.name);
+                    refused += 1;
+                }
+            }
+        }
+    }
+    // Both outcomes were exercised, not only one.
+    assert!(
+        stored > 1000 && refused > 1000,
+        "stored {stored}, refused {refused}"
+    );
+}
+
+/// Nesting past serde_json's limit of 128 levels is refused, not followed
+/// down the stack: a body of 1 MiB could otherwise nest 500,000 deep.
+#[test]
+fn nesting_beyond_the_parser_limit_is_malformed_not_a_stack_overflow() {
+    for provider in ALL {
+        let source = source(provider);
+        for open in ["[", "{\"a\":"] {
+            let body = format!("{{\"id\":\"x\",\"d\":{}", open.repeat(200_000));
+            let e = ingest(&source, body.as_bytes()).expect_err("refused");
+            assert_eq!(e.code(), "malformed_json", "{}", provider.name);
+        }
+    }
+}
