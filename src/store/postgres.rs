@@ -271,6 +271,9 @@ async fn flush(pool: Pool, pending: Pending, prune: Option<u64>, _permit: OwnedS
             }
             return;
         }
+        Ok(Err(e)) if refused_value(&e) && batch.len() + logs.len() > 1 => {
+            return write_apart(&pool, batch, logs, &buffer).await;
+        }
         Ok(Err(e)) => format!("{e:#}"),
         Err(_) => format!("batch not committed within {FLUSH_TIMEOUT:?}"),
     };
@@ -282,6 +285,65 @@ async fn flush(pool: Pool, pending: Pending, prune: Option<u64>, _permit: OwnedS
     buffer.restore(logs);
     for job in batch {
         let _ = job.reply.send(Err(StoreError::Unavailable(error.clone())));
+    }
+}
+
+/// Whether PostgreSQL refused a value (SQLSTATE class 22, "data
+/// exception"): the row holding it fails again however often it is retried.
+fn refused_value(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .any(|e| e.code().is_some_and(|c| c.code().starts_with("22")))
+}
+
+/// A batch with a value PostgreSQL refused: each event and each request-log
+/// row is written on its own, so only the row holding the value fails — one
+/// bad row must not turn every event beside it into a 503, nor, put back
+/// into the log buffer, every later batch. A refused log row is dropped
+/// (logged); one that failed for another reason goes back to the buffer.
+async fn write_apart(
+    pool: &Pool,
+    batch: Vec<InsertJob>,
+    logs: Vec<RequestRecord>,
+    buffer: &LogBuffer,
+) {
+    // The buffered log rows arrived before the batch's events: first, as in
+    // a whole batch.
+    let mut keep = Vec::new();
+    for record in logs {
+        match write_alone(pool, &[], std::slice::from_ref(&record)).await {
+            Ok(_) => {}
+            Err(e) if e.starts_with(REFUSED) => {
+                tracing::error!(source = %record.source, "request-log row refused by PostgreSQL; dropped");
+            }
+            Err(_) => keep.push(record),
+        }
+    }
+    buffer.restore(keep);
+    for job in batch {
+        let written = write_alone(pool, std::slice::from_ref(&job), &[]).await;
+        let answer = written.map(|mut results| results.remove(0));
+        let _ = job.reply.send(answer.map_err(StoreError::Unavailable));
+    }
+}
+
+const REFUSED: &str = "PostgreSQL refused a value: ";
+
+/// One event or one log row in a transaction of its own; the error as text,
+/// starting with [`REFUSED`] when it was a value PostgreSQL refused.
+async fn write_alone(
+    pool: &Pool,
+    batch: &[InsertJob],
+    logs: &[RequestRecord],
+) -> Result<Vec<Inserted>, String> {
+    match tokio::time::timeout(FLUSH_TIMEOUT, write_batch(pool, batch, logs, None)).await {
+        Ok(Ok(results)) => Ok(results),
+        Ok(Err(e)) if refused_value(&e) => {
+            tracing::error!(error = %format!("{e:#}"), "PostgreSQL refused a row; answering 503 for it alone");
+            Err(format!("{REFUSED}{e:#}"))
+        }
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!("not committed within {FLUSH_TIMEOUT:?}")),
     }
 }
 

@@ -347,3 +347,70 @@ async fn a_cursor_never_skips_an_event_while_two_replicas_write() {
         s.close().await;
     }
 }
+
+/// A value PostgreSQL refuses (here a NUL in `text`, which ingest no longer
+/// lets through, written through the store directly) fails its own row
+/// only: the events in the same batch are stored, a refused request-log row
+/// is dropped instead of going back to the buffer, and later batches are
+/// written as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_value_fails_its_own_row_not_the_batch_nor_later_ones() {
+    use crate::storage::{event, request};
+    let Some(url) = postgres().await else { return };
+    let store = open_url(&url, 1000).await;
+    store.record_request(request("bad\0source", 404, "unknown_source"));
+    store.record_request(request("good-source", 401, "invalid_signature"));
+    let mut bad = event("src", "bad-key", "message.received", None);
+    bad.fields.body = Some("nul \0 here".into());
+    let mut tasks = Vec::new();
+    for (i, e) in std::iter::once(bad)
+        .chain((0..20).map(|i| event("src", &format!("good-{i}"), "message.received", None)))
+        .enumerate()
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                i,
+                store.insert_event(e, request("src", 200, "accepted")).await,
+            )
+        }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.expect("task");
+        match i {
+            0 => assert!(result.is_err(), "the NUL row cannot be stored"),
+            _ => assert!(result.is_ok(), "event {i}: {result:?}"),
+        }
+    }
+    let later = store
+        .insert_event(
+            event("src", "later", "message.received", None),
+            request("src", 200, "accepted"),
+        )
+        .await;
+    assert!(later.is_ok(), "a later batch: {later:?}");
+    let events = store
+        .events(&EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 21, "20 good events and the later one");
+    let logged = store
+        .requests(&smshook::store::RequestQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("requests");
+    assert!(
+        logged.iter().any(|r| r.source == "good-source"),
+        "the good refusal is logged"
+    );
+    assert!(
+        !logged.iter().any(|r| r.source.contains('\0')),
+        "the refused row is dropped"
+    );
+    store.close().await;
+}
