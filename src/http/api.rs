@@ -106,6 +106,13 @@ async fn require_token(
     if !token.matches(given) {
         return Err(ApiError::Unauthorized);
     }
+    // A NUL can reach a path or query value only as `%00`. No stored value
+    // holds one, and PostgreSQL's text refuses it with an error: say why.
+    if request.uri().to_string().contains("%00") {
+        return Err(ApiError::InvalidQuery(
+            "a path or query value holds a NUL character (%00)".into(),
+        ));
+    }
     Ok(next.run(request).await)
 }
 

@@ -116,6 +116,23 @@ async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
     );
     let (status, body) = app.api("/api/events/evt_nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    // No stored value holds a NUL ("Normalization decisions"), and
+    // PostgreSQL would answer one with an error, not with no match.
+    for path in [
+        "/api/events?source=%00",
+        "/api/events?message_id=a%00b",
+        "/api/events/evt_%00",
+        "/api/messages/msg_%00",
+        "/api/optouts/%00",
+        "/api/requests?source=%00",
+    ] {
+        let (status, body) = app.api(path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {body}"
+        );
+    }
     app.stop().await;
 }
 
