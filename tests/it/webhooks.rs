@@ -20,6 +20,7 @@ crate::on_both_backends!(
     sixty_four_simultaneous_copies_store_one_row,
     a_nul_character_in_any_field_is_stored_on_every_backend,
     a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing,
+    unusual_but_valid_json_is_stored_verbatim,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -168,6 +169,33 @@ async fn a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing(backend: B
             .any(|r| r["source"] == "\u{fffd}evil" && r["status"] == 404),
         "{requests:?}"
     );
+    app.stop().await;
+}
+
+/// JSON that is valid but rare, which each backend must store as sent
+/// (PostgreSQL keeps the payload in a `json` column, which checks it again).
+async fn unusual_but_valid_json_is_stored_verbatim(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let nested = format!("{}1{}", "[".repeat(120), "]".repeat(120));
+    let extras = [
+        r#""dup":1,"dup":2"#.to_string(),
+        r#""nul":"a\u0000b""#.to_string(),
+        r#""emoji":"\ud83d\ude00 \u00e9 \/ \b\f\n\r\t""#.to_string(),
+        r#""numbers":[1e308,-0,-0.0,123456789012345678901234567890,1E-300]"#.to_string(),
+        r#""":"empty key""#.to_string(),
+        format!(r#""{}":true"#, "k".repeat(5000)),
+        format!(r#""deep":{nested}"#),
+        "\r\n\t \"spaced\" \t: \n null \r\n".to_string(),
+    ];
+    for (i, extra) in extras.iter().enumerate() {
+        let body = format!(r#"{{"id":"evt_unusual_{i}","type":"sms.delivered",{extra}}}"#);
+        let (status, answer) = app.send_body(provider("integify"), body.as_bytes()).await;
+        assert_eq!(status, 200, "{extra}: {answer}");
+        let id = answer["event_id"].as_str().expect("id");
+        let (_, event) = app.api(&format!("/api/events/{id}")).await;
+        let sent: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(event["payload"], sent, "{extra}");
+    }
     app.stop().await;
 }
 
