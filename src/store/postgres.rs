@@ -296,10 +296,12 @@ fn refused_value(e: &anyhow::Error) -> bool {
         .any(|e| e.code().is_some_and(|c| c.code().starts_with("22")))
 }
 
-/// A batch with a value PostgreSQL refused: each event and each request-log
-/// row is written on its own, so only the row holding the value fails — one
-/// bad row must not turn every event beside it into a 503, nor, put back
-/// into the log buffer, every later batch. A refused log row is dropped
+/// A batch with a value PostgreSQL refused, written again in halves, and
+/// halves of the halves that fail, down to the rows that hold such a value:
+/// one bad row must not turn every event beside it into a 503, nor, put back
+/// into the log buffer, every later batch. That takes about two
+/// transactions per halving for each bad row, not one per row, so a large
+/// batch still makes its ack deadline. A refused log row is dropped
 /// (logged); one that failed for another reason goes back to the buffer.
 async fn write_apart(
     pool: &Pool,
@@ -309,39 +311,79 @@ async fn write_apart(
 ) {
     // The buffered log rows arrived before the batch's events: first, as in
     // a whole batch.
-    let mut keep = Vec::new();
-    for record in logs {
-        match write_alone(pool, &[], std::slice::from_ref(&record)).await {
-            Ok(_) => {}
-            Err(e) if e.starts_with(REFUSED) => {
-                tracing::error!(source = %record.source, "request-log row refused by PostgreSQL; dropped");
-            }
-            Err(_) => keep.push(record),
+    let kept = logs_in_halves(pool, logs).await;
+    buffer.restore(kept);
+    events_in_halves(pool, batch).await;
+}
+
+type Apart<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Writes `logs`, or each half of it if PostgreSQL refuses a value; returns
+/// the rows to put back (failed for another reason).
+fn logs_in_halves(pool: &Pool, mut logs: Vec<RequestRecord>) -> Apart<'_, Vec<RequestRecord>> {
+    Box::pin(async move {
+        if logs.is_empty() {
+            return logs;
         }
-    }
-    buffer.restore(keep);
-    for job in batch {
-        let written = write_alone(pool, std::slice::from_ref(&job), &[]).await;
-        let answer = written.map(|mut results| results.remove(0));
-        let _ = job.reply.send(answer.map_err(StoreError::Unavailable));
-    }
+        match write_part(pool, &[], &logs).await {
+            Ok(_) => Vec::new(),
+            Err(e) if e.starts_with(REFUSED) && logs.len() > 1 => {
+                let second = logs.split_off(logs.len() / 2);
+                let mut kept = logs_in_halves(pool, logs).await;
+                kept.extend(logs_in_halves(pool, second).await);
+                kept
+            }
+            Err(e) if e.starts_with(REFUSED) => {
+                tracing::error!(source = %logs[0].source, "request-log row refused by PostgreSQL; dropped");
+                Vec::new()
+            }
+            Err(_) => logs,
+        }
+    })
+}
+
+/// Writes `batch` and answers its requests, or does so for each half if
+/// PostgreSQL refuses a value; a row that holds one is answered 503.
+fn events_in_halves(pool: &Pool, mut batch: Vec<InsertJob>) -> Apart<'_, ()> {
+    Box::pin(async move {
+        if batch.is_empty() {
+            return;
+        }
+        match write_part(pool, &batch, &[]).await {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) if e.starts_with(REFUSED) && batch.len() > 1 => {
+                let second = batch.split_off(batch.len() / 2);
+                events_in_halves(pool, batch).await;
+                events_in_halves(pool, second).await;
+            }
+            Err(e) => {
+                if batch.len() == 1 && e.starts_with(REFUSED) {
+                    tracing::error!(error = %e, "PostgreSQL refused an event; answering 503 for it alone");
+                }
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(e.clone())));
+                }
+            }
+        }
+    })
 }
 
 const REFUSED: &str = "PostgreSQL refused a value: ";
 
-/// One event or one log row in a transaction of its own; the error as text,
-/// starting with [`REFUSED`] when it was a value PostgreSQL refused.
-async fn write_alone(
+/// Part of a batch in a transaction of its own; the error as text, starting
+/// with [`REFUSED`] when PostgreSQL refused a value.
+async fn write_part(
     pool: &Pool,
     batch: &[InsertJob],
     logs: &[RequestRecord],
 ) -> Result<Vec<Inserted>, String> {
     match tokio::time::timeout(FLUSH_TIMEOUT, write_batch(pool, batch, logs, None)).await {
         Ok(Ok(results)) => Ok(results),
-        Ok(Err(e)) if refused_value(&e) => {
-            tracing::error!(error = %format!("{e:#}"), "PostgreSQL refused a row; answering 503 for it alone");
-            Err(format!("{REFUSED}{e:#}"))
-        }
+        Ok(Err(e)) if refused_value(&e) => Err(format!("{REFUSED}{e:#}")),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(_) => Err(format!("not committed within {FLUSH_TIMEOUT:?}")),
     }
