@@ -13,6 +13,7 @@ use crate::store::{self, StoreOptions};
 
 pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
+    let open_files = raise_open_file_limit();
     let options = StoreOptions {
         request_log_max_rows: config.request_log_max_rows,
         server: true,
@@ -21,6 +22,7 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     let listener =
         http::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     announce(&config, &listener);
+    announce_open_files(open_files);
     http::run(listener, App::new(&config, store), shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");
     Ok(ExitCode::SUCCESS)
@@ -57,6 +59,57 @@ fn announce(config: &Config, listener: &TcpListener) {
     }
     if !config.trusted_proxies.is_empty() {
         tracing::info!(proxies = %config.trusted_proxies, "requests from these proxies are logged under the client in X-Forwarded-For");
+    }
+}
+
+/// The soft limit on open files before and after [`raise_open_file_limit`],
+/// `None` where it is unlimited or unknown.
+type OpenFiles = Option<(u64, u64)>;
+
+/// Raises this process's soft limit on open files to its hard limit, as Go's
+/// runtime and nginx do. Every connection takes a file descriptor, and the
+/// soft limit a service manager often starts a process with, 1024 (systemd's
+/// default, with a hard limit of 524,288), would stop accepts at about a
+/// thousand concurrent connections: a provider draining its retry queue
+/// after an outage opens hundreds at once.
+fn raise_open_file_limit() -> OpenFiles {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let before = limit.current?;
+        // "Unlimited" is not a valid soft limit for files: the kernel's
+        // own ceiling (fs.nr_open) is, by default, 2^20.
+        let hard = limit.maximum.unwrap_or(1 << 20);
+        if hard > before {
+            let raised = Rlimit {
+                current: Some(hard),
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                return Some((before, hard));
+            }
+        }
+        Some((before, before))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Below this many open files, start-up warns: a few hundred connections
+/// at once are enough to run out.
+const FEW_OPEN_FILES: u64 = 4096;
+
+fn announce_open_files(open_files: OpenFiles) {
+    match open_files {
+        Some((_, after)) if after < FEW_OPEN_FILES => tracing::warn!(
+            limit = after,
+            "at most {after} open files (the hard limit): each connection takes one; raise it (e.g. systemd's LimitNOFILE=) to serve more at once"
+        ),
+        Some((before, after)) if after > before => {
+            tracing::info!(from = before, to = after, "raised the limit on open files")
+        }
+        _ => {}
     }
 }
 

@@ -256,6 +256,15 @@ pub struct Server {
     pub addr: String,
 }
 
+/// A test that fails midway must not leave its server running (holding the
+/// test's output open, so the run never ends).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     /// What `systemctl stop` or `docker stop` sends.
     fn sigterm(&self) {
@@ -470,6 +479,68 @@ async fn a_full_disk_is_503_then_writes_resume_and_the_outage_is_logged() {
         refused,
         "every 503 is in the request log"
     );
+}
+
+/// Started with a soft limit of 256 open files (a hard one far above), the
+/// server raises it to the hard limit and serves 600 connections at once;
+/// at 256 it could not have accepted most of them.
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_serve_many_connections_at_once() {
+    let hard = open_files_limit("self", 1);
+    if hard < 2048 {
+        eprintln!(
+            "SKIPPED the_open_file_limit_is_raised...: the hard limit on open files is {hard}"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("events.db").display().to_string();
+    let serve = serve_command(dir.path(), &database, "");
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -S -n 256; exec \"$0\" \"$@\""])
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .env("SMSHOOK_LOG", "info")
+        .stderr(Stdio::piped());
+    let mut server = start(command);
+    let pid = server.child.id().to_string();
+    assert_eq!(
+        open_files_limit(&pid, 0),
+        hard,
+        "soft limit raised to the hard one"
+    );
+
+    // One connection per request: the pool opens a new one for each
+    // request in flight.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let answers = futures_join(
+        (0..600)
+            .map(|_| send_event(&client, &server.addr))
+            .collect(),
+    )
+    .await;
+    let ok = answers
+        .iter()
+        .filter(|a| a.as_ref().is_ok_and(|r| r.status() == 200))
+        .count();
+    assert_eq!(ok, 600, "every connection served");
+    server.sigterm();
+    server.child.wait().expect("wait");
+}
+
+/// "Max open files" of process `pid` from /proc: column 0 soft, 1 hard.
+fn open_files_limit(pid: &str, column: usize) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let values: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    values[column].parse().unwrap_or(u64::MAX)
 }
 
 /// Sends events one at a time until `n` are refused (at most 5000 sent):
