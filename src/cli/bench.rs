@@ -140,6 +140,8 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     sample_body(provider, &args.event_type, &SampleIds::fresh())?;
+    // One file descriptor per connection, as for the server.
+    super::serve::raise_open_file_limit();
     let targets = args
         .url
         .iter()

@@ -64,7 +64,7 @@ fn announce(config: &Config, listener: &TcpListener) {
 
 /// The soft limit on open files before and after [`raise_open_file_limit`],
 /// `None` where it is unlimited or unknown.
-type OpenFiles = Option<(u64, u64)>;
+pub(super) type OpenFiles = Option<(u64, u64)>;
 
 /// Raises this process's soft limit on open files to its hard limit, as Go's
 /// runtime and nginx do. Every connection takes a file descriptor, and the
@@ -72,7 +72,7 @@ type OpenFiles = Option<(u64, u64)>;
 /// default, with a hard limit of 524,288), would stop accepts at about a
 /// thousand concurrent connections: a provider draining its retry queue
 /// after an outage opens hundreds at once.
-fn raise_open_file_limit() -> OpenFiles {
+pub(super) fn raise_open_file_limit() -> OpenFiles {
     #[cfg(target_os = "linux")]
     {
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
