@@ -71,6 +71,8 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating directory {}", dir.display()))?;
         }
+        create_private(path)
+            .with_context(|| format!("creating SQLite database {}", path.display()))?;
         let mut conn =
             connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
         migrate(&mut conn)
@@ -175,6 +177,22 @@ fn wal_path(conn: &Connection) -> Result<std::path::PathBuf> {
     match conn.path() {
         Some(db) if !db.is_empty() => Ok(format!("{db}-wal").into()),
         _ => anyhow::bail!("SQLite database has no file name: a file is needed"),
+    }
+}
+
+/// Creates the database file, if there is none, readable and writable by
+/// its owner alone: it holds phone numbers and message texts. SQLite gives
+/// its WAL and shared-memory files the database file's permissions, and
+/// keeps whatever an existing file has (`chmod` it to share it).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -231,3 +231,35 @@ async fn closed_store_refuses_writes(backend: Backend) {
     assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
     assert!(store.ping().await.is_err());
 }
+
+/// The SQLite database holds phone numbers and message texts: a new one is
+/// its owner's alone, and so are the WAL and shared-memory files SQLite
+/// makes beside it. An existing file keeps the permissions it has.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_its_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("private.db");
+    let mode = |suffix: &str| {
+        let file = format!("{}{suffix}", path.display());
+        std::fs::metadata(&file).expect(&file).permissions().mode() & 0o777
+    };
+    let store = open_url(&path.display().to_string(), 1000).await;
+    store
+        .insert_event(
+            event("src", "k", "message.received", None),
+            request("src", 200, "accepted"),
+        )
+        .await
+        .expect("stored");
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(suffix), 0o600, "private.db{suffix}");
+    }
+    store.close().await;
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let store = open_url(&path.display().to_string(), 1000).await;
+    assert_eq!(mode(""), 0o640, "an existing file keeps its permissions");
+    store.close().await;
+}
