@@ -47,6 +47,9 @@ pub struct Config {
     pub api_token: Option<Secret>,
     /// Proxies whose `X-Forwarded-For` names the client in the request log.
     pub trusted_proxies: TrustedProxies,
+    /// Files secrets were read from: the config file when one is written in
+    /// it, and every `secret_file` (start-up warns when others can read them).
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// One configured endpoint, `POST /webhooks/<name>`.
@@ -131,10 +134,57 @@ impl Config {
         }
         let raw: FileConfig =
             FileConfig::deserialize(merged).map_err(|e| config_error(&file, e))?;
-        build(raw, file.is_some(), o).with_context(|| match &file {
+        let secret_files = file
+            .as_deref()
+            .map_or_else(Vec::new, |f| files_with_secrets(&raw, f));
+        let mut config = build(raw, file.is_some(), o).with_context(|| match &file {
             Some(p) => format!("config file {}", p.display()),
             None => "configuration".to_string(),
-        })
+        })?;
+        config.secret_files = secret_files;
+        Ok(config)
+    }
+}
+
+/// The config file, when a secret is written in it, and every
+/// `secret_file` it names.
+fn files_with_secrets(raw: &FileConfig, file: &Path) -> Vec<PathBuf> {
+    let inline = raw.sources.iter().any(|s| s.secrets.is_some())
+        || raw.destinations.iter().any(|d| d.secret.is_some());
+    let named = raw
+        .sources
+        .iter()
+        .filter_map(|s| s.secret_file.clone())
+        .chain(
+            raw.destinations
+                .iter()
+                .filter_map(|d| d.secret_file.clone()),
+        );
+    inline
+        .then(|| file.to_path_buf())
+        .into_iter()
+        .chain(named)
+        .collect()
+}
+
+/// Those of `files` that users other than the owner may read or write, with
+/// their permission bits (`0o644`, say).
+pub fn open_to_others(files: &[PathBuf]) -> Vec<(&Path, u32)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        files
+            .iter()
+            .filter_map(|f| {
+                let mode = std::fs::metadata(f).ok()?.permissions().mode() & 0o777;
+                (mode & 0o077 != 0).then_some((f.as_path(), mode))
+            })
+            .collect()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = files;
+        Vec::new()
     }
 }
 
@@ -223,6 +273,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
             .filter(|t| !t.is_empty())
             .map(Secret::new),
         trusted_proxies,
+        secret_files: Vec::new(),
     })
 }
 
@@ -587,5 +638,53 @@ mod tests {
             c.sources[0].secrets,
             vec![Secret::new("one"), Secret::new("two")]
         );
+    }
+
+    /// Files holding secrets: the config file only when a secret is written
+    /// in it, and each `secret_file`; start-up warns of those others can read.
+    #[cfg(unix)]
+    #[test]
+    fn files_holding_secrets_are_known_and_checked_for_others_access() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("smshook.toml");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").expect("write");
+        let overrides = |path: &Path| Overrides {
+            config_file: Some(path.to_path_buf()),
+            listen: None,
+            database: None,
+            env: &|k| (k == "V").then(|| "from-env".into()),
+        };
+        let by_env = "[[sources]]\nname='a'\nprovider='msgine'\nsecret_env='V'";
+        std::fs::write(&config, by_env).expect("write");
+        let c = Config::load(&overrides(&config)).expect("loads");
+        assert!(c.secret_files.is_empty(), "{:?}", c.secret_files);
+
+        let written = format!(
+            "{by_env}\n[[sources]]\nname='b'\nprovider='msgine'\nsecrets=['s']\n\
+             [[sources]]\nname='c'\nprovider='msgine'\nsecret_file={:?}",
+            secret.display().to_string()
+        );
+        std::fs::write(&config, written).expect("write");
+        let c = Config::load(&overrides(&config)).expect("loads");
+        assert_eq!(c.secret_files, vec![config.clone(), secret.clone()]);
+
+        let chmod = |f: &Path, mode| {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(&config, 0o600);
+        chmod(&secret, 0o644);
+        assert_eq!(
+            open_to_others(&c.secret_files),
+            vec![(secret.as_path(), 0o644)]
+        );
+        chmod(&secret, 0o640);
+        assert_eq!(
+            open_to_others(&c.secret_files),
+            vec![(secret.as_path(), 0o640)]
+        );
+        chmod(&secret, 0o400);
+        assert!(open_to_others(&c.secret_files).is_empty());
     }
 }

@@ -57,6 +57,9 @@ fn announce(config: &Config, listener: &TcpListener) {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
         None => tracing::info!("query API off: set SMSHOOK_API_TOKEN to turn it on"),
     }
+    for (file, mode) in crate::config::open_to_others(&config.secret_files) {
+        tracing::warn!(file = %file.display(), mode = %format!("{mode:o}"), "this file holds secrets and other users can read or change it: chmod 600 it");
+    }
     if !config.trusted_proxies.is_empty() {
         tracing::info!(proxies = %config.trusted_proxies, "requests from these proxies are logged under the client in X-Forwarded-For");
     }

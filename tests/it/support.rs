@@ -235,6 +235,7 @@ impl TestApp {
             api_token: o.api_token.map(Secret::new),
             trusted_proxies: smshook::http::TrustedProxies::parse(o.trusted_proxies)
                 .expect("trusted proxies"),
+            secret_files: Vec::new(),
         };
         let store = match o.store {
             Some(store) => store,
