@@ -89,6 +89,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/deliveries/{id}", get(get_delivery))
         .route("/api/events/{id}/replay", axum::routing::post(replay))
         .route("/api/stream", get(super::stream::stream))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app, require_token))
 }
 
@@ -114,6 +115,18 @@ async fn require_token(
         ));
     }
     Ok(next.run(request).await)
+}
+
+/// Prometheus text format. Served while the store is down, too: that is
+/// when it matters (`smshook_store_up 0`).
+async fn metrics(State(app): State<App>) -> Response {
+    let backlog = app.store.delivery_backlog().await;
+    if let Err(e) = &backlog {
+        tracing::warn!(error = %e, "metrics: the delivery backlog could not be read");
+    }
+    let text = app.metrics.render(backlog.as_deref().ok());
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,6 +29,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
+pub mod metrics;
 mod proxies;
 mod serve;
 mod stream;
@@ -64,6 +65,8 @@ pub struct AppInner {
     pub trusted_proxies: TrustedProxies,
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
+    /// Counters behind `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 impl std::ops::Deref for App {
@@ -93,6 +96,7 @@ impl App {
             stopping: tokio::sync::watch::Sender::new(false),
             trusted_proxies: config.trusted_proxies.clone(),
             idle_timeout: config.idle_timeout,
+            metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
         }))
     }
 }

@@ -34,7 +34,8 @@ pub async fn receive(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let deadline = tokio::time::Instant::now() + app.ack_deadline;
+    let arrived = tokio::time::Instant::now();
+    let deadline = arrived + app.ack_deadline;
     let _in_flight = app.pressure.enter();
     let mut record = new_record(&app, &name, &request);
     let Some(source) = app.sources.get(&name) else {
@@ -57,7 +58,11 @@ pub async fn receive(
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
     match store_within(&app, event, record.clone(), deadline).await {
-        Ok(inserted) => acknowledge(&app, inserted, hands_off),
+        Ok(inserted) => {
+            app.metrics
+                .accepted(&name, inserted.duplicate, arrived.elapsed());
+            acknowledge(&app, inserted, hands_off)
+        }
         Err(cause) => {
             if let Some(skipped) = NOT_STORED.check() {
                 tracing::warn!(source = %name, error = %cause, skipped, "event not stored; asking the provider to retry");
@@ -137,6 +142,7 @@ pub async fn wrong_method(
     let mut record = new_record(&app, &name, &request);
     record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
     record.reason = "method_not_allowed".into();
+    app.metrics.answered(&name, record.status);
     app.store.record_request(record);
     let body =
         json!({"error": "method_not_allowed", "message": "webhooks are delivered with POST"});
@@ -225,6 +231,7 @@ fn refuse(app: &App, mut record: RequestRecord, error: IngestError) -> Response 
     let response = error.into_response();
     record.status = response.status().as_u16();
     record.reason = error_code(&response).to_string();
+    app.metrics.answered(&record.source, record.status);
     tracing::debug!(source = %record.source, status = record.status, reason = %record.reason, "webhook refused");
     app.store.record_request(record);
     response

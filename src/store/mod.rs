@@ -99,6 +99,19 @@ pub struct Delivery {
     pub updated_at: String,
 }
 
+/// How many deliveries to one destination are in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacklogCount {
+    pub destination: String,
+    pub state: String,
+    pub count: u64,
+}
+
+/// Counts the backlog by destination and state; `deliveries_state`
+/// (state, id) finds the rows without reading delivered ones.
+pub const DELIVERY_BACKLOG: &str = "SELECT destination, state, count(*) FROM deliveries \
+    WHERE state IN ('pending', 'dead') GROUP BY destination, state ORDER BY destination, state";
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
     pub state: Option<String>,
@@ -201,6 +214,12 @@ pub trait Store: Send + Sync + 'static {
     /// Makes dead deliveries pending again, with a fresh schedule. Returns
     /// how many.
     async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Deliveries not delivered, by destination and state (`pending`,
+    /// `dead`), for `/metrics`: what the application has yet to receive.
+    async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Ok when the store can take writes (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -26,7 +26,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::queue::{InsertJob, LogBuffer};
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use super::{BacklogCount, EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
@@ -915,6 +915,10 @@ impl Store for PostgresStore {
 
     async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
         outbox::retry_dead(&self.client().await?, destination, now_ms).await
+    }
+
+    async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
+        outbox::backlog(&self.client().await?).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

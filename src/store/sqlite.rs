@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use super::{BacklogCount, EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
@@ -359,6 +359,10 @@ impl Store for SqliteStore {
         let destination = destination.map(String::from);
         self.write(move |conn| outbox::retry_dead(conn, destination.as_deref(), now_ms))
             .await
+    }
+
+    async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
+        self.read(outbox::backlog).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

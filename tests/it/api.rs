@@ -12,6 +12,7 @@ crate::on_both_backends!(
     the_request_log_explains_every_answer_and_never_holds_a_secret,
     an_unauthenticated_flood_cannot_grow_the_request_log_without_bound,
     health_and_readiness,
+    metrics_count_answers_events_and_the_delivery_backlog,
 );
 
 #[tokio::test]
@@ -281,4 +282,79 @@ async fn health_and_readiness(backend: Backend) {
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     app.stop().await;
+}
+
+/// `/metrics`: behind the token; answers by source and status, new and
+/// duplicate events, answer times, and the deliveries not yet made.
+async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend) {
+    use crate::receiver::{Reply, TestReceiver};
+    let mut receiver = TestReceiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let app = TestApp::spawn_with(TestOptions {
+        backend,
+        destinations: vec![receiver.destination("app", &[3600])],
+        ..Default::default()
+    })
+    .await;
+    let p = provider("integify");
+    let (body, status, _) = app.send_sample(p, "sms.delivered").await;
+    assert_eq!(status, 200);
+    app.send_sample(p, "sms.received").await;
+    app.send_body(p, &body).await;
+    app.post_signed("integify", p, &body, "wrong-secret").await;
+    let ghost = app
+        .client
+        .post(app.url("/webhooks/ghost"))
+        .body("{}")
+        .send()
+        .await;
+    assert_eq!(ghost.expect("send").status(), 404);
+    receiver.next().await;
+    receiver.next().await;
+
+    assert_eq!(app.get("/metrics").await.status(), 401, "behind the token");
+    let text = metrics_once_recorded(
+        &app,
+        "smshook_deliveries{destination=\"app\",state=\"pending\"} 2",
+    )
+    .await;
+    for line in [
+        "smshook_webhooks_total{source=\"integify\",status=\"200\"} 3",
+        "smshook_webhooks_total{source=\"integify\",status=\"401\"} 1",
+        "smshook_webhooks_total{source=\"msgine\",status=\"200\"} 0",
+        "smshook_webhooks_unknown_source_total{status=\"404\"} 1",
+        "smshook_events_total{source=\"integify\",outcome=\"new\"} 2",
+        "smshook_events_total{source=\"integify\",outcome=\"duplicate\"} 1",
+        "smshook_ack_seconds_count 3",
+        "smshook_ack_seconds_bucket{le=\"+Inf\"} 3",
+        "smshook_store_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    app.stop().await;
+}
+
+/// The metrics text once it holds `line`: a failed attempt is recorded
+/// just after the receiver has answered it.
+async fn metrics_once_recorded(app: &TestApp, line: &str) -> String {
+    for _ in 0..100 {
+        let response = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(crate::support::TOKEN)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        let text = response.text().await.expect("text");
+        if text.lines().any(|l| l == line) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{line} never appeared in /metrics");
 }

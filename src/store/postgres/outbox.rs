@@ -11,8 +11,8 @@ use tokio_postgres::Row;
 use super::{EVENT_COLUMNS, event_from_row, unavailable};
 use crate::event::now_rfc3339;
 use crate::store::{
-    AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, StoreError,
-    millis_to_rfc3339,
+    AttemptRecord, BacklogCount, DELIVERY_BACKLOG, Delivery, DeliveryQuery, DeliveryUpdate,
+    DueDelivery, StoreError, millis_to_rfc3339,
 };
 
 const CLAIM: &str = "UPDATE deliveries d SET locked_until = $1 + $2 FROM (SELECT id FROM deliveries \
@@ -85,6 +85,22 @@ pub async fn finish(
     )
     .await?;
     tx.commit().await
+}
+
+pub async fn backlog(client: &Object) -> Result<Vec<BacklogCount>, StoreError> {
+    let rows = client
+        .query(DELIVERY_BACKLOG, &[])
+        .await
+        .map_err(unavailable)?;
+    rows.iter()
+        .map(|r| {
+            Ok(BacklogCount {
+                destination: r.try_get(0).map_err(unavailable)?,
+                state: r.try_get(1).map_err(unavailable)?,
+                count: r.try_get::<_, i64>(2).map_err(unavailable)? as u64,
+            })
+        })
+        .collect()
 }
 
 pub async fn list(client: &Object, q: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {

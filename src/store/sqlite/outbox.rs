@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::{EVENT_COLUMNS, event_from_row, filters};
 use crate::event::now_rfc3339;
 use crate::store::{
-    AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, millis_to_rfc3339,
+    AttemptRecord, BacklogCount, DELIVERY_BACKLOG, Delivery, DeliveryQuery, DeliveryUpdate,
+    DueDelivery, millis_to_rfc3339,
 };
 
 /// `INDEXED BY`: left to itself, SQLite's planner picks `deliveries_state`
@@ -77,6 +78,18 @@ pub fn finish(conn: &Connection, updates: &[DeliveryUpdate]) -> rusqlite::Result
 }
 
 /// Deliveries in id order; by state, a search of `deliveries_state`.
+pub fn backlog(conn: &Connection) -> rusqlite::Result<Vec<BacklogCount>> {
+    let mut statement = conn.prepare_cached(DELIVERY_BACKLOG)?;
+    let rows = statement.query_map([], |r| {
+        Ok(BacklogCount {
+            destination: r.get(0)?,
+            state: r.get(1)?,
+            count: r.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    rows.collect()
+}
+
 pub fn list(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result<Vec<Delivery>> {
     let (sql, values) = list_sql(q);
     let mut stmt = conn.prepare_cached(&sql)?;
