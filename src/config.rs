@@ -294,6 +294,11 @@ fn check_database(database: String) -> Result<String> {
     if database.trim().is_empty() {
         bail!("database: must be a file path, sqlite://path or postgres://…");
     }
+    if database.trim_start_matches("sqlite://") == ":memory:" {
+        bail!(
+            "database: an in-memory SQLite database loses every event when the process ends; give a file path"
+        );
+    }
     Ok(database)
 }
 
@@ -622,6 +627,10 @@ mod tests {
             "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\n[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']",
         );
         assert!(e.contains("sources[1].name"), "{e}");
+        for memory in ["database = ':memory:'", "database = 'sqlite://:memory:'"] {
+            let e = err(memory);
+            assert!(e.contains("database") && e.contains("in-memory"), "{e}");
+        }
     }
 
     #[test]
