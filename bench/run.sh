@@ -88,6 +88,7 @@ name = "app"
 url = "http://127.0.0.1:18091/hooks"
 secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOML
+chmod 600 "$work/dest.toml"  # it holds secrets: serve warns otherwise
 SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve --config "$work/dest.toml" & pid=$!
 wait_port 18082
 dest=$(load http://127.0.0.1:18082/webhooks/integify "$REQUESTS")
