@@ -124,7 +124,8 @@ async fn metrics(State(app): State<App>) -> Response {
     if let Err(e) = &backlog {
         tracing::warn!(error = %e, "metrics: the delivery backlog could not be read");
     }
-    let text = app.metrics.render(backlog.as_deref().ok());
+    let dropped = app.store.request_log_dropped();
+    let text = app.metrics.render(backlog.as_deref().ok(), dropped);
     let kind = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }

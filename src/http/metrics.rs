@@ -95,9 +95,16 @@ impl Metrics {
 
     /// The Prometheus text format (version 0.0.4). `backlog` is `None` when
     /// the store could not be read: `smshook_store_up` is then 0.
-    pub fn render(&self, backlog: Option<&[BacklogCount]>) -> String {
+    pub fn render(&self, backlog: Option<&[BacklogCount]>, log_dropped: u64) -> String {
         let mut out = String::new();
         self.render_answers(&mut out);
+        header(
+            &mut out,
+            "smshook_request_log_dropped_total",
+            "counter",
+            "Refused requests left out of the request log under a flood, which bounds it.",
+        );
+        let _ = writeln!(out, "smshook_request_log_dropped_total {log_dropped}");
         self.render_events(&mut out);
         self.render_histogram(&mut out);
         render_backlog(&mut out, backlog);
@@ -247,11 +254,14 @@ mod tests {
         m.accepted("ig", false, Duration::from_micros(800));
         m.accepted("ig", true, Duration::from_millis(30));
         m.accepted("ig", false, Duration::from_secs(7));
-        let text = m.render(Some(&[BacklogCount {
-            destination: "app".into(),
-            state: "pending".into(),
-            count: 12,
-        }]));
+        let text = m.render(
+            Some(&[BacklogCount {
+                destination: "app".into(),
+                state: "pending".into(),
+                count: 12,
+            }]),
+            5,
+        );
         for (series, value) in [
             (r#"smshook_webhooks_total{source="ig",status="200"}"#, "3"),
             (r#"smshook_webhooks_total{source="ig",status="401"}"#, "1"),
@@ -288,7 +298,7 @@ mod tests {
     fn a_store_that_cannot_be_read_is_down_and_the_counters_still_show() {
         let m = Metrics::new(["ig"]);
         m.answered("ig", 503);
-        let text = m.render(None);
+        let text = m.render(None, 0);
         assert_eq!(line(&text, "smshook_store_up"), "smshook_store_up 0");
         let series = r#"smshook_webhooks_total{source="ig",status="503"}"#;
         assert_eq!(line(&text, series), format!("{series} 1"));

@@ -221,6 +221,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Refused-request records dropped from the request log since start,
+    /// under a flood (`record_request`), for `/metrics`.
+    fn request_log_dropped(&self) -> u64 {
+        0
+    }
+
     /// Ok when the store can take writes (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 

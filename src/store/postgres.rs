@@ -917,6 +917,10 @@ impl Store for PostgresStore {
         outbox::retry_dead(&self.client().await?, destination, now_ms).await
     }
 
+    fn request_log_dropped(&self) -> u64 {
+        self.logs.dropped_total()
+    }
+
     async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
         outbox::backlog(&self.client().await?).await
     }

@@ -66,13 +66,15 @@ pub struct LogBuffer {
     queue: Mutex<VecDeque<RequestRecord>>,
     /// Records dropped since the last warning, reported in the server log.
     dropped: AtomicU64,
+    /// Records dropped since start, for `/metrics`.
+    dropped_total: AtomicU64,
 }
 
 impl LogBuffer {
     pub fn push(&self, record: RequestRecord) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.len() >= LOG_BUFFER {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.count_dropped(1);
         } else {
             queue.push_back(record);
         }
@@ -92,6 +94,16 @@ impl LogBuffer {
         queue.drain(..).collect()
     }
 
+    /// Records dropped since start.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+
+    fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.dropped_total.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Puts back, ahead of newer ones, the records of a write that failed,
     /// so an outage shows in the log once storage is back. What no longer
     /// fits is dropped and counted.
@@ -99,7 +111,7 @@ impl LogBuffer {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let room = LOG_BUFFER.saturating_sub(queue.len());
         let dropped = records.len().saturating_sub(room);
-        self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.count_dropped(dropped as u64);
         for record in records.into_iter().take(room).rev() {
             queue.push_front(record);
         }
@@ -114,6 +126,7 @@ impl Default for LogBuffer {
         Self {
             queue: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
         }
     }
 }
@@ -151,5 +164,20 @@ mod tests {
         let all = logs.take();
         assert_eq!(all.len(), LOG_BUFFER);
         assert_eq!(all[0].reason, "old1");
+    }
+
+    /// The count `/metrics` shows keeps every drop since start; the warning's
+    /// count starts over each time it is logged.
+    #[test]
+    fn drops_are_counted_since_start() {
+        let logs = LogBuffer::default();
+        for _ in 0..LOG_BUFFER + 3 {
+            logs.push(record("r"));
+        }
+        assert_eq!(logs.dropped_total(), 3);
+        let taken = logs.take();
+        logs.restore(taken);
+        logs.push(record("r"));
+        assert_eq!(logs.dropped_total(), 4);
     }
 }

@@ -365,6 +365,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn request_log_dropped(&self) -> u64 {
+        self.logs.dropped_total()
+    }
+
     async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
         self.read(outbox::backlog).await
     }

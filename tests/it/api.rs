@@ -327,6 +327,7 @@ async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend)
         "smshook_ack_seconds_count 3",
         "smshook_ack_seconds_bucket{le=\"+Inf\"} 3",
         "smshook_store_up 1",
+        "smshook_request_log_dropped_total 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
