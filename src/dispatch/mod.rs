@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -221,6 +222,56 @@ pub struct Dispatcher {
     pub wake: Arc<Notify>,
     /// Ingestion activity, to yield to.
     pub pressure: Arc<Pressure>,
+    /// Attempts by destination and result, for `/metrics`.
+    pub attempts: Arc<AttemptCounts>,
+}
+
+/// Delivery attempts since start, by destination and what the attempt left
+/// the delivery as: `delivered`, `retrying` (failed, tried again later) or
+/// `dead` (failed for good).
+#[derive(Debug, Default)]
+pub struct AttemptCounts(HashMap<String, [AtomicU64; 3]>);
+
+/// The results an attempt is counted under, in [`AttemptCounts`] order.
+pub const ATTEMPT_RESULTS: [&str; 3] = ["delivered", "retrying", "dead"];
+
+impl AttemptCounts {
+    pub fn new(destinations: &[Destination]) -> Self {
+        Self(
+            destinations
+                .iter()
+                .map(|d| (d.name.clone(), Default::default()))
+                .collect(),
+        )
+    }
+
+    /// Counts an attempt that left a delivery to `destination` in `state`.
+    fn record(&self, destination: &str, state: &str) {
+        let result = match state {
+            "delivered" => 0,
+            "pending" => 1,
+            _ => 2,
+        };
+        if let Some(counts) = self.0.get(destination) {
+            counts[result].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every destination's counts, in [`ATTEMPT_RESULTS`] order, by name.
+    pub fn snapshot(&self) -> Vec<(String, [u64; 3])> {
+        let mut all: Vec<_> = self
+            .0
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    c.each_ref().map(|n| n.load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 impl Dispatcher {
@@ -246,6 +297,7 @@ impl Dispatcher {
             clock: Clock::new(),
             wake: Arc::new(Notify::new()),
             pressure: Arc::new(Pressure::new()),
+            attempts: Arc::new(AttemptCounts::new(destinations)),
         }
     }
 
@@ -323,6 +375,7 @@ impl Dispatcher {
             client: self.client.clone(),
             nats: self.nats.clone(),
             clock: self.clock,
+            attempts: self.attempts.clone(),
         }
     }
 }
@@ -333,6 +386,7 @@ struct Worker {
     client: reqwest::Client,
     nats: Arc<nats::Connection>,
     clock: Clock,
+    attempts: Arc<AttemptCounts>,
 }
 
 impl Worker {
@@ -355,6 +409,7 @@ impl Worker {
             Outcome::Retry { after_ms } => ("pending", now + after_ms),
             Outcome::GaveUp => ("dead", now),
         };
+        self.attempts.record(&due.destination, state);
         let attempt = AttemptRecord {
             at: ms_to_rfc3339(started),
             status,

@@ -124,8 +124,11 @@ async fn metrics(State(app): State<App>) -> Response {
     if let Err(e) = &backlog {
         tracing::warn!(error = %e, "metrics: the delivery backlog could not be read");
     }
-    let dropped = app.store.request_log_dropped();
-    let text = app.metrics.render(backlog.as_deref().ok(), dropped);
+    let store = super::metrics::StoreReadings {
+        backlog: backlog.ok(),
+        log_dropped: app.store.request_log_dropped(),
+    };
+    let text = app.metrics.render(&store, &app.attempts.snapshot());
     let kind = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }

@@ -11,6 +11,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::dispatch::ATTEMPT_RESULTS;
 use crate::store::BacklogCount;
 
 /// The statuses a webhook is answered with; any other is counted as `other`.
@@ -95,8 +96,9 @@ impl Metrics {
 
     /// The Prometheus text format (version 0.0.4). `backlog` is `None` when
     /// the store could not be read: `smshook_store_up` is then 0.
-    pub fn render(&self, backlog: Option<&[BacklogCount]>, log_dropped: u64) -> String {
+    pub fn render(&self, store: &StoreReadings, attempts: &[(String, [u64; 3])]) -> String {
         let mut out = String::new();
+        let (backlog, log_dropped) = (store.backlog.as_deref(), store.log_dropped);
         self.render_answers(&mut out);
         header(
             &mut out,
@@ -108,6 +110,7 @@ impl Metrics {
         self.render_events(&mut out);
         self.render_histogram(&mut out);
         render_backlog(&mut out, backlog);
+        render_attempts(&mut out, attempts);
         out
     }
 
@@ -190,6 +193,31 @@ impl Metrics {
     }
 }
 
+/// What a scrape reads from the store.
+pub struct StoreReadings {
+    /// `None` when the store could not be read: `smshook_store_up` is 0.
+    pub backlog: Option<Vec<BacklogCount>>,
+    pub log_dropped: u64,
+}
+
+fn render_attempts(out: &mut String, attempts: &[(String, [u64; 3])]) {
+    header(
+        out,
+        "smshook_delivery_attempts_total",
+        "counter",
+        "Delivery attempts by destination and what they left the delivery as: delivered, retrying (failed, tried again later) or dead.",
+    );
+    for (destination, counts) in attempts {
+        let destination = escape(destination);
+        for (result, n) in ATTEMPT_RESULTS.iter().zip(counts) {
+            let _ = writeln!(
+                out,
+                "smshook_delivery_attempts_total{{destination=\"{destination}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+}
+
 fn render_backlog(out: &mut String, backlog: Option<&[BacklogCount]>) {
     header(
         out,
@@ -254,14 +282,15 @@ mod tests {
         m.accepted("ig", false, Duration::from_micros(800));
         m.accepted("ig", true, Duration::from_millis(30));
         m.accepted("ig", false, Duration::from_secs(7));
-        let text = m.render(
-            Some(&[BacklogCount {
+        let store = StoreReadings {
+            backlog: Some(vec![BacklogCount {
                 destination: "app".into(),
                 state: "pending".into(),
                 count: 12,
             }]),
-            5,
-        );
+            log_dropped: 5,
+        };
+        let text = m.render(&store, &[("app".into(), [7, 2, 1])]);
         for (series, value) in [
             (r#"smshook_webhooks_total{source="ig",status="200"}"#, "3"),
             (r#"smshook_webhooks_total{source="ig",status="401"}"#, "1"),
@@ -288,6 +317,19 @@ mod tests {
                 r#"smshook_deliveries{destination="app",state="pending"}"#,
                 "12",
             ),
+            ("smshook_request_log_dropped_total", "5"),
+            (
+                r#"smshook_delivery_attempts_total{destination="app",result="delivered"}"#,
+                "7",
+            ),
+            (
+                r#"smshook_delivery_attempts_total{destination="app",result="retrying"}"#,
+                "2",
+            ),
+            (
+                r#"smshook_delivery_attempts_total{destination="app",result="dead"}"#,
+                "1",
+            ),
         ] {
             assert_eq!(line(&text, series), format!("{series} {value}"));
         }
@@ -298,7 +340,11 @@ mod tests {
     fn a_store_that_cannot_be_read_is_down_and_the_counters_still_show() {
         let m = Metrics::new(["ig"]);
         m.answered("ig", 503);
-        let text = m.render(None, 0);
+        let store = StoreReadings {
+            backlog: None,
+            log_dropped: 0,
+        };
+        let text = m.render(&store, &[]);
         assert_eq!(line(&text, "smshook_store_up"), "smshook_store_up 0");
         let series = r#"smshook_webhooks_total{source="ig",status="503"}"#;
         assert_eq!(line(&text, series), format!("{series} 1"));

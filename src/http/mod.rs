@@ -67,6 +67,8 @@ pub struct AppInner {
     pub idle_timeout: Duration,
     /// Counters behind `/metrics`.
     pub metrics: metrics::Metrics,
+    /// The dispatcher's delivery attempts, also for `/metrics`.
+    pub attempts: Arc<crate::dispatch::AttemptCounts>,
 }
 
 impl std::ops::Deref for App {
@@ -97,6 +99,7 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             idle_timeout: config.idle_timeout,
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
+            attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
         }))
     }
 }
@@ -139,6 +142,7 @@ pub async fn run(
         let mut d = Dispatcher::new(store.clone(), &app.destinations, app.nats_url.clone());
         d.wake = app.dispatch_wake.clone();
         d.pressure = app.pressure.clone();
+        d.attempts = app.attempts.clone();
         tokio::spawn(d.run(stop_dispatch.clone()))
     });
     let stopping = Arc::new(tokio::sync::Notify::new());

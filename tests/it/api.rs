@@ -314,7 +314,7 @@ async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend)
     assert_eq!(app.get("/metrics").await.status(), 401, "behind the token");
     let text = metrics_once_recorded(
         &app,
-        "smshook_deliveries{destination=\"app\",state=\"pending\"} 2",
+        "smshook_delivery_attempts_total{destination=\"app\",result=\"retrying\"} 2",
     )
     .await;
     for line in [
@@ -328,14 +328,16 @@ async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend)
         "smshook_ack_seconds_bucket{le=\"+Inf\"} 3",
         "smshook_store_up 1",
         "smshook_request_log_dropped_total 0",
+        "smshook_deliveries{destination=\"app\",state=\"pending\"} 2",
+        "smshook_delivery_attempts_total{destination=\"app\",result=\"delivered\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }
     app.stop().await;
 }
 
-/// The metrics text once it holds `line`: a failed attempt is recorded
-/// just after the receiver has answered it.
+/// The metrics text once it holds `line`: an attempt is counted just after
+/// the receiver has answered it.
 async fn metrics_once_recorded(app: &TestApp, line: &str) -> String {
     for _ in 0..100 {
         let response = app
