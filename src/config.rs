@@ -48,8 +48,18 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` names the client in the request log.
     pub trusted_proxies: TrustedProxies,
     /// Files secrets were read from: the config file when one is written in
-    /// it, and every `secret_file` (start-up warns when others can read them).
+    /// it, every `secret_file`, and the TLS key (start-up warns when others
+    /// can read them).
     pub secret_files: Vec<PathBuf>,
+    /// Serve HTTPS with these, instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key (`http::tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One configured endpoint, `POST /webhooks/<name>`.
@@ -73,6 +83,8 @@ struct FileConfig {
     idle_timeout: Duration,
     request_log: RequestLogFile,
     trusted_proxies: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     sources: Vec<SourceFile>,
     #[serde(default)]
@@ -142,6 +154,9 @@ impl Config {
             None => "configuration".to_string(),
         })?;
         config.secret_files = secret_files;
+        config
+            .secret_files
+            .extend(config.tls.as_ref().map(|t| t.key.clone()));
         Ok(config)
     }
 }
@@ -257,6 +272,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         None => TrustedProxies::parse(&raw.trusted_proxies).context("trusted_proxies")?,
     };
     check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
+    let tls = tls_files(raw.tls_cert, raw.tls_key, env)?;
     Ok(Config {
         listen: listen.parse().with_context(|| {
             format!("listen: {listen:?} is not an address such as 127.0.0.1:8080")
@@ -274,7 +290,24 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
             .map(Secret::new),
         trusted_proxies,
         secret_files: Vec::new(),
+        tls,
     })
+}
+
+/// `tls_cert` and `tls_key`, from the environment or the file: both or none.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<TlsFiles>> {
+    let cert = env("SMSHOOK_TLS_CERT").map(PathBuf::from).or(cert);
+    let key = env("SMSHOOK_TLS_KEY").map(PathBuf::from).or(key);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!("tls_key: needed with tls_cert (the certificate's private key)"),
+        (None, Some(_)) => bail!("tls_cert: needed with tls_key (the certificate chain)"),
+    }
 }
 
 fn check_limits(max_body: usize, deadline: Duration, max_rows: u64) -> Result<()> {
@@ -627,6 +660,10 @@ mod tests {
             "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\n[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']",
         );
         assert!(e.contains("sources[1].name"), "{e}");
+        let e = err("tls_cert = 'fullchain.pem'");
+        assert!(e.contains("tls_key"), "{e}");
+        let e = err("tls_key = 'privkey.pem'");
+        assert!(e.contains("tls_cert"), "{e}");
         for memory in ["database = ':memory:'", "database = 'sqlite://:memory:'"] {
             let e = err(memory);
             assert!(e.contains("database") && e.contains("in-memory"), "{e}");

@@ -14,6 +14,8 @@ use crate::store::{self, StoreOptions};
 pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
     let open_files = raise_open_file_limit();
+    // Before the store opens: a certificate that cannot be used stops start-up.
+    let tls = tls_acceptor(&config)?;
     let options = StoreOptions {
         request_log_max_rows: config.request_log_max_rows,
         server: true,
@@ -23,9 +25,21 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
         http::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     announce(&config, &listener);
     announce_open_files(open_files);
-    http::run(listener, App::new(&config, store), shutdown_signal()).await?;
+    http::run_tls(listener, App::new(&config, store), tls, shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The TLS acceptor when `tls_cert` and `tls_key` are set, with a task that
+/// reloads renewed files.
+fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let certificates = http::tls::Certificates::load(files)?;
+    let acceptor = certificates.acceptor()?;
+    tokio::spawn(certificates.watch());
+    Ok(Some(acceptor))
 }
 
 pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {
@@ -51,7 +65,12 @@ fn announce(config: &Config, listener: &TcpListener) {
         );
     }
     for s in &config.sources {
-        tracing::info!(url = %format!("http://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), "source");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), "source");
     }
     match &config.api_token {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),

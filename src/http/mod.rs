@@ -33,6 +33,7 @@ pub mod metrics;
 mod proxies;
 mod serve;
 mod stream;
+pub mod tls;
 mod webhooks;
 
 pub use proxies::TrustedProxies;
@@ -136,6 +137,16 @@ pub async fn run(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_tls(listener, app, None, shutdown).await
+}
+
+/// [`run`], serving HTTPS with `tls` when given.
+pub async fn run_tls(
+    listener: TcpListener,
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let store = app.store.clone();
     let stop_dispatch = Arc::new(Notify::new());
     let dispatcher = (!app.destinations.is_empty()).then(|| {
@@ -153,7 +164,7 @@ pub async fn run(
         stop_streams.send_replace(true);
         signal.notify_one();
     };
-    let served = serve::serve(listener, router(app.clone()), app.idle_timeout, stop);
+    let served = serve::serve(listener, router(app.clone()), app.idle_timeout, tls, stop);
     tokio::select! {
         () = served => {}
         () = grace_expired(&stopping) => {

@@ -1,5 +1,5 @@
-//! The accept loop: one HTTP/1.1 connection task per client, a deadline for
-//! each request head, and a graceful stop.
+//! The accept loop: one HTTP/1.1 connection task per client (over TLS when
+//! configured), a deadline for each request head, and a graceful stop.
 //!
 //! axum's own `serve` gives hyper no timer, so hyper's deadline for request
 //! heads never ran: a client that sent half a request head, or connected and
@@ -20,6 +20,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `stop` completes; then stops
@@ -29,6 +30,7 @@ pub async fn serve(
     mut listener: TcpListener,
     router: Router,
     idle_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = http1::Builder::new();
@@ -45,10 +47,25 @@ pub async fn serve(
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut stop => break,
         };
-        spawn_connection(&builder, &graceful, tcp, peer, router.clone());
+        let connection = Connection {
+            tcp,
+            peer,
+            tls: tls.clone(),
+        };
+        spawn_connection(&builder, &graceful, connection, router.clone());
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Longest a client may take to complete a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An accepted connection, and the TLS to put on it, if any.
+struct Connection {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
 }
 
 /// Serves one client's connection on a task of its own, its requests
@@ -56,10 +73,10 @@ pub async fn serve(
 fn spawn_connection(
     builder: &http1::Builder,
     graceful: &GracefulShutdown,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    connection: Connection,
     router: Router,
 ) {
+    let Connection { tcp, peer, tls } = connection;
     // Answers are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -67,9 +84,24 @@ fn spawn_connection(
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
     });
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+    let Some(tls) = tls else {
+        let served = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        return;
+    };
+    let (builder, watcher) = (builder.clone(), graceful.watcher());
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+        if let Err(e) = served.await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     });

@@ -284,7 +284,7 @@ pub fn start_binary_with(dir: &std::path::Path, database: &str, extra: &str) -> 
 }
 
 /// `smshook serve` on a fresh config in `dir`.
-fn serve_command(dir: &std::path::Path, database: &str, extra: &str) -> Command {
+pub fn serve_command(dir: &std::path::Path, database: &str, extra: &str) -> Command {
     let config = dir.join("smshook.toml");
     let toml = format!(
         "listen = \"127.0.0.1:0\"\ndatabase = {:?}\n[[sources]]\nname = \"integify\"\nprovider = \"integify\"\nsecrets = [{:?}]\n{extra}",
@@ -302,7 +302,7 @@ fn serve_command(dir: &std::path::Path, database: &str, extra: &str) -> Command 
 }
 
 /// Starts `command` and waits until it serves.
-fn start(mut command: Command) -> Server {
+pub fn start(mut command: Command) -> Server {
     let mut child = command.spawn().expect("start smshook");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();

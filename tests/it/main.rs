@@ -13,4 +13,5 @@ mod status;
 mod storage;
 mod stream;
 mod support;
+mod tls;
 mod webhooks;

@@ -1,0 +1,143 @@
+//! HTTPS without a proxy: the binary serving a webhook over TLS, renewed
+//! certificates read again, and unusable ones refused with a clear error.
+//! Test certificates come from the `openssl` command; without it these
+//! tests skip, saying so.
+
+use std::path::Path;
+use std::time::Duration;
+
+use smshook::config::TlsFiles;
+use smshook::http::tls::Certificates;
+use smshook::providers::SampleIds;
+use smshook::signature::{Secret, sign_hex};
+
+use crate::durability::{serve_command, start};
+use crate::support::{provider, secret_for};
+
+/// A self-signed certificate for 127.0.0.1, or `None` (said on stderr).
+fn self_signed(dir: &Path, name: &str) -> Option<TlsFiles> {
+    let files = TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A leaf, not a CA: rustls's clients refuse a CA as a server's certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&files.key)
+        .arg("-out")
+        .arg(&files.cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => Some(files),
+        _ => {
+            eprintln!("SKIPPED a TLS test: needs the openssl command to make a certificate");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_webhooks_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(files) = self_signed(dir.path(), "server") else {
+        return;
+    };
+    let database = dir.path().join("events.db").display().to_string();
+    let mut command = serve_command(dir.path(), &database, "");
+    command
+        .env("SMSHOOK_TLS_CERT", &files.cert)
+        .env("SMSHOOK_TLS_KEY", &files.key);
+    let server = start(command);
+
+    let pem = std::fs::read(&files.cert).expect("cert");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .build()
+        .expect("client");
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let signature = sign_hex(&Secret::new(secret_for("integify")), &body, "sha256=");
+    let answer = client
+        .post(format!("https://{}/webhooks/integify", server.addr))
+        .header(p.signature_header, signature)
+        .body(body)
+        .send()
+        .await
+        .expect("an HTTPS answer");
+    assert_eq!(answer.status(), 200);
+
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP is not served on the TLS port: {plain:?}"
+    );
+}
+
+/// A renewal is read again; one that cannot be used is not, and the
+/// certificate in use stays.
+#[test]
+fn renewed_files_are_read_again_and_bad_ones_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some(first), Some(second)) = (
+        self_signed(dir.path(), "first"),
+        self_signed(dir.path(), "second"),
+    ) else {
+        return;
+    };
+    let certificates = Certificates::load(&first).expect("loads");
+    certificates.acceptor().expect("acceptor");
+    let before = certificates.leaf_der();
+    assert!(!certificates.reload_if_changed(), "nothing changed");
+
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::copy(&second.cert, &first.cert).expect("renew cert");
+    std::fs::copy(&second.key, &first.key).expect("renew key");
+    assert!(certificates.reload_if_changed(), "renewal read");
+    let renewed = certificates.leaf_der();
+    assert_ne!(renewed, before);
+
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&first.cert, "not a certificate").expect("break");
+    assert!(!certificates.reload_if_changed(), "bad file ignored");
+    assert_eq!(
+        certificates.leaf_der(),
+        renewed,
+        "the certificate in use stays"
+    );
+}
+
+#[test]
+fn unusable_files_are_clear_errors_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some(a), Some(b)) = (self_signed(dir.path(), "a"), self_signed(dir.path(), "b")) else {
+        return;
+    };
+    let err = |files: &TlsFiles| format!("{:#}", Certificates::load(files).expect_err("refused"));
+    let cases = [
+        (a.cert.clone(), b.key.clone(), "does not fit"),
+        (dir.path().join("none.crt"), a.key.clone(), "cannot read"),
+        (a.key.clone(), a.cert.clone(), "tls_cert"),
+    ];
+    for (cert, key, says) in cases {
+        let e = err(&TlsFiles { cert, key });
+        assert!(e.contains(says), "{e}");
+    }
+}
