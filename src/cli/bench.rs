@@ -141,7 +141,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     sample_body(provider, &args.event_type, &SampleIds::fresh())?;
     // One file descriptor per connection, as for the server.
-    super::serve::raise_open_file_limit();
+    super::raise_open_file_limit();
     let targets = args
         .url
         .iter()

@@ -117,6 +117,40 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// The soft limit on open files before and after [`raise_open_file_limit`],
+/// `None` where it is unlimited or unknown.
+type OpenFiles = Option<(u64, u64)>;
+
+/// Raises this process's soft limit on open files to its hard limit, as Go's
+/// runtime and nginx do (the server and the load generator alike). Every connection takes a file descriptor, and the
+/// soft limit a service manager often starts a process with, 1024 (systemd's
+/// default, with a hard limit of 524,288), would stop accepts at about a
+/// thousand concurrent connections: a provider draining its retry queue
+/// after an outage opens hundreds at once.
+fn raise_open_file_limit() -> OpenFiles {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let before = limit.current?;
+        // "Unlimited" is not a valid soft limit for files: the kernel's
+        // own ceiling (fs.nr_open) is, by default, 2^20.
+        let hard = limit.maximum.unwrap_or(1 << 20);
+        if hard > before {
+            let raised = Rlimit {
+                current: Some(hard),
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                return Some((before, hard));
+            }
+        }
+        Some((before, before))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 /// One core available (e.g. under `taskset`): a single-threaded runtime,
 /// which skips work stealing and cross-thread wake-ups; otherwise one worker
 /// per core.

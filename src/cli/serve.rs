@@ -13,7 +13,7 @@ use crate::store::{self, StoreOptions};
 
 pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
-    let open_files = raise_open_file_limit();
+    let open_files = super::raise_open_file_limit();
     // Before the store opens: a certificate that cannot be used stops start-up.
     let tls = tls_acceptor(&config)?;
     let options = StoreOptions {
@@ -64,12 +64,12 @@ fn announce(config: &Config, listener: &TcpListener) {
             "no sources configured: every webhook will be answered 404 (see `smshook config`)"
         );
     }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     for s in &config.sources {
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
         tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), "source");
     }
     match &config.api_token {
@@ -84,45 +84,11 @@ fn announce(config: &Config, listener: &TcpListener) {
     }
 }
 
-/// The soft limit on open files before and after [`raise_open_file_limit`],
-/// `None` where it is unlimited or unknown.
-pub(super) type OpenFiles = Option<(u64, u64)>;
-
-/// Raises this process's soft limit on open files to its hard limit, as Go's
-/// runtime and nginx do. Every connection takes a file descriptor, and the
-/// soft limit a service manager often starts a process with, 1024 (systemd's
-/// default, with a hard limit of 524,288), would stop accepts at about a
-/// thousand concurrent connections: a provider draining its retry queue
-/// after an outage opens hundreds at once.
-pub(super) fn raise_open_file_limit() -> OpenFiles {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-        let limit = getrlimit(Resource::Nofile);
-        let before = limit.current?;
-        // "Unlimited" is not a valid soft limit for files: the kernel's
-        // own ceiling (fs.nr_open) is, by default, 2^20.
-        let hard = limit.maximum.unwrap_or(1 << 20);
-        if hard > before {
-            let raised = Rlimit {
-                current: Some(hard),
-                maximum: limit.maximum,
-            };
-            if setrlimit(Resource::Nofile, raised).is_ok() {
-                return Some((before, hard));
-            }
-        }
-        Some((before, before))
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
-}
-
 /// Below this many open files, start-up warns: a few hundred connections
 /// at once are enough to run out.
 const FEW_OPEN_FILES: u64 = 4096;
 
-fn announce_open_files(open_files: OpenFiles) {
+fn announce_open_files(open_files: super::OpenFiles) {
     match open_files {
         Some((_, after)) if after < FEW_OPEN_FILES => tracing::warn!(
             limit = after,

@@ -245,12 +245,12 @@ impl AttemptCounts {
         )
     }
 
-    /// Counts an attempt that left a delivery to `destination` in `state`.
-    fn record(&self, destination: &str, state: &str) {
-        let result = match state {
-            "delivered" => 0,
-            "pending" => 1,
-            _ => 2,
+    /// Counts an attempt to `destination` that ended in `outcome`.
+    fn record(&self, destination: &str, outcome: &Outcome) {
+        let result = match outcome {
+            Outcome::Delivered => 0,
+            Outcome::Retry { .. } => 1,
+            Outcome::GaveUp => 2,
         };
         if let Some(counts) = self.0.get(destination) {
             counts[result].fetch_add(1, Ordering::Relaxed);
@@ -403,13 +403,13 @@ impl Worker {
                 )),
             ),
         };
+        self.attempts.record(&due.destination, &outcome);
         let now = self.clock.now_ms();
         let (state, next) = match outcome {
             Outcome::Delivered => ("delivered", now),
             Outcome::Retry { after_ms } => ("pending", now + after_ms),
             Outcome::GaveUp => ("dead", now),
         };
-        self.attempts.record(&due.destination, state);
         let attempt = AttemptRecord {
             at: ms_to_rfc3339(started),
             status,

@@ -109,7 +109,8 @@ async fn require_token(
     }
     // A NUL can reach a path or query value only as `%00`. No stored value
     // holds one, and PostgreSQL's text refuses it with an error: say why.
-    if request.uri().to_string().contains("%00") {
+    let uri = request.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
         return Err(ApiError::InvalidQuery(
             "a path or query value holds a NUL character (%00)".into(),
         ));

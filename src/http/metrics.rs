@@ -94,22 +94,14 @@ impl Metrics {
         h.sum_micros.fetch_add(took.as_micros() as u64, Relaxed);
     }
 
-    /// The Prometheus text format (version 0.0.4). `backlog` is `None` when
-    /// the store could not be read: `smshook_store_up` is then 0.
+    /// The Prometheus text format (version 0.0.4), with what the scrape read
+    /// from the store and the dispatcher's attempts.
     pub fn render(&self, store: &StoreReadings, attempts: &[(String, [u64; 3])]) -> String {
         let mut out = String::new();
-        let (backlog, log_dropped) = (store.backlog.as_deref(), store.log_dropped);
         self.render_answers(&mut out);
-        header(
-            &mut out,
-            "smshook_request_log_dropped_total",
-            "counter",
-            "Refused requests left out of the request log under a flood, which bounds it.",
-        );
-        let _ = writeln!(out, "smshook_request_log_dropped_total {log_dropped}");
         self.render_events(&mut out);
         self.render_histogram(&mut out);
-        render_backlog(&mut out, backlog);
+        render_store(&mut out, store);
         render_attempts(&mut out, attempts);
         out
     }
@@ -218,21 +210,36 @@ fn render_attempts(out: &mut String, attempts: &[(String, [u64; 3])]) {
     }
 }
 
-fn render_backlog(out: &mut String, backlog: Option<&[BacklogCount]>) {
+fn render_store(out: &mut String, store: &StoreReadings) {
+    header(
+        out,
+        "smshook_request_log_dropped_total",
+        "counter",
+        "Refused requests left out of the request log under a flood, which bounds it.",
+    );
+    let _ = writeln!(
+        out,
+        "smshook_request_log_dropped_total {}",
+        store.log_dropped
+    );
     header(
         out,
         "smshook_store_up",
         "gauge",
         "1 if the store answered this scrape's query, else 0.",
     );
-    let _ = writeln!(out, "smshook_store_up {}", u8::from(backlog.is_some()));
+    let _ = writeln!(
+        out,
+        "smshook_store_up {}",
+        u8::from(store.backlog.is_some())
+    );
     header(
         out,
         "smshook_deliveries",
         "gauge",
         "Deliveries the application has yet to receive, by destination and state (pending, dead).",
     );
-    for b in backlog.unwrap_or_default() {
+    for b in store.backlog.as_deref().unwrap_or_default() {
         let _ = writeln!(
             out,
             "smshook_deliveries{{destination=\"{}\",state=\"{}\"}} {}",

@@ -259,10 +259,8 @@ async fn flush(pool: Pool, pending: Pending, prune: Option<u64>, _permit: OwnedS
         logs,
         buffer,
     } = pending;
-    let written =
-        tokio::time::timeout(FLUSH_TIMEOUT, write_batch(&pool, &batch, &logs, prune)).await;
-    let error = match written {
-        Ok(Ok(results)) => {
+    let error = match write_part(&pool, &batch, &logs, prune).await {
+        Ok(results) => {
             if let Some(failures) = WRITE_FAILED.recovered() {
                 tracing::info!(failures, "PostgreSQL writes succeed again");
             }
@@ -271,11 +269,10 @@ async fn flush(pool: Pool, pending: Pending, prune: Option<u64>, _permit: OwnedS
             }
             return;
         }
-        Ok(Err(e)) if refused_value(&e) && batch.len() + logs.len() > 1 => {
+        Err(PartError::Refused(_)) if batch.len() + logs.len() > 1 => {
             return write_apart(&pool, batch, logs, &buffer).await;
         }
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => format!("batch not committed within {FLUSH_TIMEOUT:?}"),
+        Err(e) => e.into_text(),
     };
     if let Some(skipped) = WRITE_FAILED.check() {
         tracing::error!(error = %error, events = batch.len(), skipped, "PostgreSQL write failed; answering 503");
@@ -325,19 +322,19 @@ fn logs_in_halves(pool: &Pool, mut logs: Vec<RequestRecord>) -> Apart<'_, Vec<Re
         if logs.is_empty() {
             return logs;
         }
-        match write_part(pool, &[], &logs).await {
+        match write_part(pool, &[], &logs, None).await {
             Ok(_) => Vec::new(),
-            Err(e) if e.starts_with(REFUSED) && logs.len() > 1 => {
+            Err(PartError::Refused(_)) if logs.len() > 1 => {
                 let second = logs.split_off(logs.len() / 2);
                 let mut kept = logs_in_halves(pool, logs).await;
                 kept.extend(logs_in_halves(pool, second).await);
                 kept
             }
-            Err(e) if e.starts_with(REFUSED) => {
-                tracing::error!(source = %logs[0].source, "request-log row refused by PostgreSQL; dropped");
+            Err(PartError::Refused(e)) => {
+                tracing::error!(source = %logs[0].source, error = %e, "request-log row refused by PostgreSQL; dropped");
                 Vec::new()
             }
-            Err(_) => logs,
+            Err(PartError::Failed(_)) => logs,
         }
     })
 }
@@ -349,43 +346,62 @@ fn events_in_halves(pool: &Pool, mut batch: Vec<InsertJob>) -> Apart<'_, ()> {
         if batch.is_empty() {
             return;
         }
-        match write_part(pool, &batch, &[]).await {
+        match write_part(pool, &batch, &[], None).await {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(result));
                 }
             }
-            Err(e) if e.starts_with(REFUSED) && batch.len() > 1 => {
+            Err(PartError::Refused(_)) if batch.len() > 1 => {
                 let second = batch.split_off(batch.len() / 2);
                 events_in_halves(pool, batch).await;
                 events_in_halves(pool, second).await;
             }
             Err(e) => {
-                if batch.len() == 1 && e.starts_with(REFUSED) {
+                if let PartError::Refused(e) = &e {
                     tracing::error!(error = %e, "PostgreSQL refused an event; answering 503 for it alone");
                 }
+                let error = e.into_text();
                 for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.clone())));
+                    let _ = job.reply.send(Err(StoreError::Unavailable(error.clone())));
                 }
             }
         }
     })
 }
 
-const REFUSED: &str = "PostgreSQL refused a value: ";
+/// Why a transaction failed, as text for logs and answers.
+enum PartError {
+    /// PostgreSQL refused a value (SQLSTATE class 22): the same rows fail
+    /// however often they are retried.
+    Refused(String),
+    /// Anything else (a connection, a lock, the time limit): worth a retry.
+    Failed(String),
+}
 
-/// Part of a batch in a transaction of its own; the error as text, starting
-/// with [`REFUSED`] when PostgreSQL refused a value.
+impl PartError {
+    fn into_text(self) -> String {
+        match self {
+            Self::Refused(e) => format!("PostgreSQL refused a value: {e}"),
+            Self::Failed(e) => e,
+        }
+    }
+}
+
+/// A batch, or part of one, in one transaction, within [`FLUSH_TIMEOUT`].
 async fn write_part(
     pool: &Pool,
     batch: &[InsertJob],
     logs: &[RequestRecord],
-) -> Result<Vec<Inserted>, String> {
-    match tokio::time::timeout(FLUSH_TIMEOUT, write_batch(pool, batch, logs, None)).await {
+    prune: Option<u64>,
+) -> Result<Vec<Inserted>, PartError> {
+    match tokio::time::timeout(FLUSH_TIMEOUT, write_batch(pool, batch, logs, prune)).await {
         Ok(Ok(results)) => Ok(results),
-        Ok(Err(e)) if refused_value(&e) => Err(format!("{REFUSED}{e:#}")),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(_) => Err(format!("not committed within {FLUSH_TIMEOUT:?}")),
+        Ok(Err(e)) if refused_value(&e) => Err(PartError::Refused(format!("{e:#}"))),
+        Ok(Err(e)) => Err(PartError::Failed(format!("{e:#}"))),
+        Err(_) => Err(PartError::Failed(format!(
+            "batch not committed within {FLUSH_TIMEOUT:?}"
+        ))),
     }
 }
 

@@ -142,12 +142,7 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend:
     let p = provider("integify");
     let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
     app.post_signed("integify", p, &body, "wrong-secret").await;
-    app.client
-        .post(app.url("/webhooks/ghost"))
-        .body("{}")
-        .send()
-        .await
-        .expect("send");
+    app.post_unsigned("/webhooks/ghost").await;
     app.post_signed("integify", p, b"{oops", &secret_for("integify"))
         .await;
     app.send_body(p, &body).await;
@@ -250,12 +245,7 @@ async fn an_unauthenticated_flood_cannot_grow_the_request_log_without_bound(back
     })
     .await;
     for _ in 0..400 {
-        app.client
-            .post(app.url("/webhooks/integify"))
-            .body("{}")
-            .send()
-            .await
-            .expect("send");
+        app.post_unsigned("/webhooks/integify").await;
     }
     // A committed event means every earlier refusal record was flushed too.
     let (_, status, _) = app.send_sample(provider("integify"), "sms.delivered").await;
@@ -301,13 +291,7 @@ async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend)
     app.send_sample(p, "sms.received").await;
     app.send_body(p, &body).await;
     app.post_signed("integify", p, &body, "wrong-secret").await;
-    let ghost = app
-        .client
-        .post(app.url("/webhooks/ghost"))
-        .body("{}")
-        .send()
-        .await;
-    assert_eq!(ghost.expect("send").status(), 404);
+    assert_eq!(app.post_unsigned("/webhooks/ghost").await.status(), 404);
     receiver.next().await;
     receiver.next().await;
 

@@ -301,6 +301,20 @@ pub fn serve_command(dir: &std::path::Path, database: &str, extra: &str) -> Comm
     command
 }
 
+/// The binary started by `sh` after the shell commands `setup` (limits the
+/// test needs the server to start under).
+fn start_after(dir: &std::path::Path, database: &str, setup: &str) -> Server {
+    let serve = serve_command(dir, database, "");
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &format!("{setup}; exec \"$0\" \"$@\"")])
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .env("SMSHOOK_LOG", "info")
+        .stderr(Stdio::piped());
+    start(command)
+}
+
 /// Starts `command` and waits until it serves.
 pub fn start(mut command: Command) -> Server {
     let mut child = command.spawn().expect("start smshook");
@@ -443,16 +457,8 @@ async fn a_full_disk_is_503_then_writes_resume_and_the_outage_is_logged() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let database = dir.path().join("events.db").display().to_string();
-    let serve = serve_command(dir.path(), &database, "");
-    let mut command = Command::new("sh");
     // 2048 blocks: 1 MiB in dash's 512-byte blocks, 2 MiB in bash's.
-    command
-        .args(["-c", "trap '' XFSZ; ulimit -S -f 2048; exec \"$0\" \"$@\""])
-        .arg(serve.get_program())
-        .args(serve.get_args())
-        .env("SMSHOOK_LOG", "info")
-        .stderr(Stdio::piped());
-    let mut server = start(command);
+    let mut server = start_after(dir.path(), &database, "trap '' XFSZ; ulimit -S -f 2048");
     let (acked, refused) = fill_until_refused(&server.addr, 5).await;
     assert_eq!(refused, 5, "the disk filled up");
     assert!(!acked.is_empty(), "events were stored before it did");
@@ -495,15 +501,7 @@ async fn the_open_file_limit_is_raised_to_serve_many_connections_at_once() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let database = dir.path().join("events.db").display().to_string();
-    let serve = serve_command(dir.path(), &database, "");
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", "ulimit -S -n 256; exec \"$0\" \"$@\""])
-        .arg(serve.get_program())
-        .args(serve.get_args())
-        .env("SMSHOOK_LOG", "info")
-        .stderr(Stdio::piped());
-    let mut server = start(command);
+    let mut server = start_after(dir.path(), &database, "ulimit -S -n 256");
     let pid = server.child.id().to_string();
     assert_eq!(
         open_files_limit(&pid, 0),

@@ -278,6 +278,16 @@ impl TestApp {
         }
     }
 
+    /// POSTs `{}` to `path` with no signature (refusals, unknown sources).
+    pub async fn post_unsigned(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .body("{}")
+            .send()
+            .await
+            .expect("send")
+    }
+
     /// POSTs `body` to `/webhooks/<source>` signed with `secret` the way
     /// `provider` signs.
     pub async fn post_signed(

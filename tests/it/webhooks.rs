@@ -150,13 +150,7 @@ async fn a_nul_character_in_any_field_is_stored_on_every_backend(backend: Backen
 /// NUL is logged as U+FFFD, and the events beside it are stored.
 async fn a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing(backend: Backend) {
     let app = TestApp::on(backend).await;
-    let response = app
-        .client
-        .post(app.url("/webhooks/%00evil"))
-        .body("{}")
-        .send()
-        .await
-        .expect("send");
+    let response = app.post_unsigned("/webhooks/%00evil").await;
     assert_eq!(response.status(), 404);
     for _ in 0..3 {
         let (_, status, answer) = app.send_sample(provider("integify"), "sms.delivered").await;
@@ -354,13 +348,7 @@ async fn oversize_bodies_are_413_with_or_without_content_length(backend: Backend
 
 async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
     let app = TestApp::on(backend).await;
-    let response = app
-        .client
-        .post(app.url("/webhooks/nope"))
-        .body("{}")
-        .send()
-        .await
-        .expect("send");
+    let response = app.post_unsigned("/webhooks/nope").await;
     assert_eq!(response.status(), 404);
     assert_eq!(
         response.json::<Value>().await.expect("json")["error"],
