@@ -12,7 +12,10 @@
 #      which the flood's closed loop understates; bare hyper at the same
 #      rate is its baseline,
 #   6. PAIRS short runs of 1 and 2 in turns: the share of bare hyper, pair by
-#      pair, on a machine whose speed drifts between runs.
+#      pair, on a machine whose speed drifts between runs,
+#   7. smshook serving HTTPS itself (tls_cert/tls_key, a self-signed
+#      certificate made by openssl; skipped without it), against 2 run again
+#      beside it: what the built-in TLS costs.
 # Each server is pinned to core 0 and the load generator (smshook bench) to
 # core 1. Prints a Markdown table for the README. Not part of CI.
 #
@@ -129,7 +132,30 @@ for i in $(seq 1 "$PAIRS"); do
   kill -TERM $pid; wait $pid || true
 done
 
-python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" "$steady" "$steady_hyper" <<'PY'
+# HTTPS served by smshook itself, in two pairs with plain HTTP.
+https='null'
+if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=bench -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -addext extendedKeyUsage=serverAuth -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null; then
+  chmod 600 "$work/tls.key"  # serve warns about a key others can read
+  echo "smshook over HTTPS, and plain beside it..." >&2
+  for run in 1-http 1-https 2-http 2-https; do
+    scheme=${run#*-}
+    tls_env=()
+    [ "$scheme" = https ] && tls_env=(SMSHOOK_TLS_CERT="$work/tls.crt" SMSHOOK_TLS_KEY="$work/tls.key")
+    env "${tls_env[@]}" SMSHOOK_INTEGIFY_SECRET=$SECRET SMSHOOK_LOG=warn taskset -c 0 "$BIN" serve \
+      --listen 127.0.0.1:18084 --database "$work/smshook-$run.db" & pid=$!
+    wait_port 18084
+    taskset -c 1 "$BIN" bench --url "$scheme://127.0.0.1:18084/webhooks/integify" --ca "$work/tls.crt" \
+      --secret "$SECRET" --requests "$PAIR_REQUESTS" --concurrency "$CONC" --json > "$work/scheme.$run"
+    kill -TERM $pid; wait $pid || true
+  done
+  https=$(python3 -c "import json,sys; print(json.dumps([[json.load(open(f'{sys.argv[1]}/scheme.{i}-{s}')) for s in ('http', 'https')] for i in (1, 2)]))" "$work")
+else
+  echo "no openssl command: HTTPS not measured" >&2
+fi
+
+python3 - "$hyper" "$smshook" "$fastapi_plain" "$fastapi_tuned" "$hyper_rss" "$smshook_rss" "$fastapi_plain_rss" "$fastapi_tuned_rss" "$stored" "$CONC" "$dest" "$delivered" "$PAIRS" "$work" "$steady" "$steady_hyper" "$https" <<'PY'
 import json, sys
 hyper, smshook, plain, tuned = (json.loads(a) for a in sys.argv[1:5])
 rss = sys.argv[5:9]; stored = int(sys.argv[9]); conc = sys.argv[10]
@@ -149,6 +175,10 @@ sh = json.loads(sys.argv[16])
 print(f"\nAt a steady {st['rate']:,.0f}/s (half the flood's rate; open loop, latency from each request's scheduled time, 512 connections): p50 {st['p50_ms']:.2f} ms, p99 {st['p99_ms']:.2f} ms, max {st['max_ms']:.0f} ms; {st['accepted']} accepted, {st['refused']} refused, {st['errors']} errors. Bare hyper at the same rate: p50 {sh['p50_ms']:.2f} ms, p99 {sh['p99_ms']:.2f} ms, max {sh['max_ms']:.0f} ms.")
 d = dest["accepted_per_sec"]
 print(f"\nWith an HTTP destination: {d:,.0f} accepted/s = {d / base:.0%} of without (p50 {dest['p50_ms']:.2f} ms, p99 {dest['p99_ms']:.2f} ms); deliveries by state at the end: {delivered}.")
+tls = json.loads(sys.argv[17])
+if tls:
+    each = "; ".join(f"{p['accepted_per_sec']:,.0f} / {t['accepted_per_sec']:,.0f} = {t['accepted_per_sec'] / p['accepted_per_sec']:.0%} (p99 {p['p99_ms']:.1f} / {t['p99_ms']:.1f} ms)" for p, t in tls)
+    print(f"\nOver HTTPS (smshook's own TLS, self-signed P-256 certificate; connections and handshakes made before the clock starts), pairs plain / HTTPS: {each}.")
 pairs = []
 for i in range(1, int(sys.argv[13]) + 1):
     h, m = (json.load(open(f"{sys.argv[14]}/pair-{i}.{k}")) for k in ("hyper", "smshook"))

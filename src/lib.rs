@@ -15,3 +15,4 @@ pub mod optout;
 pub mod providers;
 pub mod signature;
 pub mod store;
+pub mod tls_client;

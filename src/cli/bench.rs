@@ -12,6 +12,12 @@
 //! schedule meant it to leave: a request held back because every connection
 //! was still waiting counts that wait too (no coordinated omission, as in
 //! wrk2).
+//!
+//! `https://` URLs are measured over TLS (rustls, as the server uses): each
+//! connection's handshake happens before the clock starts, like its connect,
+//! so the figures are the cost of encrypted requests on open connections.
+//! `--ca` trusts a self-signed server's certificate; without it the
+//! system's roots apply.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,18 +32,25 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::send::sample_body;
 use crate::providers::{self, Provider, SampleIds};
 use crate::signature::{Secret, sign_hex};
+use crate::tls_client::{Verify, client_config};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Webhook URL (http://host:port/path). Repeat it to spread the
-    /// connections over several replicas.
+    /// Webhook URL (http:// or https://host:port/path). Repeat it to spread
+    /// the connections over several replicas.
     #[arg(long, required = true)]
     url: Vec<String>,
+    /// PEM certificate(s) to trust for https:// URLs, such as a self-signed
+    /// server's own; without it, the system's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<String>,
     #[arg(long, default_value = "integify")]
     provider: String,
     #[arg(long, default_value = "sms.delivered")]
@@ -95,6 +108,8 @@ struct Target {
     addr: String,
     host: String,
     path: String,
+    /// For https: the name the server's certificate must carry.
+    tls: Option<ServerName<'static>>,
 }
 
 /// Everything a connection task needs, shared.
@@ -104,6 +119,8 @@ struct Plan {
     secret: Secret,
     /// Where connection `i` sends: `targets[i % len]`.
     targets: Vec<Target>,
+    /// The TLS client, when a target is https.
+    tls: Option<TlsConnector>,
     requests: u64,
     deadline: Instant,
     /// `Some`: the open loop's schedule (request `k` leaves at
@@ -120,6 +137,7 @@ impl Plan {
         args: &BenchArgs,
         provider: &'static Provider,
         targets: Vec<Target>,
+        tls: Option<TlsConnector>,
         started: Instant,
     ) -> Self {
         Self {
@@ -127,6 +145,7 @@ impl Plan {
             event_type: args.event_type.clone(),
             secret: Secret::new(args.secret.clone()),
             targets,
+            tls,
             requests: args.requests,
             deadline: started + *args.duration,
             schedule: args.rate.map(|per_sec| Schedule { started, per_sec }),
@@ -147,11 +166,12 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .iter()
         .map(|u| split_url(u))
         .collect::<Result<Vec<_>>>()?;
+    let tls = tls_connector(&targets, args.ca.as_deref())?;
     // Every connection is open before the clock starts: connecting hundreds
     // at once takes a while, and it is not what a request costs.
-    let senders = connect_all(&targets, args.concurrency.max(1)).await;
+    let senders = connect_all(&targets, tls.as_ref(), args.concurrency.max(1)).await;
     let started = Instant::now();
-    let plan = Arc::new(Plan::new(args, provider, targets, started));
+    let plan = Arc::new(Plan::new(args, provider, targets, tls, started));
     let progress = spawn_progress(plan.clone(), args.json);
     let tasks: Vec<_> = senders
         .into_iter()
@@ -167,16 +187,25 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     report(&total, elapsed, args)
 }
 
-/// `http://host:port/path` → address `host:port`, Host header, `/path`.
+/// `http://host:port/path` → address `host:port`, Host header, `/path`;
+/// for `https://`, also the name to check the certificate against.
 fn split_url(url: &str) -> Result<Target> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("--url: only http:// URLs can be benchmarked (got {url:?})");
+    let (rest, default_port, https) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, "80", false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, "443", true)
+    } else {
+        bail!("--url: only http:// and https:// URLs can be benchmarked (got {url:?})");
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let (name, port) = split_authority(authority);
+    let addr = format!("{name}:{}", port.unwrap_or(default_port));
+    let tls = match https {
+        false => None,
+        true => Some(
+            ServerName::try_from(name.trim_matches(['[', ']']).to_string())
+                .with_context(|| format!("--url: {name:?} is not a host name or address"))?,
+        ),
     };
     let path = if path.is_empty() {
         "/".to_string()
@@ -187,7 +216,26 @@ fn split_url(url: &str) -> Result<Target> {
         addr,
         host: authority.to_string(),
         path,
+        tls,
     })
+}
+
+/// `host:port` → host and port; `[::1]:8443` keeps its brackets.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    }
+}
+
+/// The TLS client for https targets (none without one).
+fn tls_connector(targets: &[Target], ca: Option<&str>) -> Result<Option<TlsConnector>> {
+    if targets.iter().all(|t| t.tls.is_none()) {
+        return Ok(None);
+    }
+    let roots = ca.map(|path| (path.to_string(), "--ca"));
+    let config = client_config(Verify::Roots(roots))?;
+    Ok(Some(TlsConnector::from(Arc::new(config))))
 }
 
 fn spawn_progress(plan: Arc<Plan>, quiet: bool) -> tokio::task::JoinHandle<()> {
@@ -249,7 +297,7 @@ async fn connection(plan: Arc<Plan>, index: usize, mut sender: Option<Sender>) -
     let mut tally = Tally::new()?;
     while let Some(k) = claim(&plan) {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            sender = connect(target.addr.clone()).await.ok();
+            sender = connect(target, plan.tls.as_ref()).await.ok();
         }
         let Some(s) = sender.as_mut() else {
             tally.errors += 1;
@@ -294,9 +342,13 @@ type Sender = SendRequest<Full<Bytes>>;
 
 /// Opens connection `i` to `targets[i % len]`, all at once; one that fails
 /// is `None`, and its task tries again (counting an error).
-async fn connect_all(targets: &[Target], n: usize) -> Vec<Option<Sender>> {
+async fn connect_all(
+    targets: &[Target],
+    tls: Option<&TlsConnector>,
+    n: usize,
+) -> Vec<Option<Sender>> {
     let opening: Vec<_> = (0..n)
-        .map(|i| tokio::spawn(connect(targets[i % targets.len()].addr.clone())))
+        .map(|i| tokio::spawn(connect(&targets[i % targets.len()], tls)))
         .collect();
     let mut senders = Vec::with_capacity(n);
     for task in opening {
@@ -305,10 +357,31 @@ async fn connect_all(targets: &[Target], n: usize) -> Vec<Option<Sender>> {
     senders
 }
 
-async fn connect(addr: String) -> Result<Sender> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+/// Opens a connection to `target` (with its TLS handshake, for https).
+fn connect(
+    target: &Target,
+    tls: Option<&TlsConnector>,
+) -> impl Future<Output = Result<Sender>> + Send + 'static {
+    let addr = target.addr.clone();
+    let tls = tls.cloned().zip(target.tls.clone());
+    async move {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        match tls {
+            None => handshake(stream).await,
+            Some((connector, name)) => {
+                let stream = connector.connect(name, stream).await?;
+                handshake(stream).await
+            }
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<Sender>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -374,6 +447,7 @@ fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::split_url;
+    use rustls::pki_types::ServerName;
 
     #[test]
     fn urls_split_into_address_and_path() {
@@ -386,6 +460,21 @@ mod tests {
             split_url("http://localhost").expect("valid").addr,
             "localhost:80"
         );
-        assert!(split_url("https://x").is_err());
+        let t = split_url("https://localhost:8443/webhooks/ig").expect("valid");
+        assert_eq!(t.addr, "localhost:8443");
+        assert_eq!(
+            t.tls,
+            Some(ServerName::try_from("localhost").expect("name"))
+        );
+        let t = split_url("https://[::1]/w").expect("valid");
+        assert_eq!((t.addr.as_str(), t.host.as_str()), ("[::1]:443", "[::1]"));
+        assert!(t.tls.is_some());
+        assert!(
+            split_url("http://[::1]:8080/w")
+                .expect("valid")
+                .tls
+                .is_none()
+        );
+        assert!(split_url("ftp://x").is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! HTTPS without a proxy: the binary serving a webhook over TLS, renewed
-//! certificates read again, and unusable ones refused with a clear error.
+//! HTTPS without a proxy: the binary serving a webhook over TLS (and
+//! `smshook bench` measuring it), renewed certificates read again, and
+//! unusable ones refused with a clear error.
 //! Test certificates come from the `openssl` command; without it these
 //! tests skip, saying so.
 
@@ -89,6 +90,58 @@ async fn the_binary_serves_webhooks_over_https() {
         plain.is_err(),
         "plain HTTP is not served on the TLS port: {plain:?}"
     );
+}
+
+/// `smshook bench` speaks HTTPS: with `--ca` every event is accepted and
+/// stored; without it the self-signed certificate is refused, and the run
+/// fails rather than measure nothing.
+#[test]
+fn bench_measures_a_server_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(files) = self_signed(dir.path(), "server") else {
+        return;
+    };
+    let database = dir.path().join("events.db").display().to_string();
+    let mut command = serve_command(dir.path(), &database, "");
+    command
+        .env("SMSHOOK_TLS_CERT", &files.cert)
+        .env("SMSHOOK_TLS_KEY", &files.key);
+    let server = start(command);
+    let url = format!("https://{}/webhooks/integify", server.addr);
+    let bench = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_smshook"))
+            .args(["bench", "--url", &url, "--json", "--requests", "120"])
+            .args(["--concurrency", "4", "--secret", &secret_for("integify")])
+            .args(extra)
+            .output()
+            .expect("run bench")
+    };
+
+    let out = bench(&["--ca", &files.cert.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (&result["accepted"], &result["errors"]),
+        (&120.into(), &0.into()),
+        "{result}"
+    );
+    let stored: i64 = rusqlite::Connection::open(&database)
+        .expect("open")
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(stored, 120);
+
+    let untrusted = bench(&[]);
+    assert!(
+        !untrusted.status.success(),
+        "a certificate no root vouches for is refused"
+    );
+    let result: serde_json::Value = serde_json::from_slice(&untrusted.stdout).expect("JSON");
+    assert_eq!(result["accepted"], 0, "{result}");
 }
 
 /// A renewal is read again; one that cannot be used is not, and the
