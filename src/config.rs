@@ -38,6 +38,8 @@ pub struct Config {
     /// connections idle this long are closed (`http::serve`).
     pub idle_timeout: Duration,
     pub request_log_max_rows: u64,
+    /// How long stored events are kept; `None`: forever (`retention`).
+    pub retention: Option<Duration>,
     pub sources: Vec<Source>,
     /// Where stored events are handed to the application.
     pub destinations: Vec<Destination>,
@@ -82,6 +84,7 @@ struct FileConfig {
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
     request_log: RequestLogFile,
+    retention: String,
     trusted_proxies: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -272,6 +275,10 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         None => TrustedProxies::parse(&raw.trusted_proxies).context("trusted_proxies")?,
     };
     check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
+    let retention = match env("SMSHOOK_RETENTION") {
+        Some(v) => parse_retention(&v).context("SMSHOOK_RETENTION")?,
+        None => parse_retention(&raw.retention).context("retention")?,
+    };
     let tls = tls_files(raw.tls_cert, raw.tls_key, env)?;
     Ok(Config {
         listen: listen.parse().with_context(|| {
@@ -282,6 +289,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         ack_deadline,
         idle_timeout,
         request_log_max_rows: raw.request_log.max_rows,
+        retention,
         sources,
         nats_url: env("SMSHOOK_NATS_URL").or(raw.nats_url),
         destinations,
@@ -292,6 +300,26 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         secret_files: Vec::new(),
         tls,
     })
+}
+
+/// Shortest retention: providers retry an unanswered event for up to 12
+/// hours (TextUs; MsGine about 7), and a retry of an event already deleted
+/// would be stored again, as new.
+pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// `"forever"`, or a duration of at least [`MIN_RETENTION`] (`"30d"`).
+fn parse_retention(text: &str) -> Result<Option<Duration>> {
+    if text.trim().eq_ignore_ascii_case("forever") {
+        return Ok(None);
+    }
+    let keep = humantime::parse_duration(text.trim())
+        .with_context(|| format!("{text:?} is not \"forever\" or a duration such as 30d"))?;
+    if keep < MIN_RETENTION {
+        bail!(
+            "{text:?} is shorter than 1 day: providers retry for up to 12 hours, and a retry of a deleted event would be stored again"
+        );
+    }
+    Ok(Some(keep))
 }
 
 /// `tls_cert` and `tls_key`, from the environment or the file: both or none.
@@ -567,6 +595,30 @@ mod tests {
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.idle_timeout, Duration::from_secs(130));
+        assert_eq!(c.retention, None, "events are kept forever by default");
+    }
+
+    #[test]
+    fn retention_is_forever_or_at_least_a_day() {
+        let c = load(Some("retention = '30d'"), &[]).expect("loads");
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+        let c = load(
+            Some("retention = '30d'"),
+            &[("SMSHOOK_RETENTION", "Forever")],
+        );
+        assert_eq!(c.expect("loads").retention, None, "the environment wins");
+        let err = |toml: &str, vars: &[(&str, &str)]| {
+            format!("{:#}", load(Some(toml), vars).expect_err("refused"))
+        };
+        let e = err("retention = '12h'", &[]);
+        assert!(
+            e.contains("retention") && e.contains("shorter than 1 day"),
+            "{e}"
+        );
+        let e = err("retention = 'a month'", &[]);
+        assert!(e.contains("retention") && e.contains("forever"), "{e}");
+        let e = err("", &[("SMSHOOK_RETENTION", "1h")]);
+        assert!(e.contains("SMSHOOK_RETENTION"), "{e}");
     }
 
     #[test]

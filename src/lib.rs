@@ -13,6 +13,7 @@ pub mod log_throttle;
 pub mod message;
 pub mod optout;
 pub mod providers;
+pub mod retention;
 pub mod signature;
 pub mod store;
 pub mod tls_client;

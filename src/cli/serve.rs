@@ -79,6 +79,12 @@ fn announce(config: &Config, listener: &TcpListener) {
     for (file, mode) in crate::config::open_to_others(&config.secret_files) {
         tracing::warn!(file = %file.display(), mode = %format!("{mode:o}"), "this file holds secrets and other users can read or change it: chmod 600 it");
     }
+    match config.retention {
+        Some(keep) => {
+            tracing::info!(retention = %humantime::format_duration(keep), "events older than this are deleted, once a minute")
+        }
+        None => tracing::info!("events are kept forever (set retention to delete old ones)"),
+    }
     if !config.trusted_proxies.is_empty() {
         tracing::info!(proxies = %config.trusted_proxies, "requests from these proxies are logged under the client in X-Forwarded-For");
     }

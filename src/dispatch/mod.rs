@@ -71,7 +71,9 @@ impl Pressure {
         InFlight(self)
     }
 
-    fn busy(&self) -> bool {
+    /// Ingestion is saturated: background writers (the dispatcher,
+    /// retention) give way.
+    pub fn busy(&self) -> bool {
         self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > BUSY_IN_FLIGHT
     }
 }

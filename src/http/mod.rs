@@ -70,6 +70,8 @@ pub struct AppInner {
     pub metrics: metrics::Metrics,
     /// The dispatcher's delivery attempts, also for `/metrics`.
     pub attempts: Arc<crate::dispatch::AttemptCounts>,
+    /// How long events are kept (`crate::retention`); `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 impl std::ops::Deref for App {
@@ -101,6 +103,7 @@ impl App {
             idle_timeout: config.idle_timeout,
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
+            retention: config.retention,
         }))
     }
 }
@@ -156,6 +159,14 @@ pub async fn run_tls(
         d.attempts = app.attempts.clone();
         tokio::spawn(d.run(stop_dispatch.clone()))
     });
+    let retention = app.retention.map(|keep| {
+        tokio::spawn(crate::retention::run(
+            store.clone(),
+            keep,
+            app.pressure.clone(),
+            app.stopping.subscribe(),
+        ))
+    });
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
     let stop_streams = app.stopping.clone();
@@ -174,6 +185,9 @@ pub async fn run_tls(
     if let Some(dispatcher) = dispatcher {
         stop_dispatch.notify_one();
         let _ = dispatcher.await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
     }
     store.close().await;
     Ok(())

@@ -13,6 +13,7 @@ use crate::optout::Optout;
 
 pub mod postgres;
 pub(crate) mod queue;
+pub mod retention;
 pub mod sqlite;
 
 /// Why storage could not do what was asked. Every variant is transient from
@@ -221,6 +222,18 @@ pub trait Store: Send + Sync + 'static {
     async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// One batch of a retention pass ([`retention`]): looks at up to
+    /// `limit` events after the cursor `after` and deletes those received
+    /// before `cutoff` (RFC 3339), with their deliveries and attempts and the
+    /// message statuses they set, but none with a delivery pending.
+    /// Opt-outs are kept: a STOP holds until the number opts back in.
+    async fn prune(
+        &self,
+        after: i64,
+        cutoff: &str,
+        limit: u32,
+    ) -> Result<retention::Pruned, StoreError>;
 
     /// Refused-request records dropped from the request log since start,
     /// under a flood (`record_request`), for `/metrics`.

@@ -25,6 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::queue::{InsertJob, LogBuffer};
+use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{BacklogCount, EventQuery, RequestQuery, Store, StoreError, StoreOptions};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
@@ -33,6 +34,7 @@ use crate::message::StatusRow;
 use crate::optout::Optout;
 
 mod outbox;
+mod retention;
 mod tls;
 
 /// Schema versions, applied in order under an advisory lock.
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0001_init.sql"),
     include_str!("postgres/0002_messages_optouts_outbox.sql"),
     include_str!("postgres/0003_messages_by_message_id.sql"),
+    include_str!("postgres/0004_deliveries_by_event.sql"),
 ];
 /// The schema version this build migrates to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -931,6 +934,13 @@ impl Store for PostgresStore {
 
     async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
         outbox::retry_dead(&self.client().await?, destination, now_ms).await
+    }
+
+    async fn prune(&self, after: i64, cutoff: &str, limit: u32) -> Result<Pruned, StoreError> {
+        let mut client = self.client().await?;
+        retention::prune(&mut client, after, cutoff, limit)
+            .await
+            .map_err(unavailable)
     }
 
     fn request_log_dropped(&self) -> u64 {

@@ -26,10 +26,12 @@ use crate::optout::Optout;
 
 mod checkpointer;
 mod outbox;
+mod retention;
 mod syncer;
 mod writer;
 
 use super::queue::{InsertJob, LogBuffer, Replies};
+use super::retention::Pruned;
 use syncer::{Answer, Durable, Syncer};
 use writer::{Job, Task, Writer};
 
@@ -39,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0002_messages_optouts_outbox.sql"),
     include_str!("sqlite/0003_without_rowid.sql"),
     include_str!("sqlite/0004_keys_lead_with_ids.sql"),
+    include_str!("sqlite/0005_deliveries_by_event.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -362,6 +365,12 @@ impl Store for SqliteStore {
     async fn retry_dead(&self, destination: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
         let destination = destination.map(String::from);
         self.write(move |conn| outbox::retry_dead(conn, destination.as_deref(), now_ms))
+            .await
+    }
+
+    async fn prune(&self, after: i64, cutoff: &str, limit: u32) -> Result<Pruned, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.write(move |conn| retention::prune(conn, after, &cutoff, limit))
             .await
     }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
 use smshook::providers::SampleIds;
+use smshook::store::retention::Pruned;
 use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
 
 use crate::support::{
@@ -112,6 +113,9 @@ impl Store for BrokenDisk {
     }
     async fn retry_dead(&self, d: Option<&str>, now: i64) -> Result<u64, StoreError> {
         self.inner.retry_dead(d, now).await
+    }
+    async fn prune(&self, after: i64, cutoff: &str, limit: u32) -> Result<Pruned, StoreError> {
+        self.inner.prune(after, cutoff, limit).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("disk".into()))

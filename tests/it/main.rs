@@ -9,6 +9,7 @@ mod nats;
 mod postgres;
 mod powercut;
 mod receiver;
+mod retention;
 mod status;
 mod storage;
 mod stream;

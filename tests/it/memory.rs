@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
 use smshook::message::StatusRow;
 use smshook::optout::Optout;
+use smshook::store::retention::Pruned;
 use smshook::store::{
     AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, EventQuery, OptoutQuery,
     RequestQuery, Store, StoreError, millis_to_rfc3339,
@@ -185,6 +186,14 @@ impl Store for MemoryOutbox {
     }
     async fn enqueue_delivery(&self, _: &str, _: &str, _: i64) -> Result<Option<i64>, StoreError> {
         Ok(None)
+    }
+    /// Retention is not this double's subject: it keeps every event.
+    async fn prune(&self, after: i64, _: &str, _: u32) -> Result<Pruned, StoreError> {
+        Ok(Pruned {
+            deleted: 0,
+            through: after,
+            done: true,
+        })
     }
     async fn retry_dead(&self, _: Option<&str>, now: i64) -> Result<u64, StoreError> {
         Ok(self.with(|s| {

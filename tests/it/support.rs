@@ -229,6 +229,7 @@ impl TestApp {
             ack_deadline: o.ack_deadline,
             idle_timeout: o.idle_timeout,
             request_log_max_rows: o.request_log_max_rows,
+            retention: None,
             sources: all_sources(),
             destinations: o.destinations.clone(),
             nats_url: o.nats_url.clone(),
