@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
+mod backup;
 mod bench;
 mod query;
 mod send;
@@ -31,6 +32,9 @@ enum Command {
     Serve(ConfigArgs),
     /// Print a commented default configuration file.
     Config,
+    /// Write a consistent copy of the SQLite database to a new file, while
+    /// the server runs.
+    Backup(backup::BackupArgs),
     /// Apply pending schema migrations to the database, then exit
     /// (`serve` also applies them at start-up).
     Migrate(ConfigArgs),
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         match cli.command {
             Command::Serve(args) => serve::serve(&args).await,
             Command::Migrate(args) => serve::migrate(&args).await,
+            Command::Backup(args) => backup::backup(&args),
             Command::Events(args) => query::events(&args).await,
             Command::Requests(args) => query::requests(&args).await,
             Command::Message(args) => query::message(&args).await,

@@ -24,6 +24,7 @@ use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
+mod backup;
 mod checkpointer;
 mod outbox;
 mod retention;
@@ -32,6 +33,7 @@ mod writer;
 
 use super::queue::{InsertJob, LogBuffer, Replies};
 use super::retention::Pruned;
+pub use backup::backup;
 use syncer::{Answer, Durable, Syncer};
 use writer::{Job, Task, Writer};
 
@@ -192,15 +194,21 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         // SQLite's name for no file at all (refused later: WAL needs one).
         return Ok(());
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
+    match new_private_file(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// A new, empty file that only its owner may read and write; an error if
+/// `path` exists.
+fn new_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {

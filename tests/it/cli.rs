@@ -208,3 +208,68 @@ fn bench_refuses_a_rate_that_is_not_positive() {
         assert!(err.contains("--rate") && err.contains("positive"), "{err}");
     }
 }
+
+/// `smshook backup` copies the database while the server writes to it: the
+/// copy holds every event acknowledged before it began, passes SQLite's
+/// integrity check, is private to its owner, and never overwrites a file.
+#[tokio::test]
+async fn backup_copies_a_database_the_server_is_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("events.db").display().to_string();
+    let server = crate::durability::start_binary(dir.path(), &database);
+    let (before, failed) = crate::durability::flood(&server.addr, 200).await;
+    assert_eq!((before.len(), failed), (200, 0));
+
+    let target = dir.path().join("copy.db").display().to_string();
+    let args: Vec<String> = ["backup", &target, "--database", &database]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let during = tokio::spawn({
+        let addr = server.addr.clone();
+        async move { crate::durability::flood(&addr, 300).await }
+    });
+    let out = smshook_beside_server(args.clone()).await;
+    let (after, _) = during.await.expect("flood");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("events"), "{}", stdout(&out));
+
+    let copy = rusqlite::Connection::open(&target).expect("open copy");
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(check, "ok");
+    let ids: std::collections::HashSet<String> = copy
+        .prepare("SELECT id FROM events")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("ids");
+    assert!(ids.is_superset(&before), "every event acknowledged before");
+    assert!(
+        ids.len() <= before.len() + after.len()
+            && ids
+                .iter()
+                .all(|id| before.contains(id) || after.contains(id))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let again = smshook_beside_server(args).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let postgres = smshook(&["backup", "x.db", "--database", "postgres://u@h/db"], None);
+    assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
+}

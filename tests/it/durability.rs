@@ -356,7 +356,9 @@ pub fn send_event(
         .send()
 }
 
-async fn flood(addr: &str, n: usize) -> (HashSet<String>, usize) {
+/// Sends `n` fresh events to the binary, 16 at a time: the ids answered
+/// 200, and how many were not.
+pub async fn flood(addr: &str, n: usize) -> (HashSet<String>, usize) {
     let client = reqwest::Client::new();
     let mut acked = HashSet::new();
     let mut failed = 0;

@@ -209,7 +209,9 @@ impl WalFile {
     }
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
+/// Syncs the directory holding `path`, so that a file created there is
+/// found after a power loss.
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => File::open(dir)?.sync_all(),
         None => File::open(".")?.sync_all(),
