@@ -79,6 +79,25 @@ async fn the_binary_serves_webhooks_over_https() {
         .expect("an HTTPS answer");
     assert_eq!(answer.status(), 200);
 
+    // `smshook send --ca` trusts the self-signed certificate too.
+    let url = format!("https://{}/webhooks/integify", server.addr);
+    let cert = files.cert.display().to_string();
+    let sent = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_smshook"))
+            .args(["send", "integify", "sms.delivered", "--url", &url])
+            .args(["--secret", &secret_for("integify"), "--ca", &cert])
+            .output()
+            .expect("run send")
+    })
+    .await
+    .expect("send");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sent.stdout).starts_with("200"));
+
     let plain = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
