@@ -307,6 +307,10 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
 /// would be stored again, as new.
 pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// Longest retention short of "forever" (a cutoff before year 0000 could
+/// not be written as RFC 3339).
+const MAX_RETENTION: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
 /// `"forever"`, or a duration of at least [`MIN_RETENTION`] (`"30d"`).
 fn parse_retention(text: &str) -> Result<Option<Duration>> {
     if text.trim().eq_ignore_ascii_case("forever") {
@@ -314,6 +318,9 @@ fn parse_retention(text: &str) -> Result<Option<Duration>> {
     }
     let keep = humantime::parse_duration(text.trim())
         .with_context(|| format!("{text:?} is not \"forever\" or a duration such as 30d"))?;
+    if keep > MAX_RETENTION {
+        bail!("{text:?} is over 100 years: say \"forever\"");
+    }
     if keep < MIN_RETENTION {
         bail!(
             "{text:?} is shorter than 1 day: providers retry for up to 12 hours, and a retry of a deleted event would be stored again"
@@ -615,6 +622,8 @@ mod tests {
             e.contains("retention") && e.contains("shorter than 1 day"),
             "{e}"
         );
+        let e = err("retention = '1000y'", &[]);
+        assert!(e.contains("retention") && e.contains("forever"), "{e}");
         let e = err("retention = 'a month'", &[]);
         assert!(e.contains("retention") && e.contains("forever"), "{e}");
         let e = err("", &[("SMSHOOK_RETENTION", "1h")]);

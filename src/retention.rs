@@ -4,8 +4,8 @@
 //! batches, and more slowly while webhooks flood in. What a batch deletes,
 //! and what it keeps, is the store's (`store::retention`).
 //!
-//! Measured (README, "Retention"): batches of 500 with 20 ms pauses took a
-//! fifth of the writer's time while deleting a backlog during a flood, and
+//! Measured (README, "Retention"): batches of 500 with 20 ms pauses took
+//! about a quarter of the writer's time while deleting a backlog during a flood, and
 //! the flood lost 13% of its rate; pausing twice each batch's own time, and
 //! 250 ms under a flood, keeps that to a few percent.
 
