@@ -10,6 +10,7 @@
 //! 250 ms under a flood, keeps that to a few percent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -33,21 +34,26 @@ const EVERY: Duration = Duration::from_secs(60);
 /// the events kept for a delivery that was pending.
 const RESWEEP: Duration = Duration::from_secs(3600);
 
-/// Runs passes until `stopping` turns true, yielding to `pressure`.
-pub async fn run(
-    store: Arc<dyn Store>,
-    keep: Duration,
-    pressure: Arc<Pressure>,
-    mut stopping: watch::Receiver<bool>,
-) {
+/// What the task works with besides the store.
+pub struct Retention {
+    /// Events older than this are deleted.
+    pub keep: Duration,
+    /// Webhook activity, which deletion yields to.
+    pub pressure: Arc<Pressure>,
+    /// Counts the events deleted (`/metrics`).
+    pub deleted: Arc<AtomicU64>,
+}
+
+/// Runs passes until `stopping` turns true.
+pub async fn run(store: Arc<dyn Store>, r: Retention, mut stopping: watch::Receiver<bool>) {
     let mut cursor = 0;
     let mut swept = Instant::now();
     loop {
         if swept.elapsed() >= RESWEEP {
             (cursor, swept) = (0, Instant::now());
         }
-        let cutoff = crate::event::format_time(chrono::Utc::now() - keep);
-        match pass(&*store, &cutoff, &mut cursor, &pressure, &stopping).await {
+        let cutoff = crate::event::format_time(chrono::Utc::now() - r.keep);
+        match pass(&*store, &cutoff, &mut cursor, &r, &stopping).await {
             Ok(0) => {}
             Ok(deleted) => {
                 tracing::info!(deleted, received_before = %cutoff, "retention: old events deleted")
@@ -68,7 +74,7 @@ async fn pass(
     store: &dyn Store,
     cutoff: &str,
     cursor: &mut i64,
-    pressure: &Pressure,
+    r: &Retention,
     stopping: &watch::Receiver<bool>,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
@@ -76,11 +82,12 @@ async fn pass(
         let started = Instant::now();
         let batch = store.prune(*cursor, cutoff, BATCH).await?;
         deleted += batch.deleted;
+        r.deleted.fetch_add(batch.deleted, Ordering::Relaxed);
         *cursor = batch.through;
         if batch.done || *stopping.borrow() {
             return Ok(deleted);
         }
-        tokio::time::sleep(pause(started.elapsed(), pressure.busy())).await;
+        tokio::time::sleep(pause(started.elapsed(), r.pressure.busy())).await;
     }
 }
 

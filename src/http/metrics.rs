@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub struct Metrics {
     /// random URLs cannot add a label value per name.
     unknown: Answers,
     acknowledged: Histogram,
+    /// Events retention deleted (`crate::retention` adds to it).
+    pub retention_deleted: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -159,6 +162,14 @@ impl Metrics {
                 );
             }
         }
+        header(
+            out,
+            "smshook_events_deleted_total",
+            "counter",
+            "Events deleted by retention, as older than it.",
+        );
+        let deleted = self.retention_deleted.load(Relaxed);
+        let _ = writeln!(out, "smshook_events_deleted_total {deleted}");
     }
 
     fn render_histogram(&self, out: &mut String) {
@@ -289,6 +300,7 @@ mod tests {
         m.accepted("ig", false, Duration::from_micros(800));
         m.accepted("ig", true, Duration::from_millis(30));
         m.accepted("ig", false, Duration::from_secs(7));
+        m.retention_deleted.fetch_add(3, Relaxed);
         let store = StoreReadings {
             backlog: Some(vec![BacklogCount {
                 destination: "app".into(),
@@ -318,6 +330,7 @@ mod tests {
             (r#"smshook_ack_seconds_bucket{le="5"}"#, "2"),
             (r#"smshook_ack_seconds_bucket{le="+Inf"}"#, "3"),
             ("smshook_ack_seconds_count", "3"),
+            ("smshook_events_deleted_total", "3"),
             ("smshook_ack_seconds_sum", "7.0308"),
             ("smshook_store_up", "1"),
             (

@@ -160,10 +160,14 @@ pub async fn run_tls(
         tokio::spawn(d.run(stop_dispatch.clone()))
     });
     let retention = app.retention.map(|keep| {
+        let retention = crate::retention::Retention {
+            keep,
+            pressure: app.pressure.clone(),
+            deleted: app.metrics.retention_deleted.clone(),
+        };
         tokio::spawn(crate::retention::run(
             store.clone(),
-            keep,
-            app.pressure.clone(),
+            retention,
             app.stopping.subscribe(),
         ))
     });

@@ -168,7 +168,8 @@ async fn a_pass_deletes_old_events_and_keeps_what_is_still_needed(backend: Backe
 }
 
 /// `smshook serve` with `SMSHOOK_RETENTION=1d` deletes, on its own and
-/// at start-up, the events of a database that are older than a day.
+/// at start-up, the events of a database that are older than a day, and
+/// counts them in `/metrics`.
 #[tokio::test]
 async fn the_server_deletes_events_past_the_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,8 +186,10 @@ async fn the_server_deletes_events_past_the_retention() {
     store.close().await;
 
     let mut command = serve_command(dir.path(), &database, "");
-    command.env("SMSHOOK_RETENTION", "1d");
-    let _server = start(command);
+    command
+        .env("SMSHOOK_RETENTION", "1d")
+        .env("SMSHOOK_API_TOKEN", "metrics-token");
+    let server = start(command);
     let count = || {
         rusqlite::Connection::open(&database)
             .expect("open")
@@ -200,4 +203,17 @@ async fn the_server_deletes_events_past_the_retention() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(count(), (1, recent), "only the recent event is left");
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", server.addr))
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("\nsmshook_events_deleted_total 5\n"),
+        "{metrics}"
+    );
 }
