@@ -1,10 +1,14 @@
 //! `smshook serve`: load the configuration, open the store, bind, and serve
 //! until SIGINT or SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+#[cfg(unix)]
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::ConfigArgs;
 use crate::config::Config;
@@ -25,7 +29,14 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
         http::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     announce(&config, &listener);
     announce_open_files(open_files);
-    http::run_tls(listener, App::new(&config, store), tls, shutdown_signal()).await?;
+    let app = App::new(&config, store);
+    #[cfg(unix)]
+    tokio::spawn(reload_secrets(
+        args.clone(),
+        app.clone(),
+        config.secret_files.clone(),
+    ));
+    http::run_tls(listener, app, tls, shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");
     Ok(ExitCode::SUCCESS)
 }
@@ -40,6 +51,55 @@ fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
     let acceptor = certificates.acceptor()?;
     tokio::spawn(certificates.watch());
     Ok(Some(acceptor))
+}
+
+/// How often the files holding secrets are checked for changes.
+#[cfg(unix)]
+const SECRET_FILES_CHECKED: Duration = Duration::from_secs(60);
+
+/// Loads the configuration again on SIGHUP, and when a file holding secrets
+/// changes (a `secret_file`, or the config file with secrets written in it;
+/// checked once a minute), and gives the running sources their new secrets
+/// (`App::reload_secrets`). A configuration that no longer loads is logged
+/// and changes nothing.
+#[cfg(unix)]
+async fn reload_secrets(args: ConfigArgs, app: App, files: Vec<PathBuf>) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: secrets are read again only on restart");
+            return;
+        }
+    };
+    let mut seen = modified(&files);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => tracing::info!("SIGHUP: reading the configuration again"),
+            () = tokio::time::sleep(SECRET_FILES_CHECKED) => {
+                let now = modified(&files);
+                if now == seen {
+                    continue;
+                }
+                tracing::info!("a file holding secrets changed: reading the configuration again");
+            }
+        }
+        seen = modified(&files);
+        match args.load() {
+            Ok(config) => app.reload_secrets(&config),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "configuration not reloaded; the secrets in use stay")
+            }
+        }
+    }
+}
+
+/// When each of `files` was last modified (`None`: unreadable).
+#[cfg(unix)]
+fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {

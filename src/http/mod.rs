@@ -2,7 +2,6 @@
 //! bound listener until a shutdown future completes, then finishes in-flight
 //! requests and closes the store.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::{Config, Source};
+use crate::config::Config;
 use crate::dispatch::{Destination, Dispatcher};
 use crate::signature::Secret;
 use crate::store::Store;
@@ -32,6 +31,7 @@ mod api;
 pub mod metrics;
 mod proxies;
 mod serve;
+pub mod sources;
 mod stream;
 pub mod tls;
 mod webhooks;
@@ -43,8 +43,9 @@ pub use proxies::TrustedProxies;
 pub struct App(Arc<AppInner>);
 
 pub struct AppInner {
-    /// Sources by name, as they appear in `/webhooks/<name>`.
-    pub sources: HashMap<String, Source>,
+    /// Sources by name, as they appear in `/webhooks/<name>`; their
+    /// secrets can be reloaded while serving.
+    pub sources: sources::Sources,
     pub store: Arc<dyn Store>,
     pub max_body_bytes: usize,
     /// Longest a webhook waits for its commit before 503/504.
@@ -84,11 +85,7 @@ impl std::ops::Deref for App {
 impl App {
     pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
         Self(Arc::new(AppInner {
-            sources: config
-                .sources
-                .iter()
-                .map(|s| (s.name.clone(), s.clone()))
-                .collect(),
+            sources: sources::Sources::new(&config.sources),
             store,
             max_body_bytes: config.max_body_bytes,
             ack_deadline: config.ack_deadline,
@@ -105,6 +102,22 @@ impl App {
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
             retention: config.retention,
         }))
+    }
+
+    /// Gives running sources the secrets of a configuration loaded again
+    /// (SIGHUP, or a changed secret file), and logs what changed and what
+    /// only a restart applies.
+    pub fn reload_secrets(&self, config: &Config) {
+        let reload = self.sources.reload(config);
+        for (source, secrets) in &reload.changed {
+            tracing::info!(%source, secrets, "secrets reloaded");
+        }
+        if reload.changed.is_empty() {
+            tracing::info!("configuration read again: no source's secrets changed");
+        }
+        if !reload.need_restart.is_empty() {
+            tracing::warn!(sources = %reload.need_restart.join(", "), "sources added, removed or given another provider: restart smshook to apply");
+        }
     }
 }
 

@@ -38,7 +38,8 @@ pub async fn receive(
     let deadline = arrived + app.ack_deadline;
     let _in_flight = app.pressure.enter();
     let mut record = new_record(&app, &name, &request);
-    let Some(source) = app.sources.get(&name) else {
+    let sources = app.sources.current();
+    let Some(source) = sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);
     };
     let (parts, body) = request.into_parts();

@@ -10,6 +10,7 @@ mod nats;
 mod postgres;
 mod powercut;
 mod receiver;
+mod reload;
 mod retention;
 mod status;
 mod storage;

@@ -1,0 +1,132 @@
+//! The configured sources as the webhook handler sees them, replaceable
+//! while serving: a reload (SIGHUP, or a changed secret file) gives running
+//! sources their new secrets without a restart, so a secret can be rotated
+//! with no gap in which a provider's webhooks are refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::config::{Config, Source};
+
+/// Sources by name, as they appear in `/webhooks/<name>`.
+pub struct Sources(RwLock<Arc<HashMap<String, Source>>>);
+
+/// What a reload changed, and what it could not.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reload {
+    /// Sources whose secrets changed, with how many they have now.
+    pub changed: Vec<(String, usize)>,
+    /// Sources added, removed or given another provider: a restart applies
+    /// those (the metrics and the routes are set up for the sources at
+    /// start-up).
+    pub need_restart: Vec<String>,
+}
+
+impl Sources {
+    pub fn new(sources: &[Source]) -> Self {
+        let map = sources
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        Self(RwLock::new(Arc::new(map)))
+    }
+
+    /// The sources now. A request keeps the snapshot it took: a reload
+    /// meanwhile applies from the next request on.
+    pub fn current(&self) -> Arc<HashMap<String, Source>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Gives each source the secrets `config` has for the source of the
+    /// same name and provider.
+    pub fn reload(&self, config: &Config) -> Reload {
+        let mut map = (*self.current()).clone();
+        let mut reload = Reload::default();
+        for new in &config.sources {
+            match map.get_mut(&new.name) {
+                Some(old) if old.provider.name == new.provider.name => {
+                    if old.secrets != new.secrets {
+                        old.secrets = new.secrets.clone();
+                        reload.changed.push((new.name.clone(), new.secrets.len()));
+                    }
+                }
+                _ => reload.need_restart.push(new.name.clone()),
+            }
+        }
+        for name in map.keys() {
+            if !config.sources.iter().any(|s| &s.name == name) {
+                reload.need_restart.push(name.clone());
+            }
+        }
+        reload.changed.sort();
+        reload.need_restart.sort();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        reload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::Secret;
+
+    fn source(name: &str, provider: &str, secrets: &[&str]) -> Source {
+        Source {
+            name: name.into(),
+            provider: crate::providers::find(provider).expect("provider"),
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+        }
+    }
+
+    fn config(sources: Vec<Source>) -> Config {
+        let mut config = Config::load(&crate::config::Overrides {
+            config_file: None,
+            listen: None,
+            database: None,
+            env: &|_| None,
+        })
+        .expect("defaults");
+        config.sources = sources;
+        config
+    }
+
+    #[test]
+    fn new_secrets_apply_to_the_next_request_and_other_changes_wait() {
+        let sources = Sources::new(&[
+            source("ig", "integify", &["old"]),
+            source("tx", "textus", &["t"]),
+        ]);
+        let before = sources.current();
+        let reload = sources.reload(&config(vec![
+            source("ig", "integify", &["old", "new"]),
+            source("tx", "msgine", &["t"]),
+            source("added", "notifly", &["n"]),
+        ]));
+        assert_eq!(
+            reload,
+            Reload {
+                changed: vec![("ig".into(), 2)],
+                need_restart: vec!["added".into(), "tx".into()],
+            }
+        );
+        let now = sources.current();
+        assert_eq!(now["ig"].secrets, [Secret::new("old"), Secret::new("new")]);
+        assert_eq!(now["tx"].provider.name, "textus", "kept until a restart");
+        assert!(!now.contains_key("added"));
+        assert_eq!(
+            before["ig"].secrets.len(),
+            1,
+            "a snapshot taken before stays"
+        );
+
+        let removed = sources.reload(&config(vec![source("ig", "integify", &["new"])]));
+        assert_eq!(removed.need_restart, ["tx"]);
+        assert_eq!(sources.current()["ig"].secrets, [Secret::new("new")]);
+        assert_eq!(
+            sources
+                .reload(&config(vec![source("ig", "integify", &["new"])]))
+                .changed,
+            []
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Secrets rotated while serving: on SIGHUP the binary reads its
+//! configuration again and running sources take their new secrets, with no
+//! restart and so no moment in which webhooks are refused; a configuration
+//! that no longer loads changes nothing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use smshook::providers::SampleIds;
+use smshook::signature::{Secret, sign_hex};
+
+use crate::durability::{Server, start_binary_with};
+use crate::support::provider;
+
+/// The status of a fresh Integify webhook to `/webhooks/rotating`, signed
+/// with `secret`.
+async fn status_signed_with(server: &Server, secret: &str) -> u16 {
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let signature = sign_hex(&Secret::new(secret), &body, "sha256=");
+    reqwest::Client::new()
+        .post(format!("http://{}/webhooks/rotating", server.addr))
+        .header(p.signature_header, signature)
+        .body(body)
+        .send()
+        .await
+        .expect("answer")
+        .status()
+        .as_u16()
+}
+
+fn hangup(server: &Server) {
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
+/// Waits until a webhook signed with `secret` gets `status`.
+async fn until(server: &Server, secret: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_signed_with(server, secret).await != status {
+        assert!(Instant::now() < deadline, "{secret} never got {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write secret file");
+}
+
+#[tokio::test]
+async fn sighup_rotates_a_secret_file_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("rotating.secret");
+    write(&secrets, "first\n");
+    let database = dir.path().join("events.db").display().to_string();
+    let source = format!(
+        "[[sources]]\nname = \"rotating\"\nprovider = \"integify\"\nsecret_file = {:?}\n",
+        secrets.display().to_string()
+    );
+    let server = start_binary_with(dir.path(), &database, &source);
+    assert_eq!(status_signed_with(&server, "first").await, 200);
+    assert_eq!(status_signed_with(&server, "second").await, 401);
+
+    // Rotation: both at once, then only the new one.
+    write(&secrets, "first\nsecond\n");
+    hangup(&server);
+    until(&server, "second", 200).await;
+    assert_eq!(status_signed_with(&server, "first").await, 200);
+    write(&secrets, "second\n");
+    hangup(&server);
+    until(&server, "first", 401).await;
+
+    // A configuration that no longer loads changes nothing.
+    std::fs::remove_file(&secrets).expect("remove");
+    hangup(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_signed_with(&server, "second").await, 200);
+}
