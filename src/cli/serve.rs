@@ -1,5 +1,6 @@
 //! `smshook serve`: load the configuration, open the store, bind, and serve
-//! until SIGINT or SIGTERM.
+//! until SIGINT or SIGTERM; on SIGHUP, read the configuration again for new
+//! secrets.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
