@@ -538,10 +538,14 @@ fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<T
                 d.secret_file.as_deref(),
                 env,
             )?;
-            let key = crate::dispatch::http::SigningKey::parse(&secret[0]).context("secret")?;
+            let keys = secret
+                .iter()
+                .map(|s| crate::dispatch::http::SigningKey::parse(s))
+                .collect::<Result<Vec<_>>>()
+                .context("secret")?;
             Ok(Target::Http {
                 url: url.clone(),
-                key,
+                keys,
             })
         }
         (None, Some(subject)) if !subject.trim().is_empty() => Ok(Target::Nats {

@@ -2,7 +2,9 @@
 //! verify with any Standard Webhooks library: `webhook-id` (our event id),
 //! `webhook-timestamp` (Unix seconds) and `webhook-signature:
 //! v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed by the decoded
-//! `whsec_…` secret.
+//! `whsec_…` secret. With several secrets (an application rotating its
+//! own), the header carries one signature per secret, space-separated, as
+//! the spec provides: any one verifying is enough.
 
 use std::fmt;
 use std::time::Duration;
@@ -51,16 +53,22 @@ impl SigningKey {
     }
 }
 
+/// The `webhook-signature` value: each key's signature, space-separated.
+pub fn signatures(keys: &[SigningKey], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let each: Vec<String> = keys.iter().map(|k| k.sign(id, timestamp, body)).collect();
+    each.join(" ")
+}
+
 pub async fn send(
     client: &reqwest::Client,
     url: &str,
-    key: &SigningKey,
+    keys: &[SigningKey],
     timeout: Duration,
     event: &Event,
     now_secs: i64,
 ) -> Answer {
     let body = super::body(event);
-    let signature = key.sign(&event.id, now_secs, &body);
+    let signature = signatures(keys, &event.id, now_secs, &body);
     let sent = client
         .post(url)
         .timeout(timeout)

@@ -114,8 +114,12 @@ pub struct Destination {
 /// Where a destination's events go.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// POST to a URL, signed with a Standard Webhooks key (`whsec_…`).
-    Http { url: String, key: http::SigningKey },
+    /// POST to a URL, signed with each Standard Webhooks key (`whsec_…`):
+    /// two while the application rotates its secret.
+    Http {
+        url: String,
+        keys: Vec<http::SigningKey>,
+    },
     /// Publish to NATS JetStream on a subject built from a template such as
     /// `sms.{source}.{type}`; `stream`, if set, is created when missing.
     Nats {
@@ -433,8 +437,8 @@ impl Worker {
     ) -> (Outcome, Option<u16>, Option<String>) {
         let now_secs = self.clock.now_ms() / 1000;
         let answer = match &d.target {
-            Target::Http { url, key } => {
-                http::send(&self.client, url, key, d.timeout, &due.event, now_secs).await
+            Target::Http { url, keys } => {
+                http::send(&self.client, url, keys, d.timeout, &due.event, now_secs).await
             }
             Target::Nats { subject, stream } => {
                 self.nats

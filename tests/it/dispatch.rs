@@ -159,6 +159,43 @@ async fn a_slow_endpoint_times_out_and_is_retried() {
     assert_eq!(attempts[1].status, Some(200));
 }
 
+/// While the application rotates its secret, a destination holds both and
+/// each delivery carries a signature for each (Standard Webhooks' way), so
+/// the application verifies with either.
+#[tokio::test(start_paused = true)]
+async fn a_destination_with_two_secrets_signs_with_both() {
+    const NEW: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHMtb25seQ==";
+    let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
+    let mut receiver = TestReceiver::start(vec![]).await;
+    let mut destination = receiver.destination("app", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("app.secret");
+    std::fs::write(&file, format!("{}\n{NEW}\n", crate::receiver::SECRET)).expect("write");
+    let toml = format!(
+        "[[sources]]\nname='integify'\nprovider='integify'\nsecrets=['s']\n\
+         [[destinations]]\nname='app'\nurl={:?}\nsecret_file={:?}\n",
+        receiver.url,
+        file.display().to_string()
+    );
+    std::fs::write(dir.path().join("c.toml"), toml).expect("config");
+    let config = smshook::config::Config::load(&smshook::config::Overrides {
+        config_file: Some(dir.path().join("c.toml")),
+        listen: None,
+        database: None,
+        env: &|_| None,
+    })
+    .expect("config loads");
+    destination.target = config.destinations[0].target.clone();
+    stored_event(&store, "app").await;
+    let (stop, task) = start(&store, &[destination]);
+    receiver
+        .next()
+        .await
+        .assert_signed_by(&[crate::receiver::SECRET, NEW]);
+    stop.notify_one();
+    task.await.expect("dispatcher");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_endpoint_is_recorded_with_its_cause() {
     let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
@@ -171,7 +208,9 @@ async fn an_unreachable_endpoint_is_recorded_with_its_cause() {
     let mut destination = receiver.destination("app", &[]);
     destination.target = smshook::dispatch::Target::Http {
         url,
-        key: smshook::dispatch::http::SigningKey::parse(crate::receiver::SECRET).expect("key"),
+        keys: vec![
+            smshook::dispatch::http::SigningKey::parse(crate::receiver::SECRET).expect("key"),
+        ],
     };
     stored_event(&store, "app").await;
     let (stop, task) = start(&store, &[destination]);

@@ -40,13 +40,24 @@ impl Received {
 
     /// Checks the Standard Webhooks signature against `SECRET`.
     pub fn assert_signed(&self) {
+        self.assert_signed_by(&[SECRET]);
+    }
+
+    /// Checks that the signature header holds one signature per secret, in
+    /// order, each verifying as a Standard Webhooks library would.
+    pub fn assert_signed_by(&self, secrets: &[&str]) {
         let header = |n: &str| self.headers[n].to_str().expect("ascii").to_string();
         let ts: i64 = header("webhook-timestamp").parse().expect("timestamp");
-        let expected =
-            SigningKey::parse(SECRET)
-                .expect("key")
-                .sign(&header("webhook-id"), ts, &self.body);
-        assert_eq!(header("webhook-signature"), expected);
+        let signatures = header("webhook-signature");
+        let each: Vec<&str> = signatures.split(' ').collect();
+        assert_eq!(each.len(), secrets.len(), "{signatures}");
+        for (signature, secret) in each.iter().zip(secrets) {
+            let expected =
+                SigningKey::parse(secret)
+                    .expect("key")
+                    .sign(&header("webhook-id"), ts, &self.body);
+            assert_eq!(*signature, expected);
+        }
     }
 }
 
@@ -76,7 +87,7 @@ impl TestReceiver {
             name: name.into(),
             target: Target::Http {
                 url: self.url.clone(),
-                key: SigningKey::parse(SECRET).expect("key"),
+                keys: vec![SigningKey::parse(SECRET).expect("key")],
             },
             filter: Filter::default(),
             timeout: Duration::from_secs(5),
