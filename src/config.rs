@@ -420,6 +420,7 @@ fn check_name(name: &str) -> Result<()> {
 
 fn source_secrets(s: &SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Secret>> {
     let values = secret_values(
+        "secrets",
         s.secrets.as_deref(),
         s.secret_env.as_deref(),
         s.secret_file.as_deref(),
@@ -428,9 +429,10 @@ fn source_secrets(s: &SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     Ok(values.into_iter().map(Secret::new).collect())
 }
 
-/// The secrets given by exactly one of a list, an environment variable
-/// (comma-separated) or a file (one per line).
+/// The secrets given by exactly one of the config key `inline` (`list`), an
+/// environment variable (comma-separated) or a file (one per line).
 fn secret_values(
+    inline: &str,
     list: Option<&[String]>,
     var: Option<&str>,
     file: Option<&Path>,
@@ -448,10 +450,10 @@ fn secret_values(
                 .with_context(|| format!("secret_file: cannot read {}", path.display()))?;
             split_list(&text, '\n')
         }
-        _ => bail!("exactly one of secrets, secret_env or secret_file must be set"),
+        _ => bail!("exactly one of {inline}, secret_env or secret_file must be set"),
     };
     if values.is_empty() || values.iter().any(|v| v.is_empty()) {
-        bail!("secrets: at least one non-empty secret is needed");
+        bail!("{inline}: at least one non-empty secret is needed");
     }
     Ok(values)
 }
@@ -533,6 +535,7 @@ fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<T
             }
             let single = d.secret.clone().map(|s| vec![s]);
             let secret = secret_values(
+                "secret",
                 single.as_deref(),
                 d.secret_env.as_deref(),
                 d.secret_file.as_deref(),
@@ -729,6 +732,13 @@ mod tests {
         assert!(e.contains("tls_key"), "{e}");
         let e = err("tls_key = 'privkey.pem'");
         assert!(e.contains("tls_cert"), "{e}");
+        let e = err(
+            "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\n[[destinations]]\nname='app'\nurl='http://x/h'",
+        );
+        assert!(
+            e.contains("destinations[0]") && e.contains("exactly one of secret, secret_env"),
+            "{e}"
+        );
         for memory in ["database = ':memory:'", "database = 'sqlite://:memory:'"] {
             let e = err(memory);
             assert!(e.contains("database") && e.contains("in-memory"), "{e}");
