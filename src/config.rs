@@ -305,7 +305,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
 /// Shortest retention: providers retry an unanswered event for up to 12
 /// hours (TextUs; MsGine about 7), and a retry of an event already deleted
 /// would be stored again, as new.
-pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Longest retention short of "forever" (a cutoff before year 0000 could
 /// not be written as RFC 3339).

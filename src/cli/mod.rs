@@ -126,11 +126,12 @@ fn no_transparent_huge_pages() {
 type OpenFiles = Option<(u64, u64)>;
 
 /// Raises this process's soft limit on open files to its hard limit, as Go's
-/// runtime and nginx do (the server and the load generator alike). Every connection takes a file descriptor, and the
-/// soft limit a service manager often starts a process with, 1024 (systemd's
-/// default, with a hard limit of 524,288), would stop accepts at about a
-/// thousand concurrent connections: a provider draining its retry queue
-/// after an outage opens hundreds at once.
+/// runtime and nginx do (the server and the load generator alike). Every
+/// connection takes a file descriptor, and the soft limit a service manager
+/// often starts a process with, 1024 (systemd's default, with a hard limit
+/// of 524,288), would stop accepts at about a thousand concurrent
+/// connections: a provider draining its retry queue after an outage opens
+/// hundreds at once.
 fn raise_open_file_limit() -> OpenFiles {
     #[cfg(target_os = "linux")]
     {

@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::providers::{self, Provider, SampleIds};
 use crate::signature::{Secret, sign_hex};
+use crate::tls_client::{Verify, client_config};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -86,22 +87,15 @@ pub async fn send(args: &SendArgs) -> Result<ExitCode> {
     })
 }
 
-/// An HTTP client trusting the system's roots, and `ca`'s certificates.
+/// An HTTP client trusting the system's roots, or `ca`'s certificates: the
+/// same rustls settings as `bench` (`tls_client`).
 fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(path) = ca {
-        let pem =
-            std::fs::read(path).with_context(|| format!("--ca: cannot read {}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("--ca: {} is not PEM certificates", path.display()))?;
-        if certs.is_empty() {
-            bail!("--ca: {} holds no certificate", path.display());
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().context("building the HTTP client")
+    let roots = ca.map(|path| (path.display().to_string(), "--ca"));
+    let tls = client_config(Verify::Roots(roots))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .context("building the HTTP client")
 }
 
 pub fn sign(args: &SignArgs) -> Result<ExitCode> {

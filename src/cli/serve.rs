@@ -35,7 +35,7 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     tokio::spawn(reload_secrets(
         args.clone(),
         app.clone(),
-        config.secret_files.clone(),
+        secret_files(&config),
     ));
     http::run_tls(listener, app, tls, shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");
@@ -92,6 +92,15 @@ async fn reload_secrets(args: ConfigArgs, app: App, files: Vec<PathBuf>) {
             }
         }
     }
+}
+
+/// The files whose change reloads secrets: those holding secrets, but the
+/// TLS key, which `http::tls` reads again itself.
+#[cfg(unix)]
+fn secret_files(config: &Config) -> Vec<PathBuf> {
+    let tls_key = config.tls.as_ref().map(|t| &t.key);
+    let files = config.secret_files.iter();
+    files.filter(|f| Some(*f) != tls_key).cloned().collect()
 }
 
 /// When each of `files` was last modified (`None`: unreadable).

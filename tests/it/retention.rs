@@ -47,12 +47,7 @@ async fn pass(store: &Arc<dyn Store>, cutoff: &str, limit: u32) -> u64 {
 }
 
 async fn a_pass_deletes_old_events_and_keeps_what_is_still_needed(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = match &backend {
-        Backend::Sqlite => dir.path().join("r.db").display().to_string(),
-        Backend::Postgres(url) => url.clone(),
-    };
-    let store = open_url(&url, 1000).await;
+    let (store, _dir) = crate::storage::open(&backend).await;
     let with_delivery = |mut e: NewEvent| {
         e.destinations = vec!["app".into()];
         e

@@ -14,7 +14,9 @@ crate::on_both_backends!(
     closed_store_refuses_writes
 );
 
-async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
+/// A fresh store on `backend` (SQLite in a temporary directory, kept alive
+/// by the returned guard).
+pub async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = match backend {
         Backend::Sqlite => dir.path().join("s.db").display().to_string(),

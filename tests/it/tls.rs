@@ -12,7 +12,7 @@ use smshook::http::tls::Certificates;
 use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
-use crate::durability::{serve_command, start};
+use crate::durability::{Server, serve_command, start};
 use crate::support::{provider, secret_for};
 
 /// A self-signed certificate for 127.0.0.1, or `None` (said on stderr).
@@ -49,18 +49,24 @@ fn self_signed(dir: &Path, name: &str) -> Option<TlsFiles> {
     }
 }
 
-#[tokio::test]
-async fn the_binary_serves_webhooks_over_https() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let Some(files) = self_signed(dir.path(), "server") else {
-        return;
-    };
-    let database = dir.path().join("events.db").display().to_string();
-    let mut command = serve_command(dir.path(), &database, "");
+/// The binary serving HTTPS with a fresh self-signed certificate, its files
+/// and its database; `None` without openssl (said on stderr).
+fn https_binary(dir: &Path) -> Option<(Server, TlsFiles, String)> {
+    let files = self_signed(dir, "server")?;
+    let database = dir.join("events.db").display().to_string();
+    let mut command = serve_command(dir, &database, "");
     command
         .env("SMSHOOK_TLS_CERT", &files.cert)
         .env("SMSHOOK_TLS_KEY", &files.key);
-    let server = start(command);
+    Some((start(command), files, database))
+}
+
+#[tokio::test]
+async fn the_binary_serves_webhooks_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((server, files, _)) = https_binary(dir.path()) else {
+        return;
+    };
 
     let pem = std::fs::read(&files.cert).expect("cert");
     let client = reqwest::Client::builder()
@@ -117,15 +123,9 @@ async fn the_binary_serves_webhooks_over_https() {
 #[test]
 fn bench_measures_a_server_over_https() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(files) = self_signed(dir.path(), "server") else {
+    let Some((server, files, database)) = https_binary(dir.path()) else {
         return;
     };
-    let database = dir.path().join("events.db").display().to_string();
-    let mut command = serve_command(dir.path(), &database, "");
-    command
-        .env("SMSHOOK_TLS_CERT", &files.cert)
-        .env("SMSHOOK_TLS_KEY", &files.key);
-    let server = start(command);
     let url = format!("https://{}/webhooks/integify", server.addr);
     let bench = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_smshook"))
