@@ -37,6 +37,9 @@ pub struct Config {
     /// Longest a connection may take to send a request head; kept-alive
     /// connections idle this long are closed (`http::serve`).
     pub idle_timeout: Duration,
+    /// How often the TLS files and the files holding secrets are checked
+    /// for changes (`cli::serve`, `http::tls`).
+    pub file_check_interval: Duration,
     pub request_log_max_rows: u64,
     /// How long stored events are kept; `None`: forever (`retention`).
     pub retention: Option<Duration>,
@@ -83,6 +86,8 @@ struct FileConfig {
     ack_deadline: Duration,
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    file_check_interval: Duration,
     request_log: RequestLogFile,
     retention: String,
     trusted_proxies: Vec<String>,
@@ -249,18 +254,15 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
             .context("SMSHOOK_MAX_BODY_BYTES: expected a number of bytes")?,
         None => raw.max_body_bytes,
     };
-    let ack_deadline = match env("SMSHOOK_ACK_DEADLINE") {
-        Some(v) => humantime::parse_duration(&v)
-            .context("SMSHOOK_ACK_DEADLINE: expected a duration such as 4s")?,
-        None => raw.ack_deadline,
-    };
-    let idle_timeout = match env("SMSHOOK_IDLE_TIMEOUT") {
-        Some(v) => humantime::parse_duration(&v)
-            .context("SMSHOOK_IDLE_TIMEOUT: expected a duration such as 130s")?,
-        None => raw.idle_timeout,
-    };
+    let ack_deadline = duration(env, "SMSHOOK_ACK_DEADLINE", raw.ack_deadline)?;
+    let idle_timeout = duration(env, "SMSHOOK_IDLE_TIMEOUT", raw.idle_timeout)?;
     if idle_timeout.is_zero() {
         bail!("idle_timeout: must be longer than 0s");
+    }
+    let file_check_interval =
+        duration(env, "SMSHOOK_FILE_CHECK_INTERVAL", raw.file_check_interval)?;
+    if file_check_interval < Duration::from_secs(1) {
+        bail!("file_check_interval: must be at least 1s");
     }
     let sources = if from_file {
         file_sources(raw.sources, env)?
@@ -288,6 +290,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         max_body_bytes,
         ack_deadline,
         idle_timeout,
+        file_check_interval,
         request_log_max_rows: raw.request_log.max_rows,
         retention,
         sources,
@@ -300,6 +303,16 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         secret_files: Vec::new(),
         tls,
     })
+}
+
+/// The duration in the environment variable `var` when it is set, else
+/// the file's.
+fn duration(env: &dyn Fn(&str) -> Option<String>, var: &str, file: Duration) -> Result<Duration> {
+    match env(var) {
+        Some(v) => humantime::parse_duration(v.trim())
+            .with_context(|| format!("{var}: {v:?} is not a duration such as 30s")),
+        None => Ok(file),
+    }
 }
 
 /// Shortest retention: providers retry an unanswered event for up to 12
@@ -609,7 +622,27 @@ mod tests {
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.idle_timeout, Duration::from_secs(130));
+        assert_eq!(c.file_check_interval, Duration::from_secs(60));
         assert_eq!(c.retention, None, "events are kept forever by default");
+    }
+
+    #[test]
+    fn durations_come_from_the_environment_first_and_bad_ones_are_named() {
+        let vars = [
+            ("SMSHOOK_FILE_CHECK_INTERVAL", "5s"),
+            ("SMSHOOK_ACK_DEADLINE", " 2s "),
+        ];
+        let c = load(Some("file_check_interval = '10m'"), &vars).expect("loads");
+        assert_eq!(c.file_check_interval, Duration::from_secs(5));
+        assert_eq!(c.ack_deadline, Duration::from_secs(2));
+        let e = load(None, &[("SMSHOOK_IDLE_TIMEOUT", "soon")]).expect_err("refused");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("SMSHOOK_IDLE_TIMEOUT") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load(Some("file_check_interval = '500ms'"), &[]).expect_err("refused");
+        assert!(format!("{e:#}").contains("file_check_interval"), "{e:#}");
     }
 
     #[test]

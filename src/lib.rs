@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+pub mod file_stamp;
 pub mod http;
 pub mod ingest;
 pub mod log_throttle;

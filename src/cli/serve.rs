@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
@@ -13,6 +12,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::ConfigArgs;
 use crate::config::Config;
+#[cfg(unix)]
+use crate::file_stamp::stamps;
 use crate::http::{self, App};
 use crate::store::{self, StoreOptions};
 
@@ -32,11 +33,7 @@ pub async fn serve(args: &ConfigArgs) -> Result<ExitCode> {
     announce_open_files(open_files);
     let app = App::new(&config, store);
     #[cfg(unix)]
-    tokio::spawn(reload_secrets(
-        args.clone(),
-        app.clone(),
-        secret_files(&config),
-    ));
+    tokio::spawn(reload_secrets(args.clone(), app.clone(), &config));
     http::run_tls(listener, app, tls, shutdown_signal()).await?;
     tracing::info!("stopped; every acknowledged event is committed");
     Ok(ExitCode::SUCCESS)
@@ -50,46 +47,50 @@ fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
     };
     let certificates = http::tls::Certificates::load(files)?;
     let acceptor = certificates.acceptor()?;
-    tokio::spawn(certificates.watch());
+    tokio::spawn(certificates.watch(config.file_check_interval));
     Ok(Some(acceptor))
 }
 
-/// How often the files holding secrets are checked for changes.
-#[cfg(unix)]
-const SECRET_FILES_CHECKED: Duration = Duration::from_secs(60);
-
 /// Loads the configuration again on SIGHUP, and when a file holding secrets
 /// changes (a `secret_file`, or the config file with secrets written in it;
-/// checked once a minute), and gives the running sources their new secrets
-/// (`App::reload_secrets`). A configuration that no longer loads is logged
-/// and changes nothing.
+/// checked every `file_check_interval`), and gives the running sources their
+/// new secrets (`App::reload_secrets`). A configuration that no longer loads
+/// is logged and changes nothing. The files watched are those of the last
+/// configuration loaded, so a `secret_file` named by a reload is watched
+/// from then on.
 #[cfg(unix)]
-async fn reload_secrets(args: ConfigArgs, app: App, files: Vec<PathBuf>) {
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(e) => {
-            tracing::warn!(error = %e, "no SIGHUP handler: secrets are read again only on restart");
-            return;
-        }
-    };
-    let mut seen = modified(&files);
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => tracing::info!("SIGHUP: reading the configuration again"),
-            () = tokio::time::sleep(SECRET_FILES_CHECKED) => {
-                let now = modified(&files);
-                if now == seen {
-                    continue;
-                }
-                tracing::info!("a file holding secrets changed: reading the configuration again");
-            }
-        }
-        seen = modified(&files);
-        match args.load() {
-            Ok(config) => app.reload_secrets(&config),
+fn reload_secrets(args: ConfigArgs, app: App, config: &Config) -> impl Future<Output = ()> + use<> {
+    let every = config.file_check_interval;
+    let mut files = secret_files(config);
+    async move {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "configuration not reloaded; the secrets in use stay")
+                tracing::warn!(error = %e, "no SIGHUP handler: secrets are read again only on restart");
+                return;
             }
+        };
+        let mut seen = stamps(&files);
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => tracing::info!("SIGHUP: reading the configuration again"),
+                () = tokio::time::sleep(every) => {
+                    if stamps(&files) == seen {
+                        continue;
+                    }
+                    tracing::info!("a file holding secrets changed: reading the configuration again");
+                }
+            }
+            match args.load() {
+                Ok(config) => {
+                    app.reload_secrets(&config);
+                    files = secret_files(&config);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "configuration not reloaded; the secrets in use stay")
+                }
+            }
+            seen = stamps(&files);
         }
     }
 }
@@ -101,15 +102,6 @@ fn secret_files(config: &Config) -> Vec<PathBuf> {
     let tls_key = config.tls.as_ref().map(|t| &t.key);
     let files = config.secret_files.iter();
     files.filter(|f| Some(*f) != tls_key).cloned().collect()
-}
-
-/// When each of `files` was last modified (`None`: unreadable).
-#[cfg(unix)]
-fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
 }
 
 pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {

@@ -1,13 +1,13 @@
 //! HTTPS without a proxy: TLS termination by rustls, from a PEM certificate
 //! chain and private key (`tls_cert`, `tls_key`). The files are read again
-//! when they change, checked once a minute, so a renewal (certbot, an ACME
-//! client) takes effect without a restart; a renewal that cannot be read
-//! is logged and the certificate in use stays.
+//! when they change (checked every `file_check_interval`), so a renewal
+//! (certbot, an ACME client) takes effect without a restart; a renewal that
+//! cannot be read is logged and the certificate in use stays.
 
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rustls::crypto::CryptoProvider;
@@ -16,9 +16,7 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
-
-/// How often the files are checked for a renewal.
-const RELOAD_CHECK: Duration = Duration::from_secs(60);
+use crate::file_stamp::{FileStamp, stamps};
 
 /// The certificate in use, and the files it came from.
 #[derive(Debug)]
@@ -32,7 +30,7 @@ pub struct Certificates {
 struct Loaded {
     key: Arc<CertifiedKey>,
     /// Modification times of the certificate and key files when read.
-    stamp: (Option<SystemTime>, Option<SystemTime>),
+    stamp: Vec<Option<FileStamp>>,
 }
 
 impl ResolvesServerCert for Certificates {
@@ -64,10 +62,10 @@ impl Certificates {
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 
-    /// Checks the files once a minute, forever, and reads them again when
-    /// either has changed.
-    pub async fn watch(self: Arc<Self>) {
-        let mut every = tokio::time::interval(RELOAD_CHECK);
+    /// Checks the files every `interval` (`file_check_interval`), forever,
+    /// and reads them again when either has changed.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut every = tokio::time::interval(interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
@@ -109,9 +107,8 @@ impl Certificates {
     }
 }
 
-fn stamp(files: &TlsFiles) -> (Option<SystemTime>, Option<SystemTime>) {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (modified(&files.cert), modified(&files.key))
+fn stamp(files: &TlsFiles) -> Vec<Option<FileStamp>> {
+    stamps(&[&files.cert, &files.key])
 }
 
 fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<Loaded> {

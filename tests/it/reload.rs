@@ -1,7 +1,8 @@
 //! Secrets rotated while serving: on SIGHUP the binary reads its
 //! configuration again and running sources take their new secrets, with no
 //! restart and so no moment in which webhooks are refused; a configuration
-//! that no longer loads changes nothing.
+//! that no longer loads changes nothing. A rewritten secret file is also
+//! noticed with no signal (checked every `file_check_interval`, 1 s here).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
-use crate::durability::{Server, start_binary_with};
+use crate::durability::{Server, serve_command, start, start_binary_with};
 use crate::support::provider;
 
 /// The status of a fresh Integify webhook to `/webhooks/rotating`, signed
@@ -78,4 +79,57 @@ async fn sighup_rotates_a_secret_file_without_a_restart() {
     hangup(&server);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status_signed_with(&server, "second").await, 200);
+}
+
+/// The binary with the source `rotating` reading `secrets`, checking files
+/// for changes every second.
+fn start_watching(dir: &Path, secrets: &Path) -> Server {
+    let database = dir.join("events.db").display().to_string();
+    let mut command = serve_command(dir, &database, &rotating_source(secrets));
+    command.env("SMSHOOK_FILE_CHECK_INTERVAL", "1s");
+    start(command)
+}
+
+fn rotating_source(secrets: &Path) -> String {
+    format!(
+        "[[sources]]\nname = \"rotating\"\nprovider = \"integify\"\nsecret_file = {:?}\n",
+        secrets.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn a_rewritten_secret_file_is_picked_up_with_no_signal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("rotating.secret");
+    write(&secrets, "first\n");
+    let server = start_watching(dir.path(), &secrets);
+    assert_eq!(status_signed_with(&server, "first").await, 200);
+
+    write(&secrets, "second\n");
+    until(&server, "second", 200).await;
+    assert_eq!(status_signed_with(&server, "first").await, 401);
+}
+
+#[tokio::test]
+async fn a_secret_file_named_by_a_reload_is_watched_from_then_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (dir.path().join("old.secret"), dir.path().join("new.secret"));
+    write(&old, "first\n");
+    write(&new, "second\n");
+    let server = start_watching(dir.path(), &old);
+    assert_eq!(status_signed_with(&server, "first").await, 200);
+
+    // The config now names the other file: read on SIGHUP...
+    let config = dir.path().join("smshook.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let renamed = text.replace(&rotating_source(&old), &rotating_source(&new));
+    assert_ne!(text, renamed, "the source's secret_file is in the config");
+    write(&config, &renamed);
+    hangup(&server);
+    until(&server, "second", 200).await;
+
+    // ...and watched: its next change needs no signal.
+    write(&new, "third\n");
+    until(&server, "third", 200).await;
+    assert_eq!(status_signed_with(&server, "second").await, 401);
 }

@@ -228,6 +228,7 @@ impl TestApp {
             max_body_bytes: o.max_body_bytes,
             ack_deadline: o.ack_deadline,
             idle_timeout: o.idle_timeout,
+            file_check_interval: Duration::from_secs(60),
             request_log_max_rows: o.request_log_max_rows,
             retention: None,
             sources: all_sources(),
