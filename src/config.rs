@@ -559,10 +559,7 @@ fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<T
                 .map(|s| crate::dispatch::http::SigningKey::parse(s))
                 .collect::<Result<Vec<_>>>()
                 .context("secret")?;
-            Ok(Target::Http {
-                url: url.clone(),
-                keys,
-            })
+            Ok(Target::http(url, keys))
         }
         (None, Some(subject)) if !subject.trim().is_empty() => Ok(Target::Nats {
             subject: subject.clone(),

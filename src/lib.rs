@@ -16,5 +16,6 @@ pub mod optout;
 pub mod providers;
 pub mod retention;
 pub mod signature;
+pub mod snapshot;
 pub mod store;
 pub mod tls_client;

@@ -22,7 +22,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// A Standard Webhooks signing key (the bytes behind `whsec_`). `Debug`
 /// never shows it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey(Vec<u8>);
 
 impl fmt::Debug for SigningKey {

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::event::{Event, NewEvent, format_time};
 use crate::log_throttle::Throttle;
+use crate::snapshot::{Reload, Snapshot};
 use crate::store::{AttemptRecord, DeliveryUpdate, DueDelivery, Store};
 
 pub mod http;
@@ -115,10 +116,12 @@ pub struct Destination {
 #[derive(Debug, Clone)]
 pub enum Target {
     /// POST to a URL, signed with each Standard Webhooks key (`whsec_…`):
-    /// two while the application rotates its secret.
+    /// two while the application rotates its secret. The keys can be
+    /// replaced while serving ([`reload_keys`]); every clone of the
+    /// destination shares them.
     Http {
         url: String,
-        keys: Vec<http::SigningKey>,
+        keys: Arc<Snapshot<Vec<http::SigningKey>>>,
     },
     /// Publish to NATS JetStream on a subject built from a template such as
     /// `sms.{source}.{type}`; `stream`, if set, is created when missing.
@@ -126,6 +129,68 @@ pub enum Target {
         subject: String,
         stream: Option<String>,
     },
+}
+
+impl Target {
+    pub fn http(url: impl Into<String>, keys: Vec<http::SigningKey>) -> Self {
+        Target::Http {
+            url: url.into(),
+            keys: Arc::new(Snapshot::new(keys)),
+        }
+    }
+
+    /// The same place, whatever the keys.
+    fn same_place(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Http { url: a, .. }, Target::Http { url: b, .. }) => a == b,
+            (
+                Target::Nats { subject, stream },
+                Target::Nats {
+                    subject: other_subject,
+                    stream: other_stream,
+                },
+            ) => subject == other_subject && stream == other_stream,
+            _ => false,
+        }
+    }
+}
+
+/// Gives each running HTTP destination the signing keys that `config`
+/// gives the destination of the same name, place, filters and schedule. A
+/// destination added, removed or changed in another way needs a restart
+/// (events are routed, and attempts counted, by the destinations at
+/// start-up).
+pub fn reload_keys(running: &[Destination], config: &[Destination]) -> Reload {
+    let mut reload = Reload::default();
+    for new in config {
+        match running.iter().find(|d| d.name == new.name) {
+            Some(old) if same_but_keys(old, new) => {
+                if let (Target::Http { keys: in_use, .. }, Target::Http { keys, .. }) =
+                    (&old.target, &new.target)
+                {
+                    let keys = keys.current();
+                    if in_use.current() != keys {
+                        reload.changed.push((new.name.clone(), keys.len()));
+                        in_use.replace(keys.to_vec());
+                    }
+                }
+            }
+            _ => reload.need_restart.push(new.name.clone()),
+        }
+    }
+    for old in running {
+        if !config.iter().any(|d| d.name == old.name) {
+            reload.need_restart.push(old.name.clone());
+        }
+    }
+    reload.sorted()
+}
+
+fn same_but_keys(a: &Destination, b: &Destination) -> bool {
+    a.target.same_place(&b.target)
+        && a.filter == b.filter
+        && a.timeout == b.timeout
+        && a.schedule == b.schedule
 }
 
 /// What the destination answered.
@@ -141,7 +206,7 @@ pub enum Answer {
 }
 
 /// Which events a destination wants; an empty list means any.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub sources: Vec<String>,
     pub types: Vec<String>,
@@ -438,7 +503,8 @@ impl Worker {
         let now_secs = self.clock.now_ms() / 1000;
         let answer = match &d.target {
             Target::Http { url, keys } => {
-                http::send(&self.client, url, keys, d.timeout, &due.event, now_secs).await
+                let keys = keys.current();
+                http::send(&self.client, url, &keys, d.timeout, &due.event, now_secs).await
             }
             Target::Nats { subject, stream } => {
                 self.nats
@@ -501,6 +567,61 @@ pub fn body(event: &Event) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn http_destination(name: &str, url: &str, secrets: &[&str]) -> Destination {
+        let keys = secrets.iter().map(|s| key(s)).collect();
+        Destination {
+            name: name.into(),
+            target: Target::http(url, keys),
+            filter: Filter::default(),
+            timeout: Duration::from_secs(10),
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+        }
+    }
+
+    fn key(secret: &str) -> http::SigningKey {
+        use base64::Engine;
+        let bytes = format!("{secret:0>16}");
+        http::SigningKey::parse(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            .expect("key")
+    }
+
+    fn keys(d: &Destination) -> Arc<Vec<http::SigningKey>> {
+        match &d.target {
+            Target::Http { keys, .. } => keys.current(),
+            Target::Nats { .. } => panic!("not HTTP"),
+        }
+    }
+
+    #[test]
+    fn a_reload_replaces_signing_keys_and_only_those() {
+        let running = vec![
+            http_destination("app", "http://app/hooks", &["old"]),
+            http_destination("crm", "http://crm/hooks", &["c"]),
+            http_destination("gone", "http://gone/hooks", &["g"]),
+        ];
+        // What the dispatcher holds: clones, sharing the keys.
+        let dispatcher_copy = running[0].clone();
+        let mut moved = http_destination("crm", "http://crm.new/hooks", &["c2"]);
+        moved.filter.types = vec!["message.failed".into()];
+        let config = vec![
+            http_destination("app", "http://app/hooks", &["old", "new"]),
+            moved,
+            http_destination("added", "http://added/hooks", &["a"]),
+        ];
+        let reload = reload_keys(&running, &config);
+        assert_eq!(reload.changed, vec![("app".to_string(), 2)]);
+        assert_eq!(reload.need_restart, ["added", "crm", "gone"]);
+        assert_eq!(*keys(&dispatcher_copy), vec![key("old"), key("new")]);
+        assert_eq!(
+            *keys(&running[1]),
+            vec![key("c")],
+            "a moved destination keeps its keys"
+        );
+
+        let again = reload_keys(&running, &config[..1]);
+        assert!(again.changed.is_empty(), "{again:?}");
+    }
 
     #[test]
     fn backoff_follows_the_schedule_with_bounded_jitter_and_retry_after() {

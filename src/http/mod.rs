@@ -104,19 +104,27 @@ impl App {
         }))
     }
 
-    /// Gives running sources the secrets of a configuration loaded again
-    /// (SIGHUP, or a changed secret file), and logs what changed and what
-    /// only a restart applies.
+    /// Gives running sources their secrets, and HTTP destinations their
+    /// signing keys, from a configuration loaded again (SIGHUP, or a
+    /// changed secret file), and logs what changed and what only a restart
+    /// applies.
     pub fn reload_secrets(&self, config: &Config) {
-        let reload = self.sources.reload(config);
-        for (source, secrets) in &reload.changed {
+        let sources = self.sources.reload(config);
+        let destinations = crate::dispatch::reload_keys(&self.destinations, &config.destinations);
+        for (source, secrets) in &sources.changed {
             tracing::info!(%source, secrets, "secrets reloaded");
         }
-        if reload.changed.is_empty() {
-            tracing::info!("configuration read again: no source's secrets changed");
+        for (destination, secrets) in &destinations.changed {
+            tracing::info!(%destination, secrets, "destination's signing secrets reloaded");
         }
-        if !reload.need_restart.is_empty() {
-            tracing::warn!(sources = %reload.need_restart.join(", "), "sources added, removed or given another provider: restart smshook to apply");
+        if sources.changed.is_empty() && destinations.changed.is_empty() {
+            tracing::info!("configuration read again: no secret changed");
+        }
+        if !sources.need_restart.is_empty() {
+            tracing::warn!(sources = %sources.need_restart.join(", "), "sources added, removed or given another provider: restart smshook to apply");
+        }
+        if !destinations.need_restart.is_empty() {
+            tracing::warn!(destinations = %destinations.need_restart.join(", "), "destinations added, removed or changed other than their secrets: restart smshook to apply");
         }
     }
 }

@@ -4,23 +4,13 @@
 //! with no gap in which a provider's webhooks are refused.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::config::{Config, Source};
+use crate::snapshot::{Reload, Snapshot};
 
 /// Sources by name, as they appear in `/webhooks/<name>`.
-pub struct Sources(RwLock<Arc<HashMap<String, Source>>>);
-
-/// What a reload changed, and what it could not.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reload {
-    /// Sources whose secrets changed, with how many they have now.
-    pub changed: Vec<(String, usize)>,
-    /// Sources added, removed or given another provider: a restart applies
-    /// those (the metrics and the routes are set up for the sources at
-    /// start-up).
-    pub need_restart: Vec<String>,
-}
+pub struct Sources(Snapshot<HashMap<String, Source>>);
 
 impl Sources {
     pub fn new(sources: &[Source]) -> Self {
@@ -28,17 +18,19 @@ impl Sources {
             .iter()
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
-        Self(RwLock::new(Arc::new(map)))
+        Self(Snapshot::new(map))
     }
 
     /// The sources now. A request keeps the snapshot it took: a reload
     /// meanwhile applies from the next request on.
     pub fn current(&self) -> Arc<HashMap<String, Source>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.current()
     }
 
     /// Gives each source the secrets `config` has for the source of the
-    /// same name and provider.
+    /// same name and provider. Sources added, removed or given another
+    /// provider need a restart (the metrics and the routes are set up for
+    /// the sources at start-up).
     pub fn reload(&self, config: &Config) -> Reload {
         let mut map = (*self.current()).clone();
         let mut reload = Reload::default();
@@ -58,10 +50,8 @@ impl Sources {
                 reload.need_restart.push(name.clone());
             }
         }
-        reload.changed.sort();
-        reload.need_restart.sort();
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
-        reload
+        self.0.replace(map);
+        reload.sorted()
     }
 }
 

@@ -206,12 +206,10 @@ async fn an_unreachable_endpoint_is_recorded_with_its_cause() {
     drop(closed); // nothing listens there now
     let receiver = TestReceiver::start(vec![]).await;
     let mut destination = receiver.destination("app", &[]);
-    destination.target = smshook::dispatch::Target::Http {
+    destination.target = smshook::dispatch::Target::http(
         url,
-        keys: vec![
-            smshook::dispatch::http::SigningKey::parse(crate::receiver::SECRET).expect("key"),
-        ],
-    };
+        vec![smshook::dispatch::http::SigningKey::parse(crate::receiver::SECRET).expect("key")],
+    );
     stored_event(&store, "app").await;
     let (stop, task) = start(&store, &[destination]);
     let dead = loop {

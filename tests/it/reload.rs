@@ -3,6 +3,7 @@
 //! restart and so no moment in which webhooks are refused; a configuration
 //! that no longer loads changes nothing. A rewritten secret file is also
 //! noticed with no signal (checked every `file_check_interval`, 1 s here).
+//! Destinations take their new signing secrets the same way.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
-use crate::durability::{Server, serve_command, start, start_binary_with};
+use crate::durability::{Server, send_event, serve_command, start, start_binary_with};
+use crate::receiver::{SECRET, TestReceiver};
 use crate::support::provider;
 
 /// The status of a fresh Integify webhook to `/webhooks/rotating`, signed
@@ -132,4 +134,50 @@ async fn a_secret_file_named_by_a_reload_is_watched_from_then_on() {
     write(&new, "third\n");
     until(&server, "third", 200).await;
     assert_eq!(status_signed_with(&server, "second").await, 401);
+}
+
+/// A second Standard Webhooks secret for the application's rotation.
+const NEXT_SECRET: &str = "whsec_c2Vjb25kLXRlc3Qta2V5LTI0Ynl0ZXMh";
+
+/// Stores fresh events until one reaches `receiver` signed by exactly
+/// `secrets` (the reload has applied).
+async fn until_signed_by(server: &Server, receiver: &mut TestReceiver, secrets: &[&str]) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = send_event(&client, &server.addr).await.expect("answer");
+        assert_eq!(answer.status(), 200);
+        if receiver.next().await.signed_by(secrets) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never signed by {} secrets",
+            secrets.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sighup_rotates_a_destinations_signing_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut receiver = TestReceiver::start(vec![]).await;
+    let keys = dir.path().join("app.whsec");
+    write(&keys, &format!("{SECRET}\n"));
+    let destination = format!(
+        "[[destinations]]\nname = \"app\"\nurl = {:?}\nsecret_file = {:?}\n",
+        receiver.url,
+        keys.display().to_string()
+    );
+    let database = dir.path().join("events.db").display().to_string();
+    let server = start_binary_with(dir.path(), &database, &destination);
+    until_signed_by(&server, &mut receiver, &[SECRET]).await;
+
+    // The application's rotation: both secrets, then the new one alone.
+    write(&keys, &format!("{SECRET}\n{NEXT_SECRET}\n"));
+    hangup(&server);
+    until_signed_by(&server, &mut receiver, &[SECRET, NEXT_SECRET]).await;
+    write(&keys, &format!("{NEXT_SECRET}\n"));
+    hangup(&server);
+    until_signed_by(&server, &mut receiver, &[NEXT_SECRET]).await;
 }
