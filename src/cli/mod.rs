@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 
 mod backup;
 mod bench;
+mod check;
 mod query;
 mod send;
 mod serve;
@@ -32,6 +33,10 @@ enum Command {
     Serve(ConfigArgs),
     /// Print a commented default configuration file.
     Config,
+    /// Load the configuration as `serve` would (secrets and TLS files
+    /// included) and print what would run; exit 1 with the reason if it
+    /// does not load.
+    Check(ConfigArgs),
     /// Write a consistent copy of the SQLite database to a new file, while
     /// the server runs.
     Backup(backup::BackupArgs),
@@ -178,6 +183,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(&args).await,
+            Command::Check(args) => check::check(&args),
             Command::Migrate(args) => serve::migrate(&args).await,
             Command::Backup(args) => backup::backup(&args),
             Command::Events(args) => query::events(&args).await,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, TestApp, secret_for};
 
-fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
         .args(args)
         .env_remove("SMSHOOK_CONFIG")
@@ -136,6 +136,73 @@ fn bad_config_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("sources[0]") && err.contains("provider") && err.contains("twilio"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_prints_what_would_run_and_never_a_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("ig.secrets");
+    std::fs::write(&secrets, "old-s3cret\nnew-s3cret\n").expect("write");
+    let path = dir.path().join("smshook.toml");
+    let config = format!(
+        "[[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n\
+         [[destinations]]\nname = \"app\"\nurl = \"https://u:pa55@app.internal/hooks?token=t0k\"\n\
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+         [[destinations]]\nname = \"q\"\nsubject = \"sms.{{type}}\"\n",
+        secrets.display().to_string()
+    );
+    std::fs::write(&path, config).expect("write");
+    let out = smshook(&["check", "--config", &path.display().to_string()], None);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "configuration OK",
+        "source: POST /webhooks/ig (integify, 2 secrets)",
+        "destination: app -> https://app.internal/hooks (1 signing secret)",
+        "destination: q -> NATS subject sms.{type}",
+        "query API: off",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    // The config holds a secret and was written world-readable here (umask).
+    let mode =
+        std::fs::metadata(&path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    if mode.expect("mode") & 0o044 != 0 {
+        assert!(
+            text.contains("warning:") && text.contains("chmod 600"),
+            "{text}"
+        );
+    }
+    for secret in ["s3cret", "pa55", "t0k", "MfKQ9r8G"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
+#[test]
+fn check_refuses_what_serve_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smshook.toml");
+    let missing = dir.path().join("missing.secrets");
+    std::fs::write(
+        &path,
+        format!(
+            "[[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n",
+            missing.display().to_string()
+        ),
+    )
+    .expect("write");
+    let out = smshook(&["check", "--config", &path.display().to_string()], None);
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "nothing is called OK");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret_file") && err.contains("missing.secrets"),
         "{err}"
     );
 }

@@ -213,3 +213,32 @@ fn unusable_files_are_clear_errors_naming_the_key() {
         assert!(e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn check_refuses_a_key_that_does_not_fit_the_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some(a), Some(b)) = (self_signed(dir.path(), "a"), self_signed(dir.path(), "b")) else {
+        return;
+    };
+    let check = |cert: &Path, key: &Path| {
+        let cert = format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        let path = dir.path().join("smshook.toml");
+        std::fs::write(&path, cert).expect("write");
+        crate::cli::smshook(&["check", "--config", &path.display().to_string()], None)
+    };
+    let good = check(&a.cert, &a.key);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("HTTPS, certificate"));
+    let bad = check(&a.cert, &b.key);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("does not fit"), "{err}");
+}

@@ -1,0 +1,114 @@
+//! `smshook check`: loads the configuration as `serve` would (secret files,
+//! `secret_env` variables and the TLS certificate and key included) and
+//! prints what would run, or exits 1 with the reason. Run it before a
+//! reload or a deploy: the systemd unit's `ExecReload` does, so `systemctl
+//! reload` refuses a configuration that would not load instead of leaving a
+//! line in the log. It opens no database and binds no port; it never prints
+//! a secret.
+
+use std::fmt::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::ConfigArgs;
+use super::serve::redact_url;
+use crate::config::Config;
+use crate::dispatch::Target;
+
+pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
+    let config = args.load()?;
+    if let Some(files) = &config.tls {
+        crate::http::tls::Certificates::load(files)?.acceptor()?;
+    }
+    print!("{}", summary(&config));
+    for (file, mode) in crate::config::open_to_others(&config.secret_files) {
+        println!(
+            "warning: {} holds secrets and other users can read or change it (mode {mode:o}): chmod 600 it",
+            file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` would run with this configuration, one line per item.
+fn summary(config: &Config) -> String {
+    let mut out = String::from("configuration OK\n");
+    let scheme = match &config.tls {
+        Some(tls) => format!("HTTPS, certificate {}", tls.cert.display()),
+        None => "HTTP".into(),
+    };
+    let _ = writeln!(out, "listen: {} ({scheme})", config.listen);
+    let _ = writeln!(out, "database: {}", redact_url(&config.database));
+    if config.sources.is_empty() {
+        out.push_str("sources: none (every webhook would be answered 404)\n");
+    }
+    for s in &config.sources {
+        let _ = writeln!(
+            out,
+            "source: POST /webhooks/{} ({}, {})",
+            s.name,
+            s.provider.name,
+            count(s.secrets.len(), "secret")
+        );
+    }
+    for d in &config.destinations {
+        let _ = writeln!(out, "destination: {} -> {}", d.name, target(&d.target));
+    }
+    let api = match config.api_token {
+        Some(_) => "on (bearer token from SMSHOOK_API_TOKEN)",
+        None => "off (SMSHOOK_API_TOKEN is not set)",
+    };
+    let _ = writeln!(out, "query API: {api}");
+    let retention = config.retention.map_or("forever".into(), |k| {
+        humantime::format_duration(k).to_string()
+    });
+    let _ = writeln!(out, "events kept: {retention}");
+    out
+}
+
+fn target(target: &Target) -> String {
+    match target {
+        Target::Http { url, keys } => {
+            let keys = count(keys.current().len(), "signing secret");
+            format!("{} ({keys})", without_credentials(url))
+        }
+        Target::Nats { subject, stream } => match stream {
+            Some(stream) => format!("NATS subject {subject} (stream {stream})"),
+            None => format!("NATS subject {subject}"),
+        },
+    }
+}
+
+/// `url` without the parts that may carry a credential: user, password
+/// and query string.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "(not a valid URL)".into(),
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_urls_are_shown_without_credentials() {
+        let shown = without_credentials("https://user:pa55@app.internal:8443/hooks?token=t0k");
+        assert_eq!(shown, "https://app.internal:8443/hooks");
+    }
+}
