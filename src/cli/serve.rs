@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::ConfigArgs;
 use crate::config::Config;
 #[cfg(unix)]
-use crate::file_stamp::stamps;
+use crate::file_stamp::{FileStamp, stamps};
 use crate::http::{self, App};
 use crate::store::{self, StoreOptions};
 
@@ -53,8 +53,9 @@ fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
 
 /// Loads the configuration again on SIGHUP, and when a file holding secrets
 /// changes (a `secret_file`, or the config file with secrets written in it;
-/// checked every `file_check_interval`), and gives the running sources their
-/// new secrets (`App::reload_secrets`). A configuration that no longer loads
+/// checked every `file_check_interval`), and gives the running sources and
+/// HTTP destinations their new secrets (`App::reload_secrets`). A
+/// configuration that no longer loads
 /// is logged and changes nothing. The files watched are those of the last
 /// configuration loaded, so a `secret_file` named by a reload is watched
 /// from then on.
@@ -81,18 +82,33 @@ fn reload_secrets(args: ConfigArgs, app: App, config: &Config) -> impl Future<Ou
                     tracing::info!("a file holding secrets changed: reading the configuration again");
                 }
             }
-            match args.load() {
-                Ok(config) => {
-                    app.reload_secrets(&config);
-                    files = secret_files(&config);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "configuration not reloaded; the secrets in use stay")
-                }
-            }
-            seen = stamps(&files);
+            seen = reload(&args, &app, &mut files);
         }
     }
+}
+
+/// Loads the configuration again and gives `app` its secrets; `files`
+/// becomes the list the new configuration names. Returns the stamps to
+/// compare the next check with, taken before the load, so a file written
+/// during it is read again at the next check. (A file the reload names for
+/// the first time is stamped after it.)
+#[cfg(unix)]
+fn reload(args: &ConfigArgs, app: &App, files: &mut Vec<PathBuf>) -> Vec<Option<FileStamp>> {
+    let before = stamps(files);
+    match args.load() {
+        Ok(config) => {
+            app.reload_secrets(&config);
+            let named = secret_files(&config);
+            if named != *files {
+                *files = named;
+                return stamps(files);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "configuration not reloaded; the secrets in use stay")
+        }
+    }
+    before
 }
 
 /// The files whose change reloads secrets: those holding secrets, but the
