@@ -55,10 +55,9 @@ fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
 /// changes (a `secret_file`, or the config file with secrets written in it;
 /// checked every `file_check_interval`), and gives the running sources and
 /// HTTP destinations their new secrets (`App::reload_secrets`). A
-/// configuration that no longer loads
-/// is logged and changes nothing. The files watched are those of the last
-/// configuration loaded, so a `secret_file` named by a reload is watched
-/// from then on.
+/// configuration that no longer loads is logged and changes nothing. The
+/// files watched are those of the last configuration loaded, so a
+/// `secret_file` named by a reload is watched from then on.
 #[cfg(unix)]
 fn reload_secrets(args: ConfigArgs, app: App, config: &Config) -> impl Future<Output = ()> + use<> {
     let every = config.file_check_interval;
