@@ -190,6 +190,43 @@ fn files_with_secrets(raw: &FileConfig, file: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+impl Config {
+    /// What is allowed but likely a mistake, one sentence each: logged by
+    /// `serve` at start-up and printed by `smshook check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.sources.is_empty() {
+            warnings.push(
+                "no sources configured: every webhook will be answered 404 (see `smshook config`)"
+                    .to_string(),
+            );
+        }
+        let mut providers: Vec<&Provider> = self.sources.iter().map(|s| s.provider).collect();
+        providers.sort_by_key(|p| p.name);
+        providers.dedup_by_key(|p| p.name);
+        for p in providers {
+            match p.answer_timeout {
+                Some(limit) if self.ack_deadline >= limit => warnings.push(format!(
+                    "ack_deadline ({}) is not below {}'s answer timeout ({}): when storage is slow, {} gives up first and sees a timeout instead of a {} to retry on",
+                    humantime::format_duration(self.ack_deadline),
+                    p.name,
+                    humantime::format_duration(limit),
+                    p.name,
+                    p.retry_status,
+                )),
+                _ => {}
+            }
+        }
+        for (file, mode) in open_to_others(&self.secret_files) {
+            warnings.push(format!(
+                "{} holds secrets and other users can read or change it (mode {mode:o}): chmod 600 it",
+                file.display()
+            ));
+        }
+        warnings
+    }
+}
+
 /// Those of `files` that users other than the owner may read or write, with
 /// their permission bits (`0o644`, say).
 pub fn open_to_others(files: &[PathBuf]) -> Vec<(&Path, u32)> {
@@ -621,6 +658,31 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(130));
         assert_eq!(c.file_check_interval, Duration::from_secs(60));
         assert_eq!(c.retention, None, "events are kept forever by default");
+    }
+
+    #[test]
+    fn warnings_name_an_ack_deadline_a_provider_would_not_wait_for() {
+        let no_sources = load(None, &[]).expect("loads").warnings();
+        assert!(
+            no_sources[0].contains("no sources configured"),
+            "{no_sources:?}"
+        );
+        let both = "[[sources]]\nname='m'\nprovider='msgine'\nsecrets=['s']\n\
+                    [[sources]]\nname='i'\nprovider='integify'\nsecrets=['s']\n\
+                    [[sources]]\nname='m2'\nprovider='msgine'\nsecrets=['s']";
+        let fine = load(Some(both), &[]).expect("loads");
+        assert_eq!(fine.warnings(), Vec::<String>::new(), "4s is below both");
+        let slow = load(Some(both), &[("SMSHOOK_ACK_DEADLINE", "5s")]).expect("loads");
+        let warnings = slow.warnings();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "msgine once, integify waits 10s: {warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("ack_deadline (5s)") && warnings[0].contains("msgine"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -22,11 +22,8 @@ pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
         crate::http::tls::Certificates::load(files)?.acceptor()?;
     }
     print!("{}", summary(&config));
-    for (file, mode) in crate::config::open_to_others(&config.secret_files) {
-        println!(
-            "warning: {} holds secrets and other users can read or change it (mode {mode:o}): chmod 600 it",
-            file.display()
-        );
+    for warning in config.warnings() {
+        println!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -40,9 +37,6 @@ fn summary(config: &Config) -> String {
     };
     let _ = writeln!(out, "listen: {} ({scheme})", config.listen);
     let _ = writeln!(out, "database: {}", redact_url(&config.database));
-    if config.sources.is_empty() {
-        out.push_str("sources: none (every webhook would be answered 404)\n");
-    }
     for s in &config.sources {
         let _ = writeln!(
             out,

@@ -136,10 +136,8 @@ fn announce(config: &Config, listener: &TcpListener) {
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
     tracing::info!(listen = %addr, database = %redact_url(&config.database), "smshook serving");
-    if config.sources.is_empty() {
-        tracing::warn!(
-            "no sources configured: every webhook will be answered 404 (see `smshook config`)"
-        );
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     let scheme = if config.tls.is_some() {
         "https"
@@ -152,9 +150,6 @@ fn announce(config: &Config, listener: &TcpListener) {
     match &config.api_token {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
         None => tracing::info!("query API off: set SMSHOOK_API_TOKEN to turn it on"),
-    }
-    for (file, mode) in crate::config::open_to_others(&config.secret_files) {
-        tracing::warn!(file = %file.display(), mode = %format!("{mode:o}"), "this file holds secrets and other users can read or change it: chmod 600 it");
     }
     match config.retention {
         Some(keep) => {

@@ -20,6 +20,7 @@ pub static PROVIDER: Provider = Provider {
         "SMS_RECEIVED",
     ],
     retry_status: 503,
+    answer_timeout: Some(std::time::Duration::from_secs(10)),
     normalize,
     sample,
 };

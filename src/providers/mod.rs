@@ -41,6 +41,9 @@ pub struct Provider {
     /// Status to answer when the event cannot be stored in time: one the
     /// provider treats as transient and retries.
     pub retry_status: u16,
+    /// How long the provider waits for an answer, where its documentation
+    /// says: `ack_deadline` should stay below it (`Config::warnings`).
+    pub answer_timeout: Option<std::time::Duration>,
     pub normalize: fn(&Object) -> Normalized,
     pub sample: fn(&str, &SampleIds) -> Value,
 }

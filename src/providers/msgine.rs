@@ -14,6 +14,7 @@ pub static PROVIDER: Provider = Provider {
     signature_prefix: "",
     event_types: &["message.sent", "message.delivered", "message.failed"],
     retry_status: 503,
+    answer_timeout: Some(std::time::Duration::from_secs(5)),
     normalize,
     sample,
 };

@@ -31,6 +31,7 @@ pub static PROVIDER: Provider = Provider {
         "attachment.deleted",
     ],
     retry_status: 503,
+    answer_timeout: None,
     normalize,
     sample,
 };

@@ -14,6 +14,7 @@ pub static PROVIDER: Provider = Provider {
     signature_prefix: "sha256=",
     event_types: &["sms.received"],
     retry_status: 503,
+    answer_timeout: None,
     normalize,
     sample,
 };

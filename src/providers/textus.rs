@@ -27,6 +27,7 @@ pub static PROVIDER: Provider = Provider {
         "phone_call.completed",
     ],
     retry_status: 504,
+    answer_timeout: None,
     normalize,
     sample,
 };
