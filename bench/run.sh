@@ -170,6 +170,8 @@ for name, r, m in rows:
     rate = r["accepted_per_sec"]
     print(f"| {name} | {rate:,.0f} | {rate / hyper['accepted_per_sec']:.0%} | {base / rate:.1f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {m} |")
 print(f"\nsmshook: {smshook['accepted']} answered 200, {stored} rows in the database; refused {smshook['refused']}, errors {smshook['errors']}.")
+busy = lambda r: f"{r['client_cpu_share']:.0%}" if r.get("client_cpu_share") is not None else "unknown"
+print(f"\nThe load generator's core was {busy(hyper)} busy during bare hyper's flood and {busy(smshook)} during smshook's (near 100%: the client, not the server, set that rate).")
 st = json.loads(sys.argv[15])
 sh = json.loads(sys.argv[16])
 print(f"\nAt a steady {st['rate']:,.0f}/s (half the flood's rate; open loop, latency from each request's scheduled time, 512 connections): p50 {st['p50_ms']:.2f} ms, p99 {st['p99_ms']:.2f} ms, max {st['max_ms']:.0f} ms; {st['accepted']} accepted, {st['refused']} refused, {st['errors']} errors. Bare hyper at the same rate: p50 {sh['p50_ms']:.2f} ms, p99 {sh['p99_ms']:.2f} ms, max {sh['max_ms']:.0f} ms.")

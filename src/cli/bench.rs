@@ -178,6 +178,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     // at once takes a while, and it is not what a request costs.
     let senders = connect_all(&targets, tls.as_ref(), args.concurrency.max(1)).await;
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let plan = Arc::new(Plan::new(args, provider, template, targets, tls, started));
     let progress = spawn_progress(plan.clone(), args.json);
     let tasks: Vec<_> = senders
@@ -191,7 +192,31 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     let elapsed = started.elapsed();
     progress.abort();
-    report(&total, elapsed, args)
+    let client = client_busy(cpu_before, elapsed);
+    report(&total, elapsed, client, args)
+}
+
+/// Past this share of its cores busy, the load generator may be what
+/// limits the rate, not the server.
+const CLIENT_SATURATED: f64 = 0.9;
+
+/// This process's CPU time so far (Linux).
+fn process_cpu() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// The share of the cores this process may run on that it kept busy since
+/// `before`, over `elapsed`: near 1, the load generator was the bottleneck.
+fn client_busy(before: Option<Duration>, elapsed: Duration) -> Option<f64> {
+    let used = process_cpu()?.checked_sub(before?)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(used.as_secs_f64() / (elapsed.as_secs_f64() * cores as f64).max(1e-9))
 }
 
 /// `http://host:port/path` → address `host:port`, Host header, `/path`;
@@ -413,7 +438,7 @@ async fn send(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes
     Ok(status)
 }
 
-fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
+fn report(t: &Tally, elapsed: Duration, client: Option<f64>, args: &BenchArgs) -> Result<ExitCode> {
     let secs = elapsed.as_secs_f64();
     let rate = t.accepted as f64 / secs;
     let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
@@ -422,6 +447,7 @@ fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
             "url": args.url, "concurrency": args.concurrency, "rate": args.rate, "seconds": secs,
             "accepted": t.accepted, "refused": t.refused, "errors": t.errors,
             "accepted_per_sec": rate, "p50_ms": ms(0.50), "p99_ms": ms(0.99), "max_ms": ms(1.0),
+            "client_cpu_share": client,
         });
         println!("{out}");
     } else {
@@ -444,6 +470,16 @@ fn report(t: &Tally, elapsed: Duration, args: &BenchArgs) -> Result<ExitCode> {
             ms(0.50),
             ms(0.99),
             ms(1.0)
+        );
+        if let Some(share) = client {
+            println!("load gen.   {:.0}% of its CPU busy", share * 100.0);
+        }
+    }
+    let saturated = client.filter(|share| *share >= CLIENT_SATURATED && args.rate.is_none());
+    if let Some(share) = saturated {
+        eprintln!(
+            "note: the load generator kept its CPU {:.0}% busy: the server may answer faster than this measured (give the load generator more cores, or run it elsewhere)",
+            share * 100.0
         );
     }
     Ok(if t.accepted > 0 && t.errors == 0 {

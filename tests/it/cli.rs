@@ -242,6 +242,11 @@ async fn bench_floods_or_keeps_a_schedule_and_every_event_is_stored() {
         paced["seconds"].as_f64().expect("seconds") >= 0.199,
         "{paced}"
     );
+    // How busy the load generator kept its CPU: some, while flooding; little,
+    // sending 200 requests on a schedule (near 1: it, not the server, was
+    // the limit).
+    let busy = |run: &Value| run["client_cpu_share"].as_f64().expect("client_cpu_share");
+    assert!(busy(&flood) > 0.0 && busy(&paced) < 0.5, "{flood} {paced}");
     let ids: std::collections::HashSet<_> = app
         .events("")
         .await
