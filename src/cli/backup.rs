@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::ConfigArgs;
-use super::serve::redact_url;
+use super::redact_url;
 use crate::store;
 
 #[derive(Debug, Args)]

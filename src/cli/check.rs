@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::ConfigArgs;
-use super::serve::redact_url;
+use super::redact_url;
 use crate::config::Config;
 use crate::dispatch::Target;
 

@@ -199,3 +199,99 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     })
 }
+
+/// A database URL or connection string without its password, for logs and
+/// output: the one in `user:password@`, and the value of any `password=`
+/// parameter (in a URL's query, or a `key=value` connection string).
+pub fn redact_url(url: &str) -> String {
+    redact_password_params(&redact_userinfo(url))
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return url.to_string();
+    };
+    let start = scheme + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..end].rfind('@') else {
+        return url.to_string();
+    };
+    match url[start..start + at].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
+fn redact_password_params(text: &str) -> String {
+    const KEY: &str = "password=";
+    // ASCII lowercasing keeps every byte where it was.
+    let lower = text.to_ascii_lowercase();
+    let (mut out, mut copied, mut from) = (String::new(), 0, 0);
+    while let Some(found) = lower[from..].find(KEY) {
+        let key = from + found;
+        let value = key + KEY.len();
+        from = value;
+        let starts_param =
+            key == 0 || matches!(text.as_bytes()[key - 1], b'?' | b'&' | b' ' | b'\t');
+        if starts_param {
+            out.push_str(&text[copied..value]);
+            out.push_str("***");
+            copied = value_end(text, value);
+            from = copied;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where a parameter's value starting at `start` ends: after its closing
+/// quote when quoted (`password='a b'`), else at the next separator.
+fn value_end(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    if bytes.get(start) == Some(&b'\'') {
+        let mut i = start + 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b'\'' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        return bytes.len();
+    }
+    bytes[start..]
+        .iter()
+        .position(|b| matches!(b, b'&' | b' ' | b'\t' | b'#'))
+        .map_or(bytes.len(), |p| start + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("smshook.db"), "smshook.db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h:5432/db?sslmode=require"),
+            "postgres://u:***@h:5432/db?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&Password=s3cret&x=1"),
+            "postgres://u@h/db?sslmode=require&Password=***&x=1"
+        );
+        assert_eq!(
+            redact_url("host=h user=u password='a b\\' c' dbname=d"),
+            "host=h user=u password=*** dbname=d"
+        );
+        assert_eq!(redact_url("host=h password=s3cret"), "host=h password=***");
+        assert_eq!(
+            redact_url("/var/lib/old_password=x.db"),
+            "/var/lib/old_password=x.db"
+        );
+    }
+}

@@ -186,11 +186,20 @@ pub fn reload_keys(running: &[Destination], config: &[Destination]) -> Reload {
     reload.sorted()
 }
 
+/// Every field but the name (matched already) and the keys. Written out
+/// field by field, so a field added to `Destination` must be placed here.
 fn same_but_keys(a: &Destination, b: &Destination) -> bool {
-    a.target.same_place(&b.target)
-        && a.filter == b.filter
-        && a.timeout == b.timeout
-        && a.schedule == b.schedule
+    let Destination {
+        name: _,
+        target,
+        filter,
+        timeout,
+        schedule,
+    } = a;
+    target.same_place(&b.target)
+        && *filter == b.filter
+        && *timeout == b.timeout
+        && *schedule == b.schedule
 }
 
 /// What the destination answered.

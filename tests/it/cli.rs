@@ -154,8 +154,15 @@ fn check_prints_what_would_run_and_never_a_secret() {
         secrets.display().to_string()
     );
     std::fs::write(&path, config).expect("write");
+    // The config holds a secret: readable by others, it is warned about.
+    let open = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(&path, open).expect("chmod");
     let out = smshook(&["check", "--config", &path.display().to_string()], None);
     let text = stdout(&out);
+    assert!(
+        text.contains("warning:") && text.contains("chmod 600"),
+        "{text}"
+    );
     assert!(
         out.status.success(),
         "{text}{}",
@@ -169,15 +176,6 @@ fn check_prints_what_would_run_and_never_a_secret() {
         "query API: off",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
-    }
-    // The config holds a secret and was written world-readable here (umask).
-    let mode =
-        std::fs::metadata(&path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
-    if mode.expect("mode") & 0o044 != 0 {
-        assert!(
-            text.contains("warning:") && text.contains("chmod 600"),
-            "{text}"
-        );
     }
     for secret in ["s3cret", "pa55", "t0k", "MfKQ9r8G"] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
