@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::dispatch::{Destination, Filter, Target};
-use crate::http::TrustedProxies;
+use crate::http::{Networks, TrustedProxies};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
 
@@ -74,6 +74,22 @@ pub struct Source {
     pub provider: &'static Provider,
     /// Any one matching is enough (rotation).
     pub secrets: Vec<Secret>,
+    /// The client addresses webhooks are taken from (`allowed_ips`); `None`:
+    /// any. Checked before the body is read, against the address the
+    /// request log records (the client behind a trusted proxy).
+    pub allowed: Option<Networks>,
+}
+
+impl Source {
+    /// Whether a webhook from `client` may be taken: any address when
+    /// `allowed_ips` is not set, else only those it lists (an unknown
+    /// address is refused).
+    pub fn admits(&self, client: Option<std::net::IpAddr>) -> bool {
+        match &self.allowed {
+            None => true,
+            Some(nets) => client.is_some_and(|ip| nets.contains(ip)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +150,7 @@ struct SourceFile {
     secrets: Option<Vec<String>>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
+    allowed_ips: Option<Vec<String>>,
 }
 
 impl Config {
@@ -217,6 +234,7 @@ impl Config {
                 _ => {}
             }
         }
+        warnings.extend(self.proxy_hides_clients());
         for (file, mode) in open_to_others(&self.secret_files) {
             warnings.push(format!(
                 "{} holds secrets and other users can read or change it (mode {mode:o}): chmod 600 it",
@@ -224,6 +242,27 @@ impl Config {
             ));
         }
         warnings
+    }
+}
+
+impl Config {
+    /// Sources limited to `allowed_ips` while smshook listens on loopback
+    /// with no trusted proxy: that is how it runs behind a proxy on the same
+    /// host, where every webhook would arrive from the proxy's address and
+    /// be refused.
+    fn proxy_hides_clients(&self) -> Vec<String> {
+        let loopback = self.listen.ip();
+        if !loopback.is_loopback() || !self.trusted_proxies.is_empty() {
+            return Vec::new();
+        }
+        self.sources
+            .iter()
+            .filter(|s| !s.admits(Some(loopback)))
+            .map(|s| format!(
+                "source {}: allowed_ips is set and smshook listens on {loopback} with no trusted_proxies: behind a reverse proxy on this host, every webhook comes from {loopback} and is answered 403; name the proxy in trusted_proxies",
+                s.name
+            ))
+            .collect()
     }
 }
 
@@ -447,11 +486,25 @@ fn file_source(s: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<So
         )
     })?;
     let secrets = source_secrets(&s, env)?;
+    let allowed = s.allowed_ips.as_deref().map(allowed_ips).transpose()?;
     Ok(Source {
         name: s.name,
         provider,
         secrets,
+        allowed,
     })
+}
+
+/// A source's `allowed_ips`. An empty list is refused: it would answer
+/// every webhook 403, which is not what leaving addresses out means.
+fn allowed_ips(entries: &[String]) -> Result<Networks> {
+    let nets = Networks::parse(entries).context("allowed_ips")?;
+    if nets.is_empty() {
+        bail!(
+            "allowed_ips: an empty list would refuse every webhook; leave the key out to accept any address"
+        );
+    }
+    Ok(nets)
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -616,6 +669,7 @@ fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
                 name: p.name.to_string(),
                 provider: p,
                 secrets: secrets.into_iter().map(Secret::new).collect(),
+                allowed: None,
             })
         })
         .collect()
@@ -727,6 +781,53 @@ mod tests {
         assert!(e.contains("retention") && e.contains("forever"), "{e}");
         let e = err("", &[("SMSHOOK_RETENTION", "1h")]);
         assert!(e.contains("SMSHOOK_RETENTION"), "{e}");
+    }
+
+    #[test]
+    fn allowed_ips_are_addresses_or_networks_and_never_empty() {
+        let msgine = "[[sources]]\nname='mg'\nprovider='msgine'\nsecrets=['s']\n";
+        let c = load(Some(msgine), &[]).expect("loads");
+        assert_eq!(c.sources[0].allowed, None, "absent: any address");
+        let listed = format!("{msgine}allowed_ips=['52.89.214.238', '10.0.0.0/8']");
+        let c = load(Some(&listed), &[]).expect("loads");
+        let expected = Networks::parse(&["52.89.214.238", "10.0.0.0/8"]).expect("valid");
+        assert_eq!(c.sources[0].allowed, Some(expected));
+
+        let e = format!(
+            "{:#}",
+            load(Some(&format!("{msgine}allowed_ips=[]")), &[]).expect_err("empty")
+        );
+        assert!(e.contains("sources[0]: allowed_ips: an empty list"), "{e}");
+        let bad = format!("{msgine}allowed_ips=['msgine.example']");
+        let e = format!("{:#}", load(Some(&bad), &[]).expect_err("a name"));
+        assert!(
+            e.contains("sources[0]: allowed_ips") && e.contains("msgine.example"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_ips_on_loopback_without_a_trusted_proxy_warn() {
+        let limited = "[[sources]]\nname='mg'\nprovider='msgine'\nsecrets=['s']\nallowed_ips=['52.89.214.238']\n";
+        let warnings = load(Some(limited), &[]).expect("loads").warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("source mg") && warnings[0].contains("trusted_proxies"));
+
+        let proxied = format!("trusted_proxies=['127.0.0.1']\n{limited}");
+        assert_eq!(
+            load(Some(&proxied), &[]).expect("loads").warnings(),
+            Vec::<String>::new()
+        );
+        let public = format!("listen='0.0.0.0:8080'\n{limited}");
+        assert_eq!(
+            load(Some(&public), &[]).expect("loads").warnings(),
+            Vec::<String>::new()
+        );
+        let local_allowed = limited.replace("['52.89.214.238']", "['52.89.214.238', '127.0.0.1']");
+        assert_eq!(
+            load(Some(&local_allowed), &[]).expect("loads").warnings(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

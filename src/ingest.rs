@@ -15,6 +15,9 @@ use crate::signature::{self, SignatureError};
 pub enum IngestError {
     #[error("no source is configured at this URL")]
     UnknownSource,
+    /// The source takes webhooks only from its `allowed_ips`.
+    #[error("this source does not take webhooks from {0}")]
+    ForbiddenAddress(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
@@ -33,6 +36,7 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownSource => "unknown_source",
+            Self::ForbiddenAddress(_) => "forbidden_address",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature(_) => "invalid_signature",
@@ -96,6 +100,7 @@ mod tests {
             name: "ig".into(),
             provider: &providers::integify::PROVIDER,
             secrets: vec![Secret::new("s")],
+            allowed: None,
         }
     }
 

@@ -31,7 +31,8 @@ impl<T: fmt::Debug> fmt::Debug for Snapshot<T> {
 /// What a reload changed, and what it could not.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reload {
-    /// Names whose secrets changed, with how many they have now.
+    /// Names whose secrets (or a source's allowed addresses) changed, with
+    /// how many secrets they have now.
     pub changed: Vec<(String, usize)>,
     /// Names added, removed or changed in another way: a restart applies
     /// those.

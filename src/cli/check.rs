@@ -40,10 +40,13 @@ fn summary(config: &Config) -> String {
     for s in &config.sources {
         let _ = writeln!(
             out,
-            "source: POST /webhooks/{} ({}, {})",
+            "source: POST /webhooks/{} ({}, {}, from {})",
             s.name,
             s.provider.name,
-            count(s.secrets.len(), "secret")
+            count(s.secrets.len(), "secret"),
+            s.allowed
+                .as_ref()
+                .map_or("any address".into(), ToString::to_string)
         );
     }
     for d in &config.destinations {

@@ -17,7 +17,7 @@ use crate::store::BacklogCount;
 
 /// The statuses a webhook is answered with; any other is counted as `other`.
 /// 200 first: [`Metrics::accepted`] counts it at index 0.
-const STATUSES: [u16; 8] = [200, 400, 401, 404, 405, 413, 503, 504];
+const STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 413, 503, 504];
 /// Upper bounds of the answer-time buckets, in seconds: providers give up
 /// after 5 s (MsGine) to 10 s (Integify).
 const BUCKETS: [f64; 12] = [

@@ -29,6 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
 pub mod metrics;
+pub mod networks;
 mod proxies;
 mod serve;
 pub mod sources;
@@ -36,6 +37,7 @@ mod stream;
 pub mod tls;
 mod webhooks;
 
+pub use networks::Networks;
 pub use proxies::TrustedProxies;
 
 /// State shared by every handler; cheap to clone.
@@ -112,7 +114,7 @@ impl App {
         let sources = self.sources.reload(config);
         let destinations = crate::dispatch::reload_keys(&self.destinations, &config.destinations);
         for (source, secrets) in &sources.changed {
-            tracing::info!(%source, secrets, "secrets reloaded");
+            tracing::info!(%source, secrets, "source's secrets and allowed addresses reloaded");
         }
         for (destination, secrets) in &destinations.changed {
             tracing::info!(%destination, secrets, "destination's signing secrets reloaded");

@@ -1,7 +1,8 @@
 //! The configured sources as the webhook handler sees them, replaceable
 //! while serving: a reload (SIGHUP, or a changed secret file) gives running
-//! sources their new secrets without a restart, so a secret can be rotated
-//! with no gap in which a provider's webhooks are refused.
+//! sources their new secrets (and allowed addresses) without a restart, so
+//! a secret can be rotated with no gap in which a provider's webhooks are
+//! refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +28,8 @@ impl Sources {
         self.0.current()
     }
 
-    /// Gives each source the secrets `config` has for the source of the
-    /// same name and provider. Sources added, removed or given another
+    /// Gives each source the secrets and `allowed_ips` `config` has for the
+    /// source of the same name and provider. Sources added, removed or given another
     /// provider need a restart (the metrics and the routes are set up for
     /// the sources at start-up).
     pub fn reload(&self, config: &Config) -> Reload {
@@ -37,8 +38,9 @@ impl Sources {
         for new in &config.sources {
             match map.get_mut(&new.name) {
                 Some(old) if old.provider.name == new.provider.name => {
-                    if old.secrets != new.secrets {
+                    if old.secrets != new.secrets || old.allowed != new.allowed {
                         old.secrets = new.secrets.clone();
+                        old.allowed = new.allowed.clone();
                         reload.changed.push((new.name.clone(), new.secrets.len()));
                     }
                 }
@@ -65,6 +67,7 @@ mod tests {
             name: name.into(),
             provider: crate::providers::find(provider).expect("provider"),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            allowed: None,
         }
     }
 
@@ -118,5 +121,26 @@ mod tests {
                 .changed,
             []
         );
+    }
+
+    #[test]
+    fn allowed_addresses_reload_like_secrets() {
+        let sources = Sources::new(&[source("mg", "msgine", &["s"])]);
+        let ip = |text: &str| Some(text.parse().expect("an address"));
+        assert!(sources.current()["mg"].admits(ip("198.51.100.1")));
+
+        let mut limited = source("mg", "msgine", &["s"]);
+        limited.allowed = Some(crate::http::Networks::parse(&["52.89.214.238"]).expect("ok"));
+        let reload = sources.reload(&config(vec![limited.clone()]));
+        assert_eq!(reload.changed, vec![("mg".to_string(), 1)]);
+        let now = sources.current();
+        assert!(!now["mg"].admits(ip("198.51.100.1")));
+        assert!(now["mg"].admits(ip("52.89.214.238")));
+        assert!(!now["mg"].admits(None), "an unknown address is refused");
+
+        assert_eq!(sources.reload(&config(vec![limited])).changed, []);
+        let open = sources.reload(&config(vec![source("mg", "msgine", &["s"])]));
+        assert_eq!(open.changed.len(), 1);
+        assert!(sources.current()["mg"].admits(ip("198.51.100.1")));
     }
 }

@@ -37,11 +37,19 @@ pub async fn receive(
     let arrived = tokio::time::Instant::now();
     let deadline = arrived + app.ack_deadline;
     let _in_flight = app.pressure.enter();
-    let mut record = new_record(&app, &name, &request);
+    let client = client_ip(&app, &request);
+    let mut record = new_record(&name, client);
     let sources = app.sources.current();
     let Some(source) = sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);
     };
+    if !source.admits(client) {
+        let address = record
+            .remote_addr
+            .clone()
+            .unwrap_or_else(|| "an unknown address".into());
+        return refuse(&app, record, IngestError::ForbiddenAddress(address));
+    }
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
         Ok(bytes) => bytes,
@@ -140,7 +148,7 @@ pub async fn wrong_method(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let mut record = new_record(&app, &name, &request);
+    let mut record = new_record(&name, client_ip(&app, &request));
     record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
     record.reason = "method_not_allowed".into();
     app.metrics.answered(&name, record.status);
@@ -155,11 +163,15 @@ pub async fn wrong_method(
         .into_response()
 }
 
-fn new_record(app: &App, name: &str, request: &Request) -> RequestRecord {
-    let remote = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| ip_text(app.trusted_proxies.client(c.0.ip(), request.headers())));
+/// The client's address: the peer's, or behind a trusted proxy the one it
+/// names (`proxies`). Always there for connections from our accept loop.
+fn client_ip(app: &App, request: &Request) -> Option<IpAddr> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(app.trusted_proxies.client(peer.0.ip(), request.headers()))
+}
+
+fn new_record(name: &str, client: Option<IpAddr>) -> RequestRecord {
+    let remote = client.map(ip_text);
     let mut source = name.to_string();
     source.truncate(source.floor_char_boundary(MAX_LOGGED_NAME));
     // Anyone can send `/webhooks/%00`; PostgreSQL's text refuses NUL, and
@@ -253,6 +265,7 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match &self {
             Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,

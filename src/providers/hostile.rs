@@ -18,6 +18,7 @@ fn source(provider: &'static Provider) -> Source {
         name: "src".into(),
         provider,
         secrets: vec![Secret::new("hostile-test-secret")],
+        allowed: None,
     }
 }
 

@@ -148,6 +148,8 @@ fn check_prints_what_would_run_and_never_a_secret() {
     let path = dir.path().join("smshook.toml");
     let config = format!(
         "[[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n\
+         [[sources]]\nname = \"mg\"\nprovider = \"msgine\"\nsecrets = [\"m5ecret\"]\n\
+         allowed_ips = [\"52.89.214.238\", \"10.0.0.0/8\"]\n\
          [[destinations]]\nname = \"app\"\nurl = \"https://u:pa55@app.internal/hooks?token=t0k\"\n\
          secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
          [[destinations]]\nname = \"q\"\nsubject = \"sms.{{type}}\"\n",
@@ -163,6 +165,11 @@ fn check_prints_what_would_run_and_never_a_secret() {
         text.contains("warning:") && text.contains("chmod 600"),
         "{text}"
     );
+    // Listening on loopback with no trusted proxy, a limited source warns.
+    assert!(
+        text.contains("warning: source mg: allowed_ips is set"),
+        "{text}"
+    );
     assert!(
         out.status.success(),
         "{text}{}",
@@ -170,14 +177,15 @@ fn check_prints_what_would_run_and_never_a_secret() {
     );
     for line in [
         "configuration OK",
-        "source: POST /webhooks/ig (integify, 2 secrets)",
+        "source: POST /webhooks/ig (integify, 2 secrets, from any address)",
+        "source: POST /webhooks/mg (msgine, 1 secret, from 52.89.214.238/32, 10.0.0.0/8)",
         "destination: app -> https://app.internal/hooks (1 signing secret)",
         "destination: q -> NATS subject sms.{type}",
         "query API: off",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
-    for secret in ["s3cret", "pa55", "t0k", "MfKQ9r8G"] {
+    for secret in ["s3cret", "m5ecret", "pa55", "t0k", "MfKQ9r8G"] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }
 }

@@ -141,6 +141,8 @@ pub struct TestOptions {
     pub request_log_max_rows: u64,
     pub api_token: Option<&'static str>,
     pub trusted_proxies: &'static [&'static str],
+    /// `allowed_ips` by source name; sources not named accept any address.
+    pub allowed_ips: &'static [(&'static str, &'static [&'static str])],
     pub idle_timeout: Duration,
 }
 
@@ -157,6 +159,7 @@ impl Default for TestOptions {
             request_log_max_rows: 100_000,
             api_token: Some(TOKEN),
             trusted_proxies: &[],
+            allowed_ips: &[],
             idle_timeout: Duration::from_secs(130),
         }
     }
@@ -186,8 +189,21 @@ pub fn all_sources() -> Vec<Source> {
                 Secret::new(old_secret_for(p.name)),
                 Secret::new(secret_for(p.name)),
             ],
+            allowed: None,
         })
         .collect()
+}
+
+/// `sources` with the `allowed_ips` named for them.
+fn limited(mut sources: Vec<Source>, allowed: &[(&str, &[&str])]) -> Vec<Source> {
+    for (name, ips) in allowed {
+        let source = sources
+            .iter_mut()
+            .find(|s| s.name == *name)
+            .expect("a source");
+        source.allowed = Some(smshook::http::Networks::parse(ips).expect("allowed_ips"));
+    }
+    sources
 }
 
 impl TestApp {
@@ -231,7 +247,7 @@ impl TestApp {
             file_check_interval: Duration::from_secs(60),
             request_log_max_rows: o.request_log_max_rows,
             retention: None,
-            sources: all_sources(),
+            sources: limited(all_sources(), o.allowed_ips),
             destinations: o.destinations.clone(),
             nats_url: o.nats_url.clone(),
             api_token: o.api_token.map(Secret::new),

@@ -447,6 +447,102 @@ async fn textus_payload_without_an_id_is_deduplicated_by_body_hash(backend: Back
 
 /// A client that sends half a request head, or connects and sends nothing,
 /// is disconnected after `idle_timeout` instead of holding its connection.
+/// MsGine publishes the addresses it sends from; a source can be limited to
+/// them. Behind a trusted proxy the client it names is what is checked.
+#[tokio::test]
+async fn a_source_limited_to_addresses_refuses_others_with_403() {
+    let app = TestApp::spawn_with(TestOptions {
+        trusted_proxies: &["127.0.0.1"],
+        allowed_ips: &[("msgine", &["52.89.214.238", "10.0.0.0/8"])],
+        ..Default::default()
+    })
+    .await;
+    let send = |p: &'static providers::Provider, from: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let body = serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh()))
+                .expect("json");
+            let signature = smshook::signature::sign_hex(
+                &smshook::signature::Secret::new(secret_for(p.name)),
+                &body,
+                p.signature_prefix,
+            );
+            let mut request = app
+                .client
+                .post(app.url(&format!("/webhooks/{}", p.name)))
+                .header(p.signature_header, signature)
+                .body(body);
+            if let Some(from) = from {
+                request = request.header("x-forwarded-for", from);
+            }
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let msgine = provider("msgine");
+    assert_eq!(
+        send(msgine, Some("52.89.214.238")).await.0,
+        200,
+        "a listed address"
+    );
+    assert_eq!(
+        send(msgine, Some("10.1.2.3")).await.0,
+        200,
+        "a listed network"
+    );
+    let (status, refused) = send(msgine, Some("198.51.100.7")).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"], "forbidden_address");
+    assert!(
+        refused["message"]
+            .as_str()
+            .expect("message")
+            .contains("198.51.100.7"),
+        "{refused}"
+    );
+    assert_eq!(
+        send(msgine, None).await.0,
+        403,
+        "the proxy itself is not listed"
+    );
+    let other = send(provider("integify"), Some("198.51.100.7")).await;
+    assert_eq!(other.0, 200, "a source with no list takes any address");
+
+    let (_, events) = app.api("/api/events?source=msgine").await;
+    assert_eq!(events["events"].as_array().expect("events").len(), 2);
+    let refusals: Vec<(String, String)> = app
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r["reason"] == "forbidden_address")
+        .map(|r| (r["status"].to_string(), r["remote_addr"].to_string()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("403".into(), r#""198.51.100.7""#.into()),
+            ("403".into(), r#""127.0.0.1""#.into())
+        ],
+        "both refusals logged, under the address checked"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("smshook_webhooks_total{source=\"msgine\",status=\"403\"} 2"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_connection_without_a_whole_request_head_is_closed_after_the_idle_timeout() {
     let idle = std::time::Duration::from_millis(300);

@@ -87,6 +87,7 @@ mod tests {
                 name: "bench".into(),
                 provider,
                 secrets: vec![Secret::new("template-test")],
+                allowed: None,
             };
             for event_type in provider.event_types {
                 let template = Template::new(provider, event_type).expect("template");
