@@ -41,10 +41,20 @@ pub struct RequestsArgs {
     /// Only requests to this source.
     #[arg(long)]
     source: Option<String>,
+    /// Only requests answered for this reason, e.g. invalid_signature,
+    /// forbidden_address, malformed_json, storage_unavailable, duplicate.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only requests not answered 200: why a provider's webhooks fail.
+    #[arg(long)]
+    refused: bool,
+    /// Start after this cursor (printed when more requests follow).
     #[arg(long)]
     after: Option<i64>,
+    /// At most this many requests.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
+    /// One JSON object per line.
     #[arg(long)]
     json: bool,
 }
@@ -310,6 +320,8 @@ pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
     let query = RequestQuery {
         source: args.source.clone(),
+        reason: args.reason.clone(),
+        refused: args.refused,
         after: args.after,
         limit: args.limit,
     };

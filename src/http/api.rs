@@ -147,6 +147,8 @@ struct EventParams {
 #[derive(Debug, Deserialize)]
 struct RequestParams {
     source: Option<String>,
+    reason: Option<String>,
+    refused: Option<bool>,
     after: Option<String>,
     limit: Option<u32>,
 }
@@ -187,6 +189,8 @@ async fn list_requests(
     let limit = limit(p.limit)?;
     let query = RequestQuery {
         source: p.source,
+        reason: p.reason,
+        refused: p.refused.unwrap_or(false),
         after: cursor(p.after.as_deref())?,
         limit,
     };

@@ -39,10 +39,19 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// The condition `RequestQuery::refused` adds, in either backend's SQL.
+pub const REFUSED_REQUESTS: &str = " AND status <> 200";
+
 /// Filters for listing the request log.
 #[derive(Debug, Clone, Default)]
 pub struct RequestQuery {
     pub source: Option<String>,
+    /// Only requests answered for this reason (`invalid_signature`, …).
+    pub reason: Option<String>,
+    /// Only requests not answered 200. The request log is bounded
+    /// (`request_log.max_rows`) and has no index but its order, so a
+    /// filtered page reads at most the whole log.
+    pub refused: bool,
     pub after: Option<i64>,
     pub limit: u32,
 }

@@ -763,6 +763,7 @@ fn listing(
     table: &str,
     columns: &str,
     filters: &[(&str, &Option<String>)],
+    also: &str,
     after: i64,
     limit: u32,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
@@ -774,6 +775,7 @@ fn listing(
             sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
     }
+    sql.push_str(also);
     params.push(Box::new(i64::from(limit)));
     sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
     (sql, params)
@@ -821,6 +823,7 @@ impl Store for PostgresStore {
             "events",
             EVENT_COLUMNS,
             &filters,
+            "",
             q.after.unwrap_or(0),
             q.limit,
         );
@@ -843,7 +846,12 @@ impl Store for PostgresStore {
         let (sql, params) = listing(
             "requests",
             columns,
-            &[("source", &q.source)],
+            &[("source", &q.source), ("reason", &q.reason)],
+            if q.refused {
+                super::REFUSED_REQUESTS
+            } else {
+                ""
+            },
             q.after.unwrap_or(0),
             q.limit,
         );

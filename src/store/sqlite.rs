@@ -475,7 +475,14 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
-    let (clause, mut values) = filters("seq", &[("source", &q.source)], q.after);
+    let (mut clause, mut values) = filters(
+        "seq",
+        &[("source", &q.source), ("reason", &q.reason)],
+        q.after,
+    );
+    if q.refused {
+        clause.push_str(super::REFUSED_REQUESTS);
+    }
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
         "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id \

@@ -185,6 +185,38 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend:
         !text.contains("whsec") && !text.contains("wrong-secret"),
         "no secret in the log"
     );
+
+    // Filters: what was refused, and why; combined with a source and a cursor.
+    let reasons = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, page) = app.api(&format!("/api/requests?{query}")).await;
+            assert_eq!(status, 200, "{page}");
+            let rows = page["requests"].as_array().expect("requests").clone();
+            let reasons: Vec<String> = rows.iter().map(|r| r["reason"].to_string()).collect();
+            (reasons.join(" "), page["next"].clone())
+        }
+    };
+    assert_eq!(
+        reasons("refused=true").await.0,
+        r#""invalid_signature" "unknown_source" "malformed_json""#
+    );
+    assert_eq!(
+        reasons("refused=true&source=integify").await.0,
+        r#""invalid_signature" "malformed_json""#
+    );
+    assert_eq!(reasons("reason=duplicate").await.0, r#""duplicate""#);
+    assert_eq!(reasons("reason=accepted&refused=true").await.0, "");
+    let (first, next) = reasons("refused=true&limit=1").await;
+    assert_eq!(first, r#""invalid_signature""#);
+    let after = next.as_str().expect("a cursor").to_string();
+    let (status, page) = app
+        .api(&format!("/api/requests?refused=true&limit=1&after={after}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["requests"][0]["reason"], "unknown_source");
+    let (status, _) = app.api("/api/requests?refused=maybe").await;
+    assert_eq!(status, 400, "a flag that is not true or false");
     app.stop().await;
 }
 

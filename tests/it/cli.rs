@@ -120,6 +120,32 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
         requests.contains("accepted") && requests.contains("invalid_signature"),
         "{requests}"
     );
+    let refused = stdout(&smshook(
+        &["requests", "--database", &db, "--refused"],
+        None,
+    ));
+    assert!(
+        refused.contains("invalid_signature") && !refused.contains("accepted"),
+        "{refused}"
+    );
+    let by_reason = stdout(&smshook(
+        &[
+            "requests",
+            "--database",
+            &db,
+            "--reason",
+            "accepted",
+            "--json",
+        ],
+        None,
+    ));
+    assert!(
+        !by_reason.is_empty()
+            && by_reason
+                .lines()
+                .all(|l| l.contains(r#""reason":"accepted""#)),
+        "{by_reason}"
+    );
 }
 
 #[test]
