@@ -145,7 +145,11 @@ fn announce(config: &Config, listener: &TcpListener) {
         "http"
     };
     for s in &config.sources {
-        tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), "source");
+        let from = s
+            .allowed
+            .as_ref()
+            .map_or("any address".into(), ToString::to_string);
+        tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), %from, "source");
     }
     match &config.api_token {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
