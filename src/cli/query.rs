@@ -1,7 +1,9 @@
 //! `smshook events` and `smshook requests`: read the database directly and
 //! print a table, or one JSON object per line with `--json`.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -32,6 +34,10 @@ pub struct EventsArgs {
     /// One JSON object per line, with the original payload.
     #[arg(long)]
     json: bool,
+    /// Keep printing events as they are stored (from --after, else from
+    /// now), until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +63,10 @@ pub struct RequestsArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Keep printing requests as they are answered (from --after, else
+    /// from now), until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -292,52 +302,157 @@ async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>>
     }
 }
 
+const EVENT_HEADERS: &[&str] = &[
+    "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
+];
+/// Columns wide enough for most values, so a followed table stays aligned
+/// as rows arrive (an id is 30 characters, a time 24).
+const EVENT_WIDTHS: &[usize] = &[30, 24, 14, 20, 20, 14, 14, 10];
+const REQUEST_HEADERS: &[&str] = &[
+    "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
+];
+const REQUEST_WIDTHS: &[usize] = &[24, 14, 6, 19, 15, 7, 30];
+/// How often `--follow` looks for new rows.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let query = EventQuery {
-        source: args.source.clone(),
-        event_type: args.event_type.clone(),
-        message_id: args.message_id.clone(),
-        after: args.after,
-        limit: args.limit,
-    };
-    let events = store.events(&query).await;
+    let result = list_events(&*store, args).await;
     store.close().await;
-    let events = events?;
-    print_rows(
-        args.json,
-        &events,
-        &[
-            "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
-        ],
-        event_row,
-    )?;
+    result
+}
+
+async fn list_events(store: &dyn store::Store, args: &EventsArgs) -> Result<ExitCode> {
+    let page = async |after: i64| {
+        let query = EventQuery {
+            source: args.source.clone(),
+            event_type: args.event_type.clone(),
+            message_id: args.message_id.clone(),
+            after: Some(after),
+            limit: args.limit,
+        };
+        store.events(&query).await
+    };
+    if args.follow {
+        let from = match args.after {
+            Some(after) => after,
+            None => store.newest().await?.events,
+        };
+        let table = Table::new(EVENT_HEADERS, EVENT_WIDTHS);
+        let rows = Rows {
+            json: args.json,
+            table,
+            row: event_row,
+        };
+        return follow(from, page, |e| e.seq, rows).await;
+    }
+    let events = page(args.after.unwrap_or(0)).await?;
+    print_rows(args.json, &events, EVENT_HEADERS, event_row)?;
     more_hint(events.last().map(|e| e.seq), events.len(), args.limit);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let query = RequestQuery {
-        source: args.source.clone(),
-        reason: args.reason.clone(),
-        refused: args.refused,
-        after: args.after,
-        limit: args.limit,
-    };
-    let requests = store.requests(&query).await;
+    let result = list_requests(&*store, args).await;
     store.close().await;
-    let requests = requests?;
-    print_rows(
-        args.json,
-        &requests,
-        &[
-            "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
-        ],
-        request_row,
-    )?;
+    result
+}
+
+async fn list_requests(store: &dyn store::Store, args: &RequestsArgs) -> Result<ExitCode> {
+    let page = async |after: i64| {
+        let query = RequestQuery {
+            source: args.source.clone(),
+            reason: args.reason.clone(),
+            refused: args.refused,
+            after: Some(after),
+            limit: args.limit,
+        };
+        store.requests(&query).await
+    };
+    if args.follow {
+        let from = match args.after {
+            Some(after) => after,
+            None => store.newest().await?.requests,
+        };
+        let table = Table::new(REQUEST_HEADERS, REQUEST_WIDTHS);
+        let rows = Rows {
+            json: args.json,
+            table,
+            row: request_row,
+        };
+        return follow(from, page, |r| r.seq, rows).await;
+    }
+    let requests = page(args.after.unwrap_or(0)).await?;
+    print_rows(args.json, &requests, REQUEST_HEADERS, request_row)?;
     more_hint(requests.last().map(|r| r.seq), requests.len(), args.limit);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where followed rows are printed: JSON lines, or one table whose header
+/// is printed once.
+struct Rows<T> {
+    json: bool,
+    table: Table,
+    row: fn(&T) -> Vec<String>,
+}
+
+impl<T: serde::Serialize> Rows<T> {
+    fn print(&mut self, items: &[T]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            for item in items {
+                writeln!(out, "{}", serde_json::to_string(item)?)?;
+            }
+            return out.flush();
+        }
+        self.table
+            .print(&mut out, items.iter().map(self.row).collect())
+    }
+}
+
+/// Prints the rows after `cursor` as they are stored, a page at a time,
+/// until Ctrl-C or until stdout closes (`| head`). A failed read (the
+/// database restarting, say) is reported once and retried.
+async fn follow<T: serde::Serialize>(
+    mut cursor: i64,
+    page: impl AsyncFn(i64) -> Result<Vec<T>, store::StoreError>,
+    seq: fn(&T) -> i64,
+    mut rows: Rows<T>,
+) -> Result<ExitCode> {
+    eprintln!("following after cursor {cursor}; Ctrl-C stops");
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut failing = false;
+    let mut printed = rows.print(&[]);
+    loop {
+        match printed {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            other => other?,
+        }
+        let mut got_rows = false;
+        printed = match page(cursor).await {
+            Ok(items) => {
+                failing = false;
+                got_rows = !items.is_empty();
+                cursor = items.last().map_or(cursor, seq);
+                rows.print(&items)
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("smshook: {e}; trying again");
+                }
+                failing = true;
+                Ok(())
+            }
+        };
+        if got_rows {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
 }
 
 async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
@@ -407,23 +522,55 @@ fn print_rows<T: serde::Serialize>(
 
 /// Left-aligned columns as wide as their widest cell.
 fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let mut table = Table::new(headers, &[]);
+    // As `println!` would: a closed stdout is the reader's choice.
+    let _ = table.print(&mut std::io::stdout().lock(), rows.collect());
+}
+
+/// Left-aligned columns, at least as wide as given, widened to fit what is
+/// printed; the header goes out with the first rows.
+struct Table {
+    headers: Vec<String>,
+    widths: Vec<usize>,
+    header_printed: bool,
+}
+
+impl Table {
+    fn new(headers: &[&str], min_widths: &[usize]) -> Self {
+        let widths = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| h.len().max(min_widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        Self {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            widths,
+            header_printed: false,
         }
     }
-    let line = |cells: Vec<String>| {
+
+    fn print(&mut self, out: &mut impl Write, rows: Vec<Vec<String>>) -> std::io::Result<()> {
+        for row in &rows {
+            for (w, cell) in self.widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        if !self.header_printed {
+            self.header_printed = true;
+            self.line(out, &self.headers)?;
+        }
+        for row in &rows {
+            self.line(out, row)?;
+        }
+        out.flush()
+    }
+
+    fn line(&self, out: &mut impl Write, cells: &[String]) -> std::io::Result<()> {
         let padded: Vec<String> = cells
             .iter()
-            .zip(&widths)
+            .zip(&self.widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row);
+        writeln!(out, "{}", padded.join("  ").trim_end())
     }
 }

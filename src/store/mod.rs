@@ -39,6 +39,13 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// The newest cursors ([`Store::newest`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Newest {
+    pub events: i64,
+    pub requests: i64,
+}
+
 /// The condition `RequestQuery::refused` adds, in either backend's SQL.
 pub const REFUSED_REQUESTS: &str = " AND status <> 200";
 
@@ -178,6 +185,10 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError>;
+
+    /// The cursors of the newest stored event and request-log row (0 when
+    /// there is none): where `smshook events --follow` starts.
+    async fn newest(&self) -> Result<Newest, StoreError>;
 
     /// Request-log entries in arrival order.
     async fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError>;

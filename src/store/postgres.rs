@@ -27,7 +27,11 @@ use tokio_postgres::{NoTls, Row};
 use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{BacklogCount, EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
+
+/// The newest event's cursor and the request log's (0: none).
+const NEWEST: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
+    (SELECT COALESCE(MAX(seq), 0) FROM requests)";
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
@@ -957,6 +961,19 @@ impl Store for PostgresStore {
 
     async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
         outbox::backlog(&self.client().await?).await
+    }
+
+    async fn newest(&self) -> Result<Newest, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(NEWEST, &[])
+            .await
+            .map_err(unavailable)?;
+        Ok(Newest {
+            events: row.get(0),
+            requests: row.get(1),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -19,7 +19,11 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{BacklogCount, EventQuery, RequestQuery, Store, StoreError, StoreOptions};
+use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
+
+/// The newest synced event's cursor, and the request log's (0: none).
+const NEWEST_EVENT: &str = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE seq <= ?1";
+const NEWEST_REQUEST: &str = "SELECT COALESCE(MAX(seq), 0) FROM requests";
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
@@ -60,6 +64,8 @@ pub struct SqliteStore {
     /// What the sync thread has made durable (see `syncer`): reads of
     /// events stop there, and a failed sync fails readiness.
     durable: Arc<Durable>,
+    /// Opened by the server (`StoreOptions::server`), not a command.
+    server: bool,
 }
 
 impl SqliteStore {
@@ -135,6 +141,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             writer: Mutex::new(Some(handle)),
             durable,
+            server: options.server,
         })
     }
 
@@ -153,6 +160,20 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// The newest event reads may show. In the server, the last one synced,
+    /// so the API never shows an event before its 200 could be sent. A
+    /// command reading beside the server (`smshook events`, `--follow`)
+    /// cannot know the server's syncs and shows every committed event: at
+    /// worst one a moment before its fsync returns, which a power cut in
+    /// that moment would take back.
+    fn events_through(&self) -> i64 {
+        if self.server {
+            self.durable.events_through()
+        } else {
+            i64::MAX
+        }
+    }
+
     /// Runs `f` in one transaction on the writer thread.
     async fn write<T: Send + 'static>(
         &self,
@@ -275,12 +296,12 @@ impl Store for SqliteStore {
 
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
         let q = q.clone();
-        let through = self.durable.events_through();
+        let through = self.events_through();
         self.read(move |conn| list_events(conn, &q, through)).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let (id, through) = (id.to_string(), self.durable.events_through());
+        let (id, through) = (id.to_string(), self.events_through());
         self.read(move |conn| {
             let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1 AND seq <= ?2");
             conn.query_row(&sql, params![id, through], event_from_row)
@@ -388,6 +409,17 @@ impl Store for SqliteStore {
 
     async fn delivery_backlog(&self) -> Result<Vec<BacklogCount>, StoreError> {
         self.read(outbox::backlog).await
+    }
+
+    async fn newest(&self) -> Result<Newest, StoreError> {
+        let through = self.events_through();
+        self.read(move |conn| {
+            Ok(Newest {
+                events: conn.query_row(NEWEST_EVENT, [through], |r| r.get(0))?,
+                requests: conn.query_row(NEWEST_REQUEST, [], |r| r.get(0))?,
+            })
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -377,3 +377,107 @@ async fn backup_copies_a_database_the_server_is_writing() {
     let postgres = smshook(&["backup", "x.db", "--database", "postgres://u@h/db"], None);
     assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
 }
+
+/// A `smshook … --follow` child: its stdout lines, and its stderr's first
+/// line (the cursor it follows from), arrive on channels.
+struct Follower {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    started: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Follower {
+    fn spawn(args: &[&str]) -> Follower {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
+            .args(args)
+            .env_remove("SMSHOOK_CONFIG")
+            .env_remove("SMSHOOK_DATABASE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run smshook");
+        let pipe = |from: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        };
+        let lines = pipe(Box::new(child.stdout.take().expect("stdout")));
+        let started = pipe(Box::new(child.stderr.take().expect("stderr")));
+        Follower {
+            child,
+            lines,
+            started,
+        }
+    }
+
+    /// Waits until it has read where to start: rows stored after this are
+    /// printed.
+    async fn started(&mut self) -> String {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), self.started.recv());
+        line.await.expect("started in time").expect("a first line")
+    }
+
+    async fn line(&mut self) -> String {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), self.lines.recv());
+        line.await.expect("a line in time").expect("a line")
+    }
+
+    /// Ctrl-C, as a user would stop it: it exits 0.
+    async fn interrupt(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(sent.expect("kill").success());
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn follow_prints_what_a_running_server_stores_from_then_on() {
+    let app = TestApp::on(Backend::Sqlite).await;
+    let p = crate::support::provider("integify");
+    let (_, status, _) = app.send_sample(p, "sms.delivered").await;
+    assert_eq!(status, 200, "stored before following: not printed");
+
+    let db = app.database.clone();
+    let mut events = Follower::spawn(&["events", "--follow", "--json", "--database", &db]);
+    let started = events.started().await;
+    assert!(started.starts_with("following after cursor 1"), "{started}");
+    let mut refusals = Follower::spawn(&["requests", "-f", "--refused", "--database", &db]);
+    refusals.started().await;
+    assert!(refusals.line().await.starts_with("AT "), "the header first");
+
+    let mut sent = Vec::new();
+    for event_type in ["sms.received", "sms.failed"] {
+        let (_, status, answer) = app.send_sample(p, event_type).await;
+        assert_eq!(status, 200);
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    app.post_signed("integify", p, b"{}", "wrong-secret").await;
+    let mut followed = Vec::new();
+    for _ in 0..2 {
+        let event: Value = serde_json::from_str(&events.line().await).expect("a JSON line");
+        followed.push(event["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(followed, sent, "each new event once, in order");
+    let refused = refusals.line().await;
+    let cells: Vec<&str> = refused.split_whitespace().collect();
+    assert_eq!(
+        cells[1..4],
+        ["integify", "401", "invalid_signature"],
+        "{refused}"
+    );
+    events.interrupt().await;
+    refusals.interrupt().await;
+    app.stop().await;
+}

@@ -117,6 +117,9 @@ impl Store for BrokenDisk {
     async fn prune(&self, after: i64, cutoff: &str, limit: u32) -> Result<Pruned, StoreError> {
         self.inner.prune(after, cutoff, limit).await
     }
+    async fn newest(&self) -> Result<smshook::store::Newest, StoreError> {
+        self.inner.newest().await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("disk".into()))
     }

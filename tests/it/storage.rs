@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use smshook::event::{EventFields, NewEvent, RequestRecord, new_event_id, now_rfc3339};
-use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
+use smshook::store::{EventQuery, Newest, RequestQuery, Store, StoreError};
 
 use crate::support::{Backend, open_url};
 
@@ -60,6 +60,7 @@ pub fn request(source: &str, status: u16, reason: &str) -> RequestRecord {
 
 async fn store_contract(backend: Backend) {
     let (store, _dir) = open(&backend).await;
+    assert_eq!(store.newest().await.expect("newest"), Newest::default());
     let first = event("a", "k1", "message.delivered", Some("m1"));
     let first_id = first.id.clone();
     let stored = store
@@ -188,6 +189,12 @@ async fn store_contract(backend: Backend) {
         ]
     );
     assert_eq!(log[1].event_id.as_deref(), Some(first_id.as_str()));
+    let newest = store.newest().await.expect("newest");
+    assert_eq!(
+        (newest.events, newest.requests),
+        (all[2].seq, log[4].seq),
+        "where --follow starts"
+    );
     store.ping().await.expect("ready");
     store.close().await;
 }

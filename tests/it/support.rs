@@ -258,7 +258,7 @@ impl TestApp {
         };
         let store = match o.store {
             Some(store) => store,
-            None => open_url(&database, o.request_log_max_rows).await,
+            None => open_as(&database, o.request_log_max_rows, true).await,
         };
         let listener = smshook::http::bind(config.listen).expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -373,12 +373,19 @@ impl TestApp {
     }
 }
 
+/// A store opened as a command beside the server would open it.
 pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {
+    open_as(url, max_rows, false).await
+}
+
+/// A store opened as `smshook serve` opens it: reads of events stop at the
+/// last one synced, and leases left by a dead process are released.
+async fn open_as(url: &str, max_rows: u64, server: bool) -> Arc<dyn Store> {
     store::open(
         url,
         StoreOptions {
             request_log_max_rows: max_rows,
-            server: false,
+            server,
         },
     )
     .await
