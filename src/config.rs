@@ -243,9 +243,7 @@ impl Config {
         }
         warnings
     }
-}
 
-impl Config {
     /// Sources limited to `allowed_ips` while smshook listens on loopback
     /// with no trusted proxy: that is how it runs behind a proxy on the same
     /// host, where every webhook would arrive from the proxy's address and

@@ -29,9 +29,9 @@ impl Sources {
     }
 
     /// Gives each source the secrets and `allowed_ips` `config` has for the
-    /// source of the same name and provider. Sources added, removed or given another
-    /// provider need a restart (the metrics and the routes are set up for
-    /// the sources at start-up).
+    /// source of the same name and provider. Sources added, removed or
+    /// given another provider need a restart (the metrics and the routes
+    /// are set up for the sources at start-up).
     pub fn reload(&self, config: &Config) -> Reload {
         let mut map = (*self.current()).clone();
         let mut reload = Reload::default();

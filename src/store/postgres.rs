@@ -28,14 +28,14 @@ use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
-
-/// The newest event's cursor and the request log's (0: none).
-const NEWEST: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
-    (SELECT COALESCE(MAX(seq), 0) FROM requests)";
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
 use crate::optout::Optout;
+
+/// The newest event's cursor and the request log's (0: none).
+const NEWEST: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
+    (SELECT COALESCE(MAX(seq), 0) FROM requests)";
 
 mod outbox;
 mod retention;

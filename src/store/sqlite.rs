@@ -20,13 +20,13 @@ use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
+use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use crate::message::StatusRow;
+use crate::optout::Optout;
 
 /// The newest synced event's cursor, and the request log's (0: none).
 const NEWEST_EVENT: &str = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE seq <= ?1";
 const NEWEST_REQUEST: &str = "SELECT COALESCE(MAX(seq), 0) FROM requests";
-use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
-use crate::message::StatusRow;
-use crate::optout::Optout;
 
 mod backup;
 mod checkpointer;
@@ -61,8 +61,9 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// Joined on close, so the last batch is committed before we return.
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// What the sync thread has made durable (see `syncer`): reads of
-    /// events stop there, and a failed sync fails readiness.
+    /// What the sync thread has made durable (see `syncer`): the server's
+    /// reads of events stop there (`events_through`), and a failed sync
+    /// fails readiness.
     durable: Arc<Durable>,
     /// Opened by the server (`StoreOptions::server`), not a command.
     server: bool,
