@@ -412,3 +412,41 @@ async fn a_refused_value_fails_its_own_row_not_the_batch_nor_later_ones() {
     );
     store.close().await;
 }
+
+/// Replicas prune one batch at a time: while another holds the retention
+/// lock, a batch deletes nothing and ends the pass; once it is free, the
+/// same batch deletes. (The lock is held here by a connection of the test,
+/// standing in for another replica mid-batch.)
+#[tokio::test]
+async fn one_replica_prunes_at_a_time() {
+    let Some(url) = postgres().await else { return };
+    let store = open_url(&url, 10).await;
+    let mut old = crate::storage::event("ig", "k1", "message.received", None);
+    old.received_at = smshook::event::format_time(chrono::Utc::now() - chrono::Duration::days(40));
+    let request = crate::storage::request("ig", 200, "accepted");
+    store.insert_event(old, request).await.expect("insert");
+    let cutoff = smshook::event::format_time(chrono::Utc::now() - chrono::Duration::days(30));
+
+    let (other, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let key = "(1936552564, hashtext(current_schema()))";
+    other
+        .batch_execute(&format!("SELECT pg_advisory_lock{key}"))
+        .await
+        .expect("lock");
+    let busy = store.prune(0, &cutoff, 100).await.expect("prune");
+    assert_eq!(
+        (busy.deleted, busy.through, busy.done),
+        (0, 0, true),
+        "another replica is pruning: this pass ends"
+    );
+    other
+        .batch_execute(&format!("SELECT pg_advisory_unlock{key}"))
+        .await
+        .expect("unlock");
+    let free = store.prune(0, &cutoff, 100).await.expect("prune");
+    assert_eq!((free.deleted, free.done), (1, true));
+    store.close().await;
+}

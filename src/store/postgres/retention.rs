@@ -1,11 +1,20 @@
 //! Retention on PostgreSQL: one batch of a pass (`store::retention`): the
 //! events are read, then deleted in one transaction with their attempts,
-//! deliveries and message statuses. Replicas each run passes; a row two of
-//! them pick is deleted once, the other finds it gone.
+//! deliveries and message statuses. Replicas each run passes, but one batch
+//! at a time: a batch first takes the retention lock, and a replica that
+//! finds it taken ends its pass (another replica is deleting; its own next
+//! pass comes a minute later). Without it, every replica read the same
+//! candidates and queued the same deletes behind one another's.
 
 use deadpool_postgres::Object;
 
 use crate::store::retention::{CANDIDATES, Candidate, Pruned, choose};
+
+/// Takes the retention lock for the transaction, or says another replica
+/// holds it. Keyed by schema ("smrt" and the schema's hash), so deployments
+/// sharing a database in different schemas do not wait for each other.
+const TRY_RETENTION_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(1936552564, hashtext(current_schema()))";
 
 /// Deletes the chosen events that still have no pending delivery (one may
 /// have been replayed since they were read), returning those deleted.
@@ -25,9 +34,16 @@ pub async fn prune(
     cutoff: &str,
     limit: u32,
 ) -> Result<Pruned, tokio_postgres::Error> {
-    let rows = client
-        .query(CANDIDATES, &[&after, &i64::from(limit)])
-        .await?;
+    let tx = client.transaction().await?;
+    let locked: bool = tx.query_one(TRY_RETENTION_LOCK, &[]).await?.get(0);
+    if !locked {
+        return Ok(Pruned {
+            deleted: 0,
+            through: after,
+            done: true,
+        });
+    }
+    let rows = tx.query(CANDIDATES, &[&after, &i64::from(limit)]).await?;
     let batch = rows
         .iter()
         .map(|r| {
@@ -43,10 +59,10 @@ pub async fn prune(
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     let (doomed, mut pruned) = choose(batch, after, cutoff, limit as usize);
     if doomed.is_empty() {
+        tx.commit().await?;
         return Ok(pruned);
     }
     let seqs: Vec<i64> = doomed.iter().map(|c| c.seq).collect();
-    let tx = client.transaction().await?;
     tx.batch_execute(super::BEGIN_WRITE).await?;
     let deleted = tx.query(DELETE_EVENTS, &[&seqs]).await?;
     let ids: Vec<&str> = deleted.iter().map(|r| r.get(0)).collect();
