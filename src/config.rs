@@ -235,6 +235,14 @@ impl Config {
             }
         }
         warnings.extend(self.proxy_hides_clients());
+        for s in &self.sources {
+            if s.provider.addresses_change && s.allowed.is_some() {
+                warnings.push(format!(
+                    "source {}: {} says its webhooks' addresses change and asks not to filter on them: allowed_ips may refuse its webhooks without notice",
+                    s.name, s.provider.name
+                ));
+            }
+        }
         for (file, mode) in open_to_others(&self.secret_files) {
             warnings.push(format!(
                 "{} holds secrets and other users can read or change it (mode {mode:o}): chmod 600 it",
@@ -821,6 +829,12 @@ mod tests {
             load(Some(&public), &[]).expect("loads").warnings(),
             Vec::<String>::new()
         );
+        let textus = limited.replace("msgine", "textus");
+        let warnings = load(Some(&format!("listen='0.0.0.0:8080'\n{textus}")), &[])
+            .expect("loads")
+            .warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("textus says its webhooks' addresses change"));
         let local_allowed = limited.replace("['52.89.214.238']", "['52.89.214.238', '127.0.0.1']");
         assert_eq!(
             load(Some(&local_allowed), &[]).expect("loads").warnings(),

@@ -21,6 +21,7 @@ pub static PROVIDER: Provider = Provider {
     ],
     retry_status: 503,
     answer_timeout: Some(std::time::Duration::from_secs(10)),
+    addresses_change: false,
     normalize,
     sample,
 };

@@ -44,6 +44,9 @@ pub struct Provider {
     /// How long the provider waits for an answer, where its documentation
     /// says: `ack_deadline` should stay below it (`Config::warnings`).
     pub answer_timeout: Option<std::time::Duration>,
+    /// The provider's documentation asks not to filter its webhooks by
+    /// address (they change): `allowed_ips` on its source is warned about.
+    pub addresses_change: bool,
     pub normalize: fn(&Object) -> Normalized,
     pub sample: fn(&str, &SampleIds) -> Value,
 }

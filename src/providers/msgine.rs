@@ -15,6 +15,7 @@ pub static PROVIDER: Provider = Provider {
     event_types: &["message.sent", "message.delivered", "message.failed"],
     retry_status: 503,
     answer_timeout: Some(std::time::Duration::from_secs(5)),
+    addresses_change: false,
     normalize,
     sample,
 };

@@ -32,6 +32,7 @@ pub static PROVIDER: Provider = Provider {
     ],
     retry_status: 503,
     answer_timeout: None,
+    addresses_change: false,
     normalize,
     sample,
 };

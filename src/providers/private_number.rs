@@ -15,6 +15,7 @@ pub static PROVIDER: Provider = Provider {
     event_types: &["sms.received"],
     retry_status: 503,
     answer_timeout: None,
+    addresses_change: false,
     normalize,
     sample,
 };

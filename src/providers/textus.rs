@@ -28,6 +28,7 @@ pub static PROVIDER: Provider = Provider {
     ],
     retry_status: 504,
     answer_timeout: None,
+    addresses_change: true,
     normalize,
     sample,
 };
