@@ -334,16 +334,8 @@ async fn list_events(store: &dyn store::Store, args: &EventsArgs) -> Result<Exit
         store.events(&query).await
     };
     if args.follow {
-        let from = match args.after {
-            Some(after) => after,
-            None => store.newest().await?.events,
-        };
-        let table = Table::new(EVENT_HEADERS, EVENT_WIDTHS);
-        let rows = Rows {
-            json: args.json,
-            table,
-            row: event_row,
-        };
+        let from = start(store, args.after, |n| n.events).await?;
+        let rows = Rows::new(args.json, EVENT_HEADERS, EVENT_WIDTHS, event_row);
         return follow(from, page, |e| e.seq, rows).await;
     }
     let events = page(args.after.unwrap_or(0)).await?;
@@ -371,16 +363,8 @@ async fn list_requests(store: &dyn store::Store, args: &RequestsArgs) -> Result<
         store.requests(&query).await
     };
     if args.follow {
-        let from = match args.after {
-            Some(after) => after,
-            None => store.newest().await?.requests,
-        };
-        let table = Table::new(REQUEST_HEADERS, REQUEST_WIDTHS);
-        let rows = Rows {
-            json: args.json,
-            table,
-            row: request_row,
-        };
+        let from = start(store, args.after, |n| n.requests).await?;
+        let rows = Rows::new(args.json, REQUEST_HEADERS, REQUEST_WIDTHS, request_row);
         return follow(from, page, |r| r.seq, rows).await;
     }
     let requests = page(args.after.unwrap_or(0)).await?;
@@ -398,6 +382,11 @@ struct Rows<T> {
 }
 
 impl<T: serde::Serialize> Rows<T> {
+    fn new(json: bool, headers: &[&str], widths: &[usize], row: fn(&T) -> Vec<String>) -> Self {
+        let table = Table::new(headers, widths);
+        Self { json, table, row }
+    }
+
     fn print(&mut self, items: &[T]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -408,6 +397,19 @@ impl<T: serde::Serialize> Rows<T> {
         }
         self.table
             .print(&mut out, items.iter().map(self.row).collect())
+    }
+}
+
+/// Where `--follow` starts: `after` when given, else the newest row now
+/// (`which` picks the events' or the request log's).
+async fn start(
+    store: &dyn store::Store,
+    after: Option<i64>,
+    which: fn(store::Newest) -> i64,
+) -> Result<i64> {
+    match after {
+        Some(after) => Ok(after),
+        None => Ok(which(store.newest().await?)),
     }
 }
 
@@ -445,12 +447,17 @@ async fn follow<T: serde::Serialize>(
                 Ok(())
             }
         };
-        if got_rows {
-            continue;
-        }
+        // Ctrl-C is looked at after every page, so a steady stream of rows
+        // cannot keep it from being noticed.
+        let wait = if got_rows {
+            Duration::ZERO
+        } else {
+            FOLLOW_POLL
+        };
         tokio::select! {
+            biased;
             _ = &mut stop => return Ok(ExitCode::SUCCESS),
-            () = tokio::time::sleep(FOLLOW_POLL) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
