@@ -30,6 +30,14 @@
 //! worst latency 59-99 ms against 87-252 (README, "Latency at a steady
 //! rate").
 //!
+//! After each of its checkpoints the thread syncs the database file itself.
+//! SQLite syncs it only in the checkpoint that completes the log, so every
+//! page the thread had copied (some 18,000 a log here) was written back by
+//! the writer's finishing checkpoint: its `fsync` took 9-21 ms, while every
+//! request arriving waited (about 1% of them at a steady 10,000/s: the
+//! p99). Synced by the thread as it goes, the writer's `fsync` has only the
+//! pages it copied itself.
+//!
 //! Only one checkpoint runs at a time: one started while another runs
 //! returns `SQLITE_BUSY` at once, and is simply retried after a later commit.
 
@@ -104,6 +112,7 @@ impl Checkpointer {
     /// `writer` so that each of its commits reports the WAL's size.
     pub fn spawn(path: &Path, writer: &mut Connection, limits: Limits) -> anyhow::Result<Self> {
         let conn = super::connect(path)?;
+        let database = std::fs::OpenOptions::new().write(true).open(path)?;
         let frames = Arc::new(AtomicI32::new(0));
         let hooked = frames.clone();
         // Replaces SQLite's automatic checkpoint, which is itself a WAL hook.
@@ -116,7 +125,7 @@ impl Checkpointer {
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&rx, &conn, &shared))?;
+            .spawn(move || run(&rx, &conn, &database, &shared))?;
         Ok(Self {
             wake,
             state,
@@ -161,10 +170,17 @@ impl Checkpointer {
     }
 }
 
-fn run(wake: &Receiver<()>, conn: &Connection, state: &State) {
+fn run(wake: &Receiver<()>, conn: &Connection, database: &std::fs::File, state: &State) {
     lowest_priority();
     while wake.recv().is_ok() {
         checkpoint(conn, state);
+        // What this checkpoint copied, so the writer's need not (module doc).
+        // A failure here loses nothing: the writer's checkpoint syncs again.
+        if let Err(e) = database.sync_data()
+            && let Some(skipped) = CHECKPOINT_FAILED.check()
+        {
+            tracing::warn!(error = %e, skipped, "syncing the SQLite database file after a checkpoint failed");
+        }
         state.thread_runs.fetch_add(1, Ordering::Relaxed);
         state.running.store(false, Ordering::Release);
     }
