@@ -118,9 +118,13 @@ impl SqliteStore {
             .context("starting the SQLite sync thread")?;
         // The sync thread makes each commit durable: see `syncer`.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let checkpointer =
-            checkpointer::Checkpointer::spawn(path, &mut conn, checkpointer::Limits::DEFAULT)
-                .context("starting the SQLite checkpoint thread")?;
+        let checkpointer = checkpointer::Checkpointer::spawn(
+            path,
+            &mut conn,
+            checkpointer::Limits::DEFAULT,
+            durable.clone(),
+        )
+        .context("starting the SQLite checkpoint thread")?;
         let writer = Writer {
             conn,
             jobs: rx,

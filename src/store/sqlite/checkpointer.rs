@@ -54,6 +54,7 @@ use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
 
+use super::syncer::Durable;
 use crate::log_throttle::Throttle;
 
 /// When to checkpoint, in WAL frames (pages).
@@ -110,7 +111,12 @@ struct State {
 impl Checkpointer {
     /// Starts the thread on a connection of its own to `path`, and hooks
     /// `writer` so that each of its commits reports the WAL's size.
-    pub fn spawn(path: &Path, writer: &mut Connection, limits: Limits) -> anyhow::Result<Self> {
+    pub fn spawn(
+        path: &Path,
+        writer: &mut Connection,
+        limits: Limits,
+        durable: Arc<Durable>,
+    ) -> anyhow::Result<Self> {
         let conn = super::connect(path)?;
         let database = std::fs::OpenOptions::new().write(true).open(path)?;
         let frames = Arc::new(AtomicI32::new(0));
@@ -125,7 +131,7 @@ impl Checkpointer {
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&rx, &conn, &database, &shared))?;
+            .spawn(move || run(&rx, &conn, &database, &shared, &durable))?;
         Ok(Self {
             wake,
             state,
@@ -170,16 +176,23 @@ impl Checkpointer {
     }
 }
 
-fn run(wake: &Receiver<()>, conn: &Connection, database: &std::fs::File, state: &State) {
+fn run(
+    wake: &Receiver<()>,
+    conn: &Connection,
+    database: &std::fs::File,
+    state: &State,
+    durable: &Durable,
+) {
     lowest_priority();
     while wake.recv().is_ok() {
         checkpoint(conn, state);
         // What this checkpoint copied, so the writer's need not (module doc).
-        // A failure here loses nothing: the writer's checkpoint syncs again.
-        if let Err(e) = database.sync_data()
-            && let Some(skipped) = CHECKPOINT_FAILED.check()
+        // A failure is the disk's, as a failed WAL sync is: the store is
+        // marked failed, so nothing more is acknowledged or checkpointed.
+        if !durable.failed()
+            && let Err(e) = database.sync_data()
         {
-            tracing::warn!(error = %e, skipped, "syncing the SQLite database file after a checkpoint failed");
+            durable.fail("fdatasync of the SQLite database after a checkpoint", &e);
         }
         state.thread_runs.fetch_add(1, Ordering::Relaxed);
         state.running.store(false, Ordering::Release);
@@ -230,7 +243,8 @@ mod tests {
         let mut conn = crate::store::sqlite::connect(&path).expect("open");
         conn.execute_batch("PRAGMA synchronous = OFF; CREATE TABLE t (v BLOB);")
             .expect("schema");
-        let checkpointer = Checkpointer::spawn(&path, &mut conn, limits).expect("spawn");
+        let durable = Arc::new(Durable::new(0));
+        let checkpointer = Checkpointer::spawn(&path, &mut conn, limits, durable).expect("spawn");
         (conn, checkpointer)
     }
 
@@ -319,6 +333,26 @@ mod tests {
         fill_then_decide(&conn, &mut ck, limits.max);
         assert_copied_inline(&ck);
         assert_eq!(thread_runs_after_stop(ck), 0, "the writer copied it");
+    }
+
+    /// A database file that cannot be synced (`fdatasync` on /dev/null
+    /// fails, as on a failing disk) marks the store failed, as a failed
+    /// WAL sync does: nothing more is acknowledged.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_sync_of_the_database_marks_the_store_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::store::sqlite::connect(&dir.path().join("f.db")).expect("open");
+        let unsyncable = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null");
+        let durable = Durable::new(0);
+        let (wake, rx) = sync_channel(1);
+        wake.send(()).expect("wake");
+        drop(wake);
+        run(&rx, &conn, &unsyncable, &State::default(), &durable);
+        assert!(durable.failed());
     }
 
     #[cfg(target_os = "linux")]

@@ -10,7 +10,10 @@
 //! would have made it, while the writer's next batch overlaps this sync
 //! instead of waiting behind it (the core sat idle during each fsync).
 //! Checkpoints keep SQLite's own syncs: NORMAL syncs the WAL before copying
-//! it into the database and the database after, before the WAL is reused.
+//! it into the database and the database after, before the WAL is reused;
+//! the checkpoint thread also syncs the database after each of its
+//! partial checkpoints (`checkpointer`), and a failure there marks the
+//! store failed as below.
 //!
 //! Every answer of the writer thread passes here (webhook acks, duplicates,
 //! outbox claims and updates, API writes): none leaves before its sync. A
@@ -69,6 +72,16 @@ impl Durable {
 
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// Marks the store failed for good (a sync failed: the kernel may have
+    /// dropped pages), logging `what` failed and why.
+    pub fn fail(&self, what: &str, error: &io::Error) {
+        self.failed.store(true, Ordering::Release);
+        tracing::error!(
+            %error,
+            "{what} failed: nothing more is acknowledged; restart smshook once the disk is sound"
+        );
     }
 
     pub fn events_through(&self) -> i64 {
@@ -140,11 +153,7 @@ fn sync_unless_failed(wal: &mut WalFile, durable: &Durable) -> Result<(), String
         return Err(not_synced("an earlier fsync failed"));
     }
     wal.sync().map_err(|e| {
-        durable.failed.store(true, Ordering::Release);
-        tracing::error!(
-            error = %e,
-            "fsync of the SQLite WAL failed: nothing more is acknowledged; restart smshook once the disk is sound"
-        );
+        durable.fail("fsync of the SQLite WAL", &e);
         not_synced(&e.to_string())
     })
 }

@@ -158,7 +158,11 @@ impl Writer {
     fn finish(self) {
         self.syncer.stop();
         self.checkpointer.stop();
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        // After a failed sync the database file may lack pages the kernel
+        // dropped, which only the WAL still holds: keep it whole.
+        if self.durable.failed() {
+            tracing::warn!("SQLite WAL kept at shutdown after a failed sync");
+        } else if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }
         if let Err((_, e)) = self.conn.close() {
