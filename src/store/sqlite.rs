@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
@@ -252,6 +253,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "wal_autocheckpoint", checkpointer::START_FRAMES)?;
     conn.pragma_update(None, "journal_size_limit", 192 * 1024 * 1024)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // No checkpoint when the last connection closes: the writer checkpoints
+    // at a clean shutdown itself, and after a failed sync must not (the WAL
+    // may alone hold pages the kernel dropped; `writer::Writer::finish`).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
