@@ -136,6 +136,7 @@ impl SqliteStore {
             max_rows: options.request_log_max_rows,
             since_prune: 0,
             last_batch: 0,
+            server: options.server,
         };
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())

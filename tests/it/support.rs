@@ -380,7 +380,7 @@ pub async fn open_url(url: &str, max_rows: u64) -> Arc<dyn Store> {
 
 /// A store opened as `smshook serve` opens it: reads of events stop at the
 /// last one synced, and leases left by a dead process are released.
-async fn open_as(url: &str, max_rows: u64, server: bool) -> Arc<dyn Store> {
+pub async fn open_as(url: &str, max_rows: u64, server: bool) -> Arc<dyn Store> {
     store::open(
         url,
         StoreOptions {
