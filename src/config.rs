@@ -349,7 +349,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
     let sources = if from_file {
         file_sources(raw.sources, env)?
     } else {
-        env_sources(env)
+        env_sources(env)?
     };
     let destinations = destinations(raw.destinations, &sources, env)?;
     let trusted_proxies = match env("SMSHOOK_TRUSTED_PROXIES") {
@@ -665,20 +665,30 @@ fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<T
     }
 }
 
-/// Without a config file: one source per provider whose secret variable is set.
-fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
-    providers::ALL
-        .iter()
-        .filter_map(|p| {
-            let secrets = split_list(&env(&p.secret_env_var())?, ',');
-            (!secrets.is_empty()).then(|| Source {
-                name: p.name.to_string(),
-                provider: p,
-                secrets: secrets.into_iter().map(Secret::new).collect(),
-                allowed: None,
-            })
-        })
-        .collect()
+/// Without a config file: one source per provider whose secret variable is
+/// set, limited to the addresses in `SMSHOOK_<PROVIDER>_ALLOWED_IPS` when
+/// that is set (comma-separated, as `allowed_ips`).
+fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for p in providers::ALL {
+        let Some(secrets) = env(&p.secret_env_var()).map(|v| split_list(&v, ',')) else {
+            continue;
+        };
+        if secrets.is_empty() {
+            continue;
+        }
+        let var = p.allowed_ips_env_var();
+        let allowed = env(&var)
+            .map(|v| allowed_ips(&split_list(&v, ',')).with_context(|| var.clone()))
+            .transpose()?;
+        sources.push(Source {
+            name: p.name.to_string(),
+            provider: p,
+            secrets: secrets.into_iter().map(Secret::new).collect(),
+            allowed,
+        });
+    }
+    Ok(sources)
 }
 
 #[cfg(test)]
@@ -884,6 +894,26 @@ mod tests {
         let names: Vec<_> = c.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["textus", "private-number"]);
         assert_eq!(c.sources[1].secrets.len(), 2);
+        assert_eq!(c.sources[1].allowed, None, "any address");
+
+        let limited = load(
+            None,
+            &[
+                ("SMSHOOK_MSGINE_SECRET", "m"),
+                ("SMSHOOK_MSGINE_ALLOWED_IPS", "52.89.214.238, 10.0.0.0/8"),
+            ],
+        )
+        .expect("loads");
+        let expected = Networks::parse(&["52.89.214.238", "10.0.0.0/8"]).expect("valid");
+        assert_eq!(limited.sources[0].allowed, Some(expected));
+        for bad in ["", "msgine.example"] {
+            let vars = [
+                ("SMSHOOK_MSGINE_SECRET", "m"),
+                ("SMSHOOK_MSGINE_ALLOWED_IPS", bad),
+            ];
+            let e = format!("{:#}", load(None, &vars).expect_err("refused"));
+            assert!(e.contains("SMSHOOK_MSGINE_ALLOWED_IPS"), "{e}");
+        }
     }
 
     #[test]

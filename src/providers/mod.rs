@@ -55,10 +55,17 @@ impl Provider {
     /// The environment variable whose value enables a source for this
     /// provider when no config file is given, e.g. `SMSHOOK_PRIVATE_NUMBER_SECRET`.
     pub fn secret_env_var(&self) -> String {
-        format!(
-            "SMSHOOK_{}_SECRET",
-            self.name.to_uppercase().replace('-', "_")
-        )
+        format!("SMSHOOK_{}_SECRET", self.env_name())
+    }
+
+    /// Its source's `allowed_ips` without a config file, e.g.
+    /// `SMSHOOK_MSGINE_ALLOWED_IPS`.
+    pub fn allowed_ips_env_var(&self) -> String {
+        format!("SMSHOOK_{}_ALLOWED_IPS", self.env_name())
+    }
+
+    fn env_name(&self) -> String {
+        self.name.to_uppercase().replace('-', "_")
     }
 }
 
