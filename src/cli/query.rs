@@ -25,19 +25,8 @@ pub struct EventsArgs {
     /// Only events about this provider message id.
     #[arg(long)]
     message_id: Option<String>,
-    /// Start after this cursor (printed when more events follow).
-    #[arg(long)]
-    after: Option<i64>,
-    /// At most this many events.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    limit: u32,
-    /// One JSON object per line, with the original payload.
-    #[arg(long)]
-    json: bool,
-    /// Keep printing events as they are stored (from --after, else from
-    /// now), until Ctrl-C.
-    #[arg(long, short)]
-    follow: bool,
+    #[command(flatten)]
+    paging: Paging,
 }
 
 #[derive(Debug, Args)]
@@ -54,17 +43,24 @@ pub struct RequestsArgs {
     /// Only requests not answered 200: why a provider's webhooks fail.
     #[arg(long)]
     refused: bool,
-    /// Start after this cursor (printed when more requests follow).
+    #[command(flatten)]
+    paging: Paging,
+}
+
+/// How `events` and `requests` list their rows.
+#[derive(Debug, Args)]
+struct Paging {
+    /// Start after this cursor (printed when more rows follow).
     #[arg(long)]
     after: Option<i64>,
-    /// At most this many requests.
+    /// At most this many rows (a page).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
-    /// One JSON object per line.
+    /// One JSON object per line (events with their original payload).
     #[arg(long)]
     json: bool,
-    /// Keep printing requests as they are answered (from --after, else
-    /// from now), until Ctrl-C.
+    /// Keep printing rows as they are stored (from --after, else from now),
+    /// until Ctrl-C.
     #[arg(long, short)]
     follow: bool,
 }
@@ -302,79 +298,97 @@ async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>>
     }
 }
 
-const EVENT_HEADERS: &[&str] = &[
-    "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
-];
-/// Columns wide enough for most values, so a followed table stays aligned
-/// as rows arrive (an id is 30 characters, a time 24).
-const EVENT_WIDTHS: &[usize] = &[30, 24, 14, 20, 20, 14, 14, 10];
-const REQUEST_HEADERS: &[&str] = &[
-    "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
-];
-const REQUEST_WIDTHS: &[usize] = &[24, 14, 6, 19, 15, 7, 30];
+/// What a listing prints and how it pages: the events' or the request
+/// log's.
+struct Listing<T> {
+    headers: &'static [&'static str],
+    /// Columns wide enough for most values, so a followed table stays
+    /// aligned as rows arrive (an id is 30 characters, a time 24).
+    widths: &'static [usize],
+    row: fn(&T) -> Vec<String>,
+    seq: fn(&T) -> i64,
+    /// Where `--follow` starts without `--after`.
+    newest: fn(store::Newest) -> i64,
+}
+
+const EVENTS: Listing<Event> = Listing {
+    headers: &[
+        "ID", "RECEIVED", "SOURCE", "TYPE", "MESSAGE", "FROM", "TO", "STATUS",
+    ],
+    widths: &[30, 24, 14, 20, 20, 14, 14, 10],
+    row: event_row,
+    seq: |e| e.seq,
+    newest: |n| n.events,
+};
+const REQUESTS: Listing<RequestRecord> = Listing {
+    headers: &[
+        "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
+    ],
+    widths: &[24, 14, 6, 19, 15, 7, 30],
+    row: request_row,
+    seq: |r| r.seq,
+    newest: |n| n.requests,
+};
 /// How often `--follow` looks for new rows.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let result = list_events(&*store, args).await;
-    store.close().await;
-    result
-}
-
-async fn list_events(store: &dyn store::Store, args: &EventsArgs) -> Result<ExitCode> {
     let page = async |after: i64| {
         let query = EventQuery {
             source: args.source.clone(),
             event_type: args.event_type.clone(),
             message_id: args.message_id.clone(),
             after: Some(after),
-            limit: args.limit,
+            limit: args.paging.limit,
         };
         store.events(&query).await
     };
-    if args.follow {
-        let from = start(store, args.after, |n| n.events).await?;
-        let rows = Rows::new(args.json, EVENT_HEADERS, EVENT_WIDTHS, event_row);
-        return follow(from, page, |e| e.seq, rows).await;
-    }
-    let events = page(args.after.unwrap_or(0)).await?;
-    print_rows(args.json, &events, EVENT_HEADERS, event_row)?;
-    more_hint(events.last().map(|e| e.seq), events.len(), args.limit);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
-    let store = open(&args.config).await?;
-    let result = list_requests(&*store, args).await;
+    let result = list(&*store, &EVENTS, &args.paging, page).await;
     store.close().await;
     result
 }
 
-async fn list_requests(store: &dyn store::Store, args: &RequestsArgs) -> Result<ExitCode> {
+pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
+    let store = open(&args.config).await?;
     let page = async |after: i64| {
         let query = RequestQuery {
             source: args.source.clone(),
             reason: args.reason.clone(),
             refused: args.refused,
             after: Some(after),
-            limit: args.limit,
+            limit: args.paging.limit,
         };
         store.requests(&query).await
     };
-    if args.follow {
-        let from = start(store, args.after, |n| n.requests).await?;
-        let rows = Rows::new(args.json, REQUEST_HEADERS, REQUEST_WIDTHS, request_row);
-        return follow(from, page, |r| r.seq, rows).await;
+    let result = list(&*store, &REQUESTS, &args.paging, page).await;
+    store.close().await;
+    result
+}
+
+/// One page of `page`'s rows, or with `--follow` every row from then on.
+async fn list<T: serde::Serialize>(
+    store: &dyn store::Store,
+    listing: &Listing<T>,
+    paging: &Paging,
+    page: impl AsyncFn(i64) -> Result<Vec<T>, store::StoreError>,
+) -> Result<ExitCode> {
+    if paging.follow {
+        let from = match paging.after {
+            Some(after) => after,
+            None => (listing.newest)(store.newest().await?),
+        };
+        let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
+        return follow(from, page, listing.seq, rows).await;
     }
-    let requests = page(args.after.unwrap_or(0)).await?;
-    print_rows(args.json, &requests, REQUEST_HEADERS, request_row)?;
-    more_hint(requests.last().map(|r| r.seq), requests.len(), args.limit);
+    let items = page(paging.after.unwrap_or(0)).await?;
+    print_rows(paging.json, &items, listing.headers, listing.row)?;
+    more_hint(items.last().map(listing.seq), items.len(), paging.limit);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where followed rows are printed: JSON lines, or one table whose header
-/// is printed once.
+/// Where rows are printed: JSON lines, or one table whose header is
+/// printed once.
 struct Rows<T> {
     json: bool,
     table: Table,
@@ -397,19 +411,6 @@ impl<T: serde::Serialize> Rows<T> {
         }
         self.table
             .print(&mut out, items.iter().map(self.row).collect())
-    }
-}
-
-/// Where `--follow` starts: `after` when given, else the newest row now
-/// (`which` picks the events' or the request log's).
-async fn start(
-    store: &dyn store::Store,
-    after: Option<i64>,
-    which: fn(store::Newest) -> i64,
-) -> Result<i64> {
-    match after {
-        Some(after) => Ok(after),
-        None => Ok(which(store.newest().await?)),
     }
 }
 
@@ -510,21 +511,18 @@ fn request_row(r: &RequestRecord) -> Vec<String> {
     ]
 }
 
-/// One JSON object per line, or a table.
+/// One JSON object per line, or a table. A closed stdout (`| head`) is
+/// the reader's choice, not an error.
 fn print_rows<T: serde::Serialize>(
     json: bool,
     items: &[T],
     headers: &[&str],
-    row: impl Fn(&T) -> Vec<String>,
+    row: fn(&T) -> Vec<String>,
 ) -> Result<()> {
-    if json {
-        for item in items {
-            println!("{}", serde_json::to_string(item)?);
-        }
-    } else {
-        print_table(headers, items.iter().map(row));
+    match Rows::new(json, headers, &[], row).print(items) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        printed => Ok(printed?),
     }
-    Ok(())
 }
 
 /// Left-aligned columns as wide as their widest cell.

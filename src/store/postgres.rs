@@ -38,7 +38,7 @@ const NEWEST: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
     (SELECT COALESCE(MAX(seq), 0) FROM requests)";
 
 mod outbox;
-mod retention;
+pub mod retention;
 mod tls;
 
 /// Schema versions, applied in order under an advisory lock.

@@ -356,13 +356,7 @@ async fn metrics_count_answers_events_and_the_delivery_backlog(backend: Backend)
 /// the receiver has answered it.
 async fn metrics_once_recorded(app: &TestApp, line: &str) -> String {
     for _ in 0..100 {
-        let response = app
-            .client
-            .get(app.url("/metrics"))
-            .bearer_auth(crate::support::TOKEN)
-            .send()
-            .await
-            .expect("send");
+        let response = app.metrics().await;
         assert_eq!(response.status(), 200);
         let kind = response.headers()["content-type"]
             .to_str()

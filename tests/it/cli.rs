@@ -8,14 +8,22 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, TestApp, secret_for};
 
-pub fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
+/// The binary with `args`, its output piped, and no configuration from
+/// this process's environment.
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smshook"));
+    command
         .args(args)
         .env_remove("SMSHOOK_CONFIG")
         .env_remove("SMSHOOK_DATABASE")
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+pub fn smshook(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = command(args)
+        .stdin(Stdio::piped())
         .spawn()
         .expect("run smshook");
     if let Some(input) = stdin {
@@ -388,14 +396,7 @@ struct Follower {
 
 impl Follower {
     fn spawn(args: &[&str]) -> Follower {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_smshook"))
-            .args(args)
-            .env_remove("SMSHOOK_CONFIG")
-            .env_remove("SMSHOOK_DATABASE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run smshook");
+        let mut child = command(args).spawn().expect("run smshook");
         let pipe = |from: Box<dyn std::io::Read + Send>| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             std::thread::spawn(move || {

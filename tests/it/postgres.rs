@@ -431,9 +431,9 @@ async fn one_replica_prunes_at_a_time() {
         .await
         .expect("connect");
     tokio::spawn(conn);
-    let key = "(1936552564, hashtext(current_schema()))";
+    let key = smshook::store::postgres::retention::RETENTION_LOCK;
     other
-        .batch_execute(&format!("SELECT pg_advisory_lock{key}"))
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await
         .expect("lock");
     let busy = store.prune(0, &cutoff, 100).await.expect("prune");
@@ -443,7 +443,7 @@ async fn one_replica_prunes_at_a_time() {
         "another replica is pruning: this pass ends"
     );
     other
-        .batch_execute(&format!("SELECT pg_advisory_unlock{key}"))
+        .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
         .await
         .expect("unlock");
     let free = store.prune(0, &cutoff, 100).await.expect("prune");

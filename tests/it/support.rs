@@ -282,6 +282,12 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("send")
     }
 
+    /// `GET /metrics` with the bearer token.
+    pub async fn metrics(&self) -> reqwest::Response {
+        let request = self.client.get(self.url("/metrics")).bearer_auth(TOKEN);
+        request.send().await.expect("send")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -526,16 +526,7 @@ async fn a_source_limited_to_addresses_refuses_others_with_403() {
         ],
         "both refusals logged, under the address checked"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(crate::support::TOKEN)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await.text().await.expect("text");
     assert!(
         metrics.contains("smshook_webhooks_total{source=\"msgine\",status=\"403\"} 2"),
         "{metrics}"

@@ -10,11 +10,10 @@ use deadpool_postgres::Object;
 
 use crate::store::retention::{CANDIDATES, Candidate, Pruned, choose};
 
-/// Takes the retention lock for the transaction, or says another replica
-/// holds it. Keyed by schema ("smrt" and the schema's hash), so deployments
-/// sharing a database in different schemas do not wait for each other.
-const TRY_RETENTION_LOCK: &str =
-    "SELECT pg_try_advisory_xact_lock(1936552564, hashtext(current_schema()))";
+/// The retention lock's key, as arguments of PostgreSQL's advisory lock
+/// functions: "smrt" and the schema's hash, so deployments sharing a
+/// database in different schemas do not wait for each other.
+pub const RETENTION_LOCK: &str = "1936552564, hashtext(current_schema())";
 
 /// Deletes the chosen events that still have no pending delivery (one may
 /// have been replayed since they were read), returning those deleted.
@@ -35,7 +34,9 @@ pub async fn prune(
     limit: u32,
 ) -> Result<Pruned, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let locked: bool = tx.query_one(TRY_RETENTION_LOCK, &[]).await?.get(0);
+    // The lock for this transaction, or word that another replica holds it.
+    let try_lock = format!("SELECT pg_try_advisory_xact_lock({RETENTION_LOCK})");
+    let locked: bool = tx.query_one(&try_lock, &[]).await?.get(0);
     if !locked {
         return Ok(Pruned {
             deleted: 0,

@@ -32,7 +32,7 @@
 //!
 //! After each of its checkpoints the thread syncs the database file itself.
 //! SQLite syncs it only in the checkpoint that completes the log, so every
-//! page the thread had copied (some 18,000 a log here) was written back by
+//! page the thread had copied (some 3,700 a log here) was written back by
 //! the writer's finishing checkpoint: its `fsync` took 9-21 ms, while every
 //! request arriving waited (about 1% of them at a steady 10,000/s: the
 //! p99). Synced by the thread as it goes, the writer's `fsync` has only the
