@@ -43,9 +43,9 @@ enum Command {
     /// Apply pending schema migrations to the database, then exit
     /// (`serve` also applies them at start-up).
     Migrate(ConfigArgs),
-    /// List stored events (reads the database directly).
+    /// List stored events, the newest page by default (reads the database directly).
     Events(query::EventsArgs),
-    /// List the request log: every webhook request and how it was answered.
+    /// List the request log, the newest page by default: every webhook request and how it was answered.
     Requests(query::RequestsArgs),
     /// A message's current status and the timeline of events about it.
     Message(query::MessageArgs),

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::ConfigArgs;
 use crate::event::{Event, RequestRecord};
-use crate::store::{self, EventQuery, RequestQuery, StoreOptions};
+use crate::store::{self, EventQuery, Order, RequestQuery, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -47,22 +47,40 @@ pub struct RequestsArgs {
     paging: Paging,
 }
 
-/// How `events` and `requests` list their rows.
+/// How `events` and `requests` list their rows: by default the newest
+/// page, oldest first, like `tail`; `--after 0` from the very first.
 #[derive(Debug, Args)]
 struct Paging {
-    /// Start after this cursor (printed when more rows follow).
+    /// The rows after this cursor, in arrival order (`--after 0`: from the
+    /// first).
     #[arg(long)]
     after: Option<i64>,
+    /// The rows just before this cursor: an earlier page (the cursor is
+    /// printed when earlier rows remain).
+    #[arg(long, conflicts_with_all = ["after", "follow"])]
+    before: Option<i64>,
     /// At most this many rows (a page).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
     /// One JSON object per line (events with their original payload).
     #[arg(long)]
     json: bool,
-    /// Keep printing rows as they are stored (from --after, else from now),
-    /// until Ctrl-C.
+    /// Print the newest page (or every row after --after), then keep
+    /// printing rows as they are stored, until Ctrl-C.
     #[arg(long, short)]
     follow: bool,
+}
+
+impl Paging {
+    /// Where the one page printed without `--follow` starts, and which way
+    /// it runs.
+    fn start(&self) -> (i64, Order) {
+        match (self.after, self.before) {
+            (Some(after), _) => (after, Order::Asc),
+            (None, Some(before)) => (before, Order::Desc),
+            (None, None) => (Order::Desc.start(), Order::Desc),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -225,11 +243,7 @@ pub async fn deliveries(args: &DeliveriesArgs) -> Result<ExitCode> {
             ]
         },
     )?;
-    more_hint(
-        deliveries.last().map(|d| d.id),
-        deliveries.len(),
-        args.limit,
-    );
+    more_hint(&deliveries, |d| d.id, Order::Asc, args.limit);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -270,11 +284,20 @@ pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ids of every event received at or after `since`, walking all pages.
+/// How much earlier than `--since` the newest-first walk of `ids_since`
+/// reads before it stops. Arrival order and receive times differ only by
+/// how long an event waited for its commit: seconds (the ack deadline), far
+/// less than this.
+const SINCE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Ids of every event received at or after `since`, in arrival order. The
+/// events are read newest first, so a replay of the last hour reads the
+/// last hour's pages and not the whole table.
 async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>> {
     let since = chrono::DateTime::parse_from_rfc3339(since)
         .map_err(|e| anyhow::anyhow!("--since: {since:?} is not an RFC 3339 time ({e})"))?
         .with_timezone(&chrono::Utc);
+    let stop_before = crate::event::format_time(since - SINCE_MARGIN);
     let since = crate::event::format_time(since);
     let mut ids = Vec::new();
     let mut after = None;
@@ -283,6 +306,7 @@ async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>>
             .events(&EventQuery {
                 after,
                 limit: 1000,
+                order: Order::Desc,
                 ..Default::default()
             })
             .await?;
@@ -292,10 +316,14 @@ async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>>
                 .map(|e| e.id.clone()),
         );
         match page.last() {
-            Some(last) if page.len() == 1000 => after = Some(last.seq),
-            _ => return Ok(ids),
+            Some(last) if page.len() == 1000 && last.received_at >= stop_before => {
+                after = Some(last.seq);
+            }
+            _ => break,
         }
     }
+    ids.reverse();
+    Ok(ids)
 }
 
 /// What a listing prints and how it pages: the events' or the request
@@ -307,7 +335,8 @@ struct Listing<T> {
     widths: &'static [usize],
     row: fn(&T) -> Vec<String>,
     seq: fn(&T) -> i64,
-    /// Where `--follow` starts without `--after`.
+    /// The newest row's cursor: where `--follow` goes on from without
+    /// `--after`.
     newest: fn(store::Newest) -> i64,
 }
 
@@ -334,13 +363,14 @@ const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let page = async |after: i64| {
+    let page = async |after: i64, order: Order| {
         let query = EventQuery {
             source: args.source.clone(),
             event_type: args.event_type.clone(),
             message_id: args.message_id.clone(),
             after: Some(after),
             limit: args.paging.limit,
+            order,
         };
         store.events(&query).await
     };
@@ -351,13 +381,14 @@ pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
 
 pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let page = async |after: i64| {
+    let page = async |after: i64, order: Order| {
         let query = RequestQuery {
             source: args.source.clone(),
             reason: args.reason.clone(),
             refused: args.refused,
             after: Some(after),
             limit: args.paging.limit,
+            order,
         };
         store.requests(&query).await
     };
@@ -371,20 +402,41 @@ async fn list<T: serde::Serialize>(
     store: &dyn store::Store,
     listing: &Listing<T>,
     paging: &Paging,
-    page: impl AsyncFn(i64) -> Result<Vec<T>, store::StoreError>,
+    page: impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
 ) -> Result<ExitCode> {
     if paging.follow {
+        let mut rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
         let from = match paging.after {
             Some(after) => after,
-            None => (listing.newest)(store.newest().await?),
+            None => {
+                // The newest page up to the newest cursor, then on from it:
+                // nothing stored between the two reads is missed or doubled.
+                let newest = (listing.newest)(store.newest().await?);
+                let tail = newest_page(&page, newest.saturating_add(1)).await?;
+                rows.print(&tail)?;
+                newest
+            }
         };
-        let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
         return follow(from, page, listing.seq, rows).await;
     }
-    let items = page(paging.after.unwrap_or(0)).await?;
+    let (cursor, order) = paging.start();
+    let items = match order {
+        Order::Asc => page(cursor, order).await?,
+        Order::Desc => newest_page(&page, cursor).await?,
+    };
     print_rows(paging.json, &items, listing.headers, listing.row)?;
-    more_hint(items.last().map(listing.seq), items.len(), paging.limit);
+    more_hint(&items, listing.seq, order, paging.limit);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The page of rows just before `cursor`, oldest first as printed.
+async fn newest_page<T>(
+    page: &impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
+    cursor: i64,
+) -> Result<Vec<T>, store::StoreError> {
+    let mut items = page(cursor, Order::Desc).await?;
+    items.reverse();
+    Ok(items)
 }
 
 /// Where rows are printed: JSON lines, or one table whose header is
@@ -419,7 +471,7 @@ impl<T: serde::Serialize> Rows<T> {
 /// database restarting, say) is reported once and retried.
 async fn follow<T: serde::Serialize>(
     mut cursor: i64,
-    page: impl AsyncFn(i64) -> Result<Vec<T>, store::StoreError>,
+    page: impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
     seq: fn(&T) -> i64,
     mut rows: Rows<T>,
 ) -> Result<ExitCode> {
@@ -433,7 +485,7 @@ async fn follow<T: serde::Serialize>(
             other => other?,
         }
         let mut got_rows = false;
-        printed = match page(cursor).await {
+        printed = match page(cursor, Order::Asc).await {
             Ok(items) => {
                 failing = false;
                 got_rows = !items.is_empty();
@@ -475,9 +527,18 @@ async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
     .await
 }
 
-fn more_hint(last: Option<i64>, len: usize, limit: u32) {
-    if let (Some(seq), true) = (last, len == limit as usize) {
-        eprintln!("(more may follow: --after {seq})");
+/// On stderr, where the next page starts when this one was full: later
+/// rows after an `--after` page, earlier rows before the newest one.
+fn more_hint<T>(items: &[T], seq: fn(&T) -> i64, order: Order, limit: u32) {
+    if items.len() < limit as usize {
+        return;
+    }
+    match order {
+        Order::Asc => eprintln!(
+            "(more may follow: --after {})",
+            seq(&items[items.len() - 1])
+        ),
+        Order::Desc => eprintln!("(earlier rows: --before {})", seq(&items[0])),
     }
 }
 
@@ -577,5 +638,56 @@ impl Table {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         writeln!(out, "{}", padded.join("  ").trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3,000 events received 10 s apart, the one stored 1,990th received
+    /// late (5 s after `since`): every event from `since` on, in arrival
+    /// order, the late one included, though the walk back stops an hour
+    /// before `since` (360 events), not at the first event.
+    #[tokio::test]
+    async fn replay_since_reads_back_from_the_newest_to_an_hour_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("since.db");
+        let options = || StoreOptions {
+            server: false,
+            request_log_max_rows: 100,
+        };
+        let url = path.display().to_string();
+        store::open(&url, options())
+            .await
+            .expect("create")
+            .close()
+            .await;
+        let base = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let at = |secs: i64| crate::event::format_time(base + chrono::TimeDelta::seconds(secs));
+        let since = 20_000;
+        let mut conn = rusqlite::Connection::open(&path).expect("open");
+        let tx = conn.transaction().expect("begin");
+        for i in 0..3000 {
+            let received = if i == 1990 { since + 5 } else { i * 10 };
+            tx.execute(
+                "INSERT INTO events (id, source, provider, dedupe_key, type, received_at, payload) \
+                 VALUES (?1, 'ig', 'integify', ?1, 'message.delivered', ?2, '{}')",
+                (format!("evt_{i:04}"), at(received)),
+            )
+            .expect("insert");
+        }
+        tx.commit().expect("commit");
+
+        let store = store::open(&url, options()).await.expect("open");
+        let ids = ids_since(store.as_ref(), &at(since)).await.expect("ids");
+        store.close().await;
+        let expected: Vec<String> = std::iter::once(1990)
+            .chain(2000..3000)
+            .map(|i| format!("evt_{i:04}"))
+            .collect();
+        assert_eq!(ids, expected);
     }
 }

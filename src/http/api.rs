@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::App;
-use crate::store::{DeliveryQuery, EventQuery, OptoutQuery, RequestQuery, StoreError};
+use crate::store::{DeliveryQuery, EventQuery, OptoutQuery, Order, RequestQuery, StoreError};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 100;
@@ -142,6 +142,8 @@ struct EventParams {
     message_id: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
+    #[serde(default)]
+    order: Order,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +153,8 @@ struct RequestParams {
     refused: Option<bool>,
     after: Option<String>,
     limit: Option<u32>,
+    #[serde(default)]
+    order: Order,
 }
 
 async fn list_events(
@@ -164,6 +168,7 @@ async fn list_events(
         message_id: p.message_id,
         after: cursor(p.after.as_deref())?,
         limit,
+        order: p.order,
     };
     let events = app.store.events(&query).await?;
     let next = next_cursor(events.last().map(|e| e.seq), events.len(), limit);
@@ -193,6 +198,7 @@ async fn list_requests(
         refused: p.refused.unwrap_or(false),
         after: cursor(p.after.as_deref())?,
         limit,
+        order: p.order,
     };
     let requests = app.store.requests(&query).await?;
     let next = next_cursor(requests.last().map(|r| r.seq), requests.len(), limit);

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::App;
 use super::api::{ApiError, ApiQuery};
 use crate::log_throttle::Throttle;
-use crate::store::EventQuery;
+use crate::store::{EventQuery, Order};
 
 const PAGE: u32 = 200;
 /// Longest a stream waits before looking for events from other replicas.
@@ -81,6 +81,7 @@ async fn tail(
             message_id: None,
             after: Some(cursor),
             limit: PAGE,
+            order: Order::Asc,
         };
         let page = match app.store.events(&query).await {
             Ok(page) => page,

@@ -34,9 +34,43 @@ pub struct EventQuery {
     pub source: Option<String>,
     pub event_type: Option<String>,
     pub message_id: Option<String>,
-    /// Cursor: only events that arrived after this one.
+    /// Cursor: only events after this one in `order` (with
+    /// [`Order::Desc`], events that arrived before it).
     pub after: Option<i64>,
     pub limit: u32,
+    pub order: Order,
+}
+
+/// Which way a listing of events or of the request log runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Arrival order, oldest first: how an application reads every event.
+    #[default]
+    Asc,
+    /// Newest first: what arrived lately, for a person looking, paging back
+    /// in time (the cursor names the last row seen; the next page is older).
+    Desc,
+}
+
+impl Order {
+    /// The SQL comparison that keeps rows after `cursor` in this order, and
+    /// the `ORDER BY` direction (both backends).
+    pub fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Asc => (">", "ASC"),
+            Self::Desc => ("<", "DESC"),
+        }
+    }
+
+    /// The cursor of a listing's start: before the first row, or past the
+    /// newest.
+    pub fn start(self) -> i64 {
+        match self {
+            Self::Asc => 0,
+            Self::Desc => i64::MAX,
+        }
+    }
 }
 
 /// The newest cursors ([`Store::newest`]).
@@ -59,8 +93,10 @@ pub struct RequestQuery {
     /// (`request_log.max_rows`) and has no index but its order, so a
     /// filtered page reads at most the whole log.
     pub refused: bool,
+    /// Cursor, as in [`EventQuery::after`].
     pub after: Option<i64>,
     pub limit: u32,
+    pub order: Order,
 }
 
 /// Numbers currently opted out, by number.
@@ -181,7 +217,7 @@ pub trait Store: Send + Sync + 'static {
     /// (and counted in the log) rather than slow the server down.
     fn record_request(&self, request: RequestRecord);
 
-    /// Events in arrival order.
+    /// Events matching the query, in its order.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError>;
@@ -190,7 +226,7 @@ pub trait Store: Send + Sync + 'static {
     /// there is none): where `smshook events --follow` starts.
     async fn newest(&self) -> Result<Newest, StoreError>;
 
-    /// Request-log entries in arrival order.
+    /// Request-log entries, in the query's order.
     async fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError>;
 
     /// A message's current status; `source` narrows it when several

@@ -27,7 +27,9 @@ use tokio_postgres::{NoTls, Row};
 use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
+use super::{
+    BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
+};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
@@ -151,8 +153,12 @@ pub async fn migrate(client: &mut Object) -> Result<usize, tokio_postgres::Error
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    // `IF NOT EXISTS` on an existing table is a NOTICE, which
+    // tokio-postgres logs: every `smshook events` printed one. Not for this
+    // transaction.
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS smshook_migrations \
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS smshook_migrations \
          (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
     )
     .await?;
@@ -762,17 +768,20 @@ fn request_rows(
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text, opt_out";
-/// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last`.
+/// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last` (`<` and `DESC`
+/// newest first).
 fn listing(
     table: &str,
     columns: &str,
     filters: &[(&str, &Option<String>)],
     also: &str,
-    after: i64,
+    (after, order): (Option<i64>, Order),
     limit: u32,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let after = after.unwrap_or(order.start());
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
-    let mut sql = format!("SELECT {columns} FROM {table} WHERE seq > $1");
+    let (compare, direction) = order.sql();
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE seq {compare} $1");
     for (column, value) in filters {
         if let Some(v) = value {
             params.push(Box::new(v.clone()));
@@ -781,7 +790,10 @@ fn listing(
     }
     sql.push_str(also);
     params.push(Box::new(i64::from(limit)));
-    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
+    sql.push_str(&format!(
+        " ORDER BY seq {direction} LIMIT ${}",
+        params.len()
+    ));
     (sql, params)
 }
 
@@ -828,7 +840,7 @@ impl Store for PostgresStore {
             EVENT_COLUMNS,
             &filters,
             "",
-            q.after.unwrap_or(0),
+            (q.after, q.order),
             q.limit,
         );
         self.list(&sql, &params, event_from_row).await
@@ -856,7 +868,7 @@ impl Store for PostgresStore {
             } else {
                 ""
             },
-            q.after.unwrap_or(0),
+            (q.after, q.order),
             q.limit,
         );
         self.list(&sql, &params, request_from_row).await

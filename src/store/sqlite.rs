@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
-use super::{BacklogCount, EventQuery, Newest, RequestQuery, Store, StoreError, StoreOptions};
+use super::{
+    BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
+};
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
 use crate::optout::Optout;
@@ -477,16 +479,17 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_even
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
 /// `WHERE` clauses for the filters that are set, with their values, after
-/// `cursor` > `after`. A filter left out is not in the SQL at all: SQLite
+/// the cursor in `order`. A filter left out is not in the SQL at all: SQLite
 /// plans before it sees values, so `? IS NULL OR column = ?` could never
 /// use an index on `column`.
 fn filters(
     cursor: &str,
     pairs: &[(&str, &Option<String>)],
     after: Option<i64>,
+    order: Order,
 ) -> (String, Vec<SqlValue>) {
-    let mut clauses = vec![format!("{cursor} > ?")];
-    let mut values = vec![SqlValue::Integer(after.unwrap_or(0))];
+    let mut clauses = vec![format!("{cursor} {} ?", order.sql().0)];
+    let mut values = vec![SqlValue::Integer(after.unwrap_or(order.start()))];
     for (column, value) in pairs {
         if let Some(v) = value {
             clauses.push(format!("{column} = ?"));
@@ -506,11 +509,13 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
             ("message_id", &q.message_id),
         ],
         q.after,
+        q.order,
     );
     values.push(SqlValue::Integer(through));
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND seq <= ? ORDER BY seq LIMIT ?"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND seq <= ? ORDER BY seq {} LIMIT ?",
+        q.order.sql().1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
@@ -522,6 +527,7 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
         "seq",
         &[("source", &q.source), ("reason", &q.reason)],
         q.after,
+        q.order,
     );
     if q.refused {
         clause.push_str(super::REFUSED_REQUESTS);
@@ -529,7 +535,8 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
         "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id \
-         FROM requests WHERE {clause} ORDER BY seq LIMIT ?"
+         FROM requests WHERE {clause} ORDER BY seq {} LIMIT ?",
+        q.order.sql().1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), request_from_row)?;

@@ -72,24 +72,15 @@ async fn events_page_in_arrival_order_with_filters(backend: Backend) {
         assert_eq!(status, 200);
         sent.push(answer["event_id"].as_str().expect("id").to_string());
     }
-    let mut seen = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (status, page) = app.api(&format!("/api/events?limit=10{after}")).await;
-        assert_eq!(status, 200);
-        seen.extend(
-            page["events"]
-                .as_array()
-                .expect("array")
-                .iter()
-                .map(|e| e["id"].as_str().expect("id").to_string()),
-        );
-        match page["next"].as_str() {
-            Some(next) => after = format!("&after={next}"),
-            None => break,
-        }
-    }
+    let seen = every_page(&app, "/api/events?limit=10").await;
     assert_eq!(seen, sent, "every event once, in arrival order");
+    let newest_first = every_page(&app, "/api/events?limit=10&order=desc").await;
+    let mut reversed = sent.clone();
+    reversed.reverse();
+    assert_eq!(newest_first, reversed, "every event once, newest first");
+    let msgine_newest = every_page(&app, "/api/events?limit=2&order=desc&source=msgine").await;
+    let msgine: Vec<String> = sent.iter().step_by(5).rev().cloned().collect();
+    assert_eq!(msgine_newest, msgine, "filters apply newest first too");
     assert_eq!(app.events("source=msgine").await.len(), 5);
     assert_eq!(app.events("type=message.delivered").await.len(), 20);
     let one = &app.events("source=msgine").await[0];
@@ -103,6 +94,27 @@ async fn events_page_in_arrival_order_with_filters(backend: Backend) {
     app.stop().await;
 }
 
+/// The ids of every event on every page of `path`, following `next`.
+async fn every_page(app: &TestApp, path: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = app.api(&format!("{path}{after}")).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(
+            page["events"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|e| e["id"].as_str().expect("id").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return seen,
+        }
+    }
+}
+
 async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
     let app = TestApp::on(backend).await;
     let (status, body) = app.api("/api/events?limit=5000").await;
@@ -110,11 +122,14 @@ async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
         (status, body["error"].as_str()),
         (400, Some("invalid_query"))
     );
-    let (status, body) = app.api("/api/events?after=yesterday").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_query"))
-    );
+    for query in ["after=yesterday", "order=sideways"] {
+        let (status, body) = app.api(&format!("/api/events?{query}")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_query")),
+            "{query}"
+        );
+    }
     let (status, body) = app.api("/api/events/evt_nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     // No stored value holds a NUL ("Normalization decisions"), and
@@ -204,6 +219,11 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend:
     assert_eq!(
         reasons("refused=true&source=integify").await.0,
         r#""invalid_signature" "malformed_json""#
+    );
+    assert_eq!(
+        reasons("refused=true&order=desc").await.0,
+        r#""malformed_json" "unknown_source" "invalid_signature""#,
+        "newest first"
     );
     assert_eq!(reasons("reason=duplicate").await.0, r#""duplicate""#);
     assert_eq!(reasons("reason=accepted&refused=true").await.0, "");

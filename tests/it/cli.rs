@@ -156,6 +156,61 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
     );
 }
 
+crate::on_both_backends!(events_lists_the_newest_page_and_pages_back_or_from_the_first);
+
+async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = crate::support::provider("integify");
+    let mut sent = Vec::new();
+    for _ in 0..5 {
+        let (_, status, answer) = app.send_sample(p, "sms.delivered").await;
+        assert_eq!(status, 200);
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    let db = app.database.clone();
+    let _keep = app.dir.clone();
+    app.stop().await;
+    let page = |extra: &[&str]| {
+        let mut args = vec!["events", "--database", &db, "--json", "--limit", "2"];
+        args.extend_from_slice(extra);
+        let out = smshook(&args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: Vec<String> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json line")["id"].to_string())
+            .map(|id| id.trim_matches('"').to_string())
+            .collect();
+        (ids, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (newest, hint) = page(&[]);
+    assert_eq!(newest, sent[3..], "the newest page, oldest of it first");
+    let before = hint
+        .lines()
+        .find_map(|l| l.strip_prefix("(earlier rows: --before "))
+        .and_then(|h| h.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("a hint to the earlier page: {hint}"))
+        .to_string();
+    let (earlier, _) = page(&["--before", &before]);
+    assert_eq!(earlier, sent[1..3], "the page before it");
+    let (first, hint) = page(&["--after", "0"]);
+    assert_eq!(first, sent[..2], "--after 0: from the first");
+    assert!(hint.contains("(more may follow: --after "), "{hint}");
+
+    let both = smshook(
+        &["events", "--database", &db, "--after", "1", "--before", "3"],
+        None,
+    );
+    assert!(
+        !both.status.success(),
+        "--after and --before together are refused"
+    );
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -444,21 +499,27 @@ impl Follower {
 }
 
 #[tokio::test]
-async fn follow_prints_what_a_running_server_stores_from_then_on() {
+async fn follow_prints_the_newest_page_then_what_a_running_server_stores() {
     let app = TestApp::on(Backend::Sqlite).await;
     let p = crate::support::provider("integify");
-    let (_, status, _) = app.send_sample(p, "sms.delivered").await;
-    assert_eq!(status, 200, "stored before following: not printed");
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let (_, status, answer) = app.send_sample(p, "sms.delivered").await;
+        assert_eq!(status, 200);
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    // Of the two stored before, the newest page (`--limit 1`) is printed.
+    sent.remove(0);
 
     let db = app.database.clone();
-    let mut events = Follower::spawn(&["events", "--follow", "--json", "--database", &db]);
+    let args = ["events", "-f", "--json", "--limit", "1", "--database", &db];
+    let mut events = Follower::spawn(&args);
     let started = events.started().await;
-    assert!(started.starts_with("following after cursor 1"), "{started}");
+    assert!(started.starts_with("following after cursor 2"), "{started}");
     let mut refusals = Follower::spawn(&["requests", "-f", "--refused", "--database", &db]);
     refusals.started().await;
     assert!(refusals.line().await.starts_with("AT "), "the header first");
 
-    let mut sent = Vec::new();
     for event_type in ["sms.received", "sms.failed"] {
         let (_, status, answer) = app.send_sample(p, event_type).await;
         assert_eq!(status, 200);
@@ -466,11 +527,14 @@ async fn follow_prints_what_a_running_server_stores_from_then_on() {
     }
     app.post_signed("integify", p, b"{}", "wrong-secret").await;
     let mut followed = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let event: Value = serde_json::from_str(&events.line().await).expect("a JSON line");
         followed.push(event["id"].as_str().expect("id").to_string());
     }
-    assert_eq!(followed, sent, "each new event once, in order");
+    assert_eq!(
+        followed, sent,
+        "the newest, then each new event once, in order"
+    );
     let refused = refusals.line().await;
     let cells: Vec<&str> = refused.split_whitespace().collect();
     assert_eq!(

@@ -9,7 +9,7 @@ use super::{EVENT_COLUMNS, event_from_row, filters};
 use crate::event::now_rfc3339;
 use crate::store::{
     AttemptRecord, BacklogCount, DELIVERY_BACKLOG, Delivery, DeliveryQuery, DeliveryUpdate,
-    DueDelivery, millis_to_rfc3339,
+    DueDelivery, Order, millis_to_rfc3339,
 };
 
 /// `INDEXED BY`: left to itself, SQLite's planner picks `deliveries_state`
@@ -102,6 +102,7 @@ fn list_sql(q: &DeliveryQuery) -> (String, Vec<SqlValue>) {
         "id",
         &[("state", &q.state), ("destination", &q.destination)],
         q.after,
+        Order::Asc,
     );
     values.push(SqlValue::Integer(q.limit.into()));
     let sql =
