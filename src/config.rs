@@ -90,6 +90,14 @@ impl Source {
             Some(nets) => client.is_some_and(|ip| nets.contains(ip)),
         }
     }
+
+    /// Where webhooks are taken from, as start-up, `smshook check` and a
+    /// reload say it: "any address", or the `allowed_ips`.
+    pub fn allowed_text(&self) -> String {
+        self.allowed
+            .as_ref()
+            .map_or("any address".into(), ToString::to_string)
+    }
 }
 
 #[derive(Debug, Deserialize)]

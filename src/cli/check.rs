@@ -44,9 +44,7 @@ fn summary(config: &Config) -> String {
             s.name,
             s.provider.name,
             count(s.secrets.len(), "secret"),
-            s.allowed
-                .as_ref()
-                .map_or("any address".into(), ToString::to_string)
+            s.allowed_text()
         );
     }
     for d in &config.destinations {

@@ -145,10 +145,7 @@ fn announce(config: &Config, listener: &TcpListener) {
         "http"
     };
     for s in &config.sources {
-        let from = s
-            .allowed
-            .as_ref()
-            .map_or("any address".into(), ToString::to_string);
+        let from = s.allowed_text();
         tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), %from, "source");
     }
     match &config.api_token {

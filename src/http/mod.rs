@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::dispatch::{Destination, Dispatcher};
 use crate::signature::Secret;
 use crate::store::Store;
@@ -113,8 +113,13 @@ impl App {
     pub fn reload_secrets(&self, config: &Config) {
         let sources = self.sources.reload(config);
         let destinations = crate::dispatch::reload_keys(&self.destinations, &config.destinations);
-        for (source, secrets) in &sources.changed {
-            tracing::info!(%source, secrets, "source's secrets and allowed addresses reloaded");
+        for (name, secrets) in &sources.changed {
+            let from = config
+                .sources
+                .iter()
+                .find(|s| &s.name == name)
+                .map(Source::allowed_text);
+            tracing::info!(source = %name, secrets, from = from.unwrap_or_default(), "source reloaded: its secrets or allowed addresses changed");
         }
         for (destination, secrets) in &destinations.changed {
             tracing::info!(%destination, secrets, "destination's signing secrets reloaded");
