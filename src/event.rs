@@ -127,6 +127,11 @@ pub struct RequestRecord {
     pub size: u64,
     pub body_sha256: Option<String>,
     pub event_id: Option<String>,
+    /// Why it was refused, in words: the `message` of the answer sent
+    /// (which header was missing, where the JSON broke). `None` when
+    /// accepted.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A new sortable event id: `evt_` + ULID.

@@ -22,8 +22,13 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     BadBody(String),
-    #[error(transparent)]
-    InvalidSignature(#[from] SignatureError),
+    /// Names the header the source's provider signs in, so a source set
+    /// up with the wrong provider says so.
+    #[error("{cause} ({header})")]
+    InvalidSignature {
+        header: &'static str,
+        cause: SignatureError,
+    },
     #[error("the body is not a JSON object: {0}")]
     MalformedJson(String),
     /// Internal detail (`cause`) is logged, never sent.
@@ -39,7 +44,7 @@ impl IngestError {
             Self::ForbiddenAddress(_) => "forbidden_address",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody(_) => "bad_body",
-            Self::InvalidSignature(_) => "invalid_signature",
+            Self::InvalidSignature { .. } => "invalid_signature",
             Self::MalformedJson(_) => "malformed_json",
             Self::StorageUnavailable { .. } => "storage_unavailable",
         }
@@ -59,7 +64,12 @@ pub fn prepare(
     body: &[u8],
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
-    signature::verify(signature, body, &source.secrets)?;
+    signature::verify(signature, body, &source.secrets).map_err(|cause| {
+        IngestError::InvalidSignature {
+            header: source.provider.signature_header,
+            cause,
+        }
+    })?;
     // JSON is UTF-8: checked once here, for the parser and the stored text.
     let text = std::str::from_utf8(body)
         .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
@@ -118,7 +128,10 @@ mod tests {
         let err = run(b"not json", None).expect_err("refused");
         assert!(matches!(
             err,
-            IngestError::InvalidSignature(SignatureError::Missing)
+            IngestError::InvalidSignature {
+                header: "x-integify-signature",
+                cause: SignatureError::Missing
+            }
         ));
         let sig = sign_hex(&Secret::new("s"), b"not json", "sha256=");
         assert_eq!(

@@ -351,7 +351,13 @@ const EVENTS: Listing<Event> = Listing {
 };
 const REQUESTS: Listing<RequestRecord> = Listing {
     headers: &[
-        "AT", "SOURCE", "STATUS", "REASON", "REMOTE", "SIZE", "EVENT",
+        "AT",
+        "SOURCE",
+        "STATUS",
+        "REASON",
+        "REMOTE",
+        "SIZE",
+        "EVENT OR WHY",
     ],
     widths: &[24, 14, 6, 19, 15, 7, 30],
     row: request_row,
@@ -568,7 +574,8 @@ fn request_row(r: &RequestRecord) -> Vec<String> {
         r.reason.clone(),
         dash(&r.remote_addr),
         r.size.to_string(),
-        dash(&r.event_id),
+        // The stored event's id, or why there is none.
+        dash(&r.event_id.clone().or_else(|| r.message.clone())),
     ]
 }
 

@@ -148,13 +148,14 @@ pub async fn wrong_method(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
+    const MESSAGE: &str = "webhooks are delivered with POST";
     let mut record = new_record(&name, client_ip(&app, &request));
     record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
     record.reason = "method_not_allowed".into();
+    record.message = Some(MESSAGE.into());
     app.metrics.answered(&name, record.status);
     app.store.record_request(record);
-    let body =
-        json!({"error": "method_not_allowed", "message": "webhooks are delivered with POST"});
+    let body = json!({"error": "method_not_allowed", "message": MESSAGE});
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, "POST")],
@@ -187,6 +188,7 @@ fn new_record(name: &str, client: Option<IpAddr>) -> RequestRecord {
         size: 0,
         body_sha256: None,
         event_id: None,
+        message: None,
     }
 }
 
@@ -241,6 +243,7 @@ async fn read_body(
 
 /// Answers a refused request and records it in the request log.
 fn refuse(app: &App, mut record: RequestRecord, error: IngestError) -> Response {
+    record.message = Some(error.to_string());
     let response = error.into_response();
     record.status = response.status().as_u16();
     record.reason = error_code(&response).to_string();
@@ -268,7 +271,7 @@ impl IntoResponse for IngestError {
             Self::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
             Self::StorageUnavailable { retry_status, .. } => {
                 StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }

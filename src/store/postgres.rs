@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0002_messages_optouts_outbox.sql"),
     include_str!("postgres/0003_messages_by_message_id.sql"),
     include_str!("postgres/0004_deliveries_by_event.sql"),
+    include_str!("postgres/0005_request_messages.sql"),
 ];
 /// The schema version this build migrates to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -448,8 +449,8 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, source, provider, dedupe_ke
     ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id";
 const FIND_EXISTING: &str = "SELECT source, dedupe_key, e.id FROM events e \
     JOIN UNNEST($1::text[], $2::text[]) AS k(source, dedupe_key) USING (source, dedupe_key)";
-const INSERT_REQUESTS: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, body_sha256, event_id) \
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])";
+const INSERT_REQUESTS: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, body_sha256, event_id, message) \
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[])";
 const PRUNE_REQUESTS: &str =
     "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - $1";
 
@@ -718,6 +719,7 @@ struct RequestColumns {
     size: Vec<i64>,
     body_sha256: Vec<Option<String>>,
     event_id: Vec<Option<String>>,
+    message: Vec<Option<String>>,
 }
 
 impl RequestColumns {
@@ -730,9 +732,10 @@ impl RequestColumns {
         self.size.push(r.size as i64);
         self.body_sha256.push(r.body_sha256);
         self.event_id.push(r.event_id);
+        self.message.push(r.message);
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
         [
             &self.at,
             &self.source,
@@ -742,6 +745,7 @@ impl RequestColumns {
             &self.size,
             &self.body_sha256,
             &self.event_id,
+            &self.message,
         ]
     }
 }
@@ -858,7 +862,8 @@ impl Store for PostgresStore {
     }
 
     async fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError> {
-        let columns = "seq, at, source, status, reason, remote_addr, size, body_sha256, event_id";
+        let columns =
+            "seq, at, source, status, reason, remote_addr, size, body_sha256, event_id, message";
         let (sql, params) = listing(
             "requests",
             columns,
@@ -1066,5 +1071,6 @@ fn request_from_row(r: &Row) -> Result<RequestRecord, StoreError> {
         size: r.try_get::<_, i64>(6).map_err(unavailable)? as u64,
         body_sha256: r.try_get(7).map_err(unavailable)?,
         event_id: r.try_get(8).map_err(unavailable)?,
+        message: r.try_get(9).map_err(unavailable)?,
     })
 }

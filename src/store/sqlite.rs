@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0003_without_rowid.sql"),
     include_str!("sqlite/0004_keys_lead_with_ids.sql"),
     include_str!("sqlite/0005_deliveries_by_event.sql"),
+    include_str!("sqlite/0006_request_messages.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -534,7 +535,7 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
     }
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
-        "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id \
+        "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id, message \
          FROM requests WHERE {clause} ORDER BY seq {} LIMIT ?",
         q.order.sql().1
     );
@@ -595,6 +596,7 @@ fn request_from_row(r: &Row) -> rusqlite::Result<RequestRecord> {
         size: r.get::<_, i64>(6)? as u64,
         body_sha256: r.get(7)?,
         event_id: r.get(8)?,
+        message: r.get(9)?,
     })
 }
 

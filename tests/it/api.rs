@@ -183,6 +183,25 @@ async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend:
         ]
     );
     assert_eq!(log[4]["event_id"], dup["event_id"]);
+    // Why, in the words of the answer: which header, where the JSON broke.
+    let messages: Vec<&str> = log
+        .iter()
+        .map(|r| r["message"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        messages[..2],
+        [
+            "the signature does not match any configured secret (x-integify-signature)",
+            "no source is configured at this URL",
+        ]
+    );
+    assert!(
+        messages[2]
+            .starts_with("the body is not a JSON object: key must be a string at line 1 column 2"),
+        "{}",
+        messages[2]
+    );
+    assert_eq!(messages[3..], ["-", "-"], "accepted: no message");
     assert_eq!(log[0]["remote_addr"], "127.0.0.1");
     assert_eq!(log[0]["size"].as_u64(), Some(body.len() as u64));
     assert_eq!(

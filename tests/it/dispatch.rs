@@ -44,9 +44,7 @@ async fn stored_event(store: &Arc<dyn Store>, destination: &str) -> String {
         status: 200,
         reason: "accepted".into(),
         remote_addr: None,
-        size: 0,
-        body_sha256: None,
-        event_id: None,
+        ..Default::default()
     };
     store
         .insert_event(event, request)

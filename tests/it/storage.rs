@@ -55,6 +55,7 @@ pub fn request(source: &str, status: u16, reason: &str) -> RequestRecord {
         size: 42,
         body_sha256: None,
         event_id: None,
+        message: (status != 200).then(|| format!("refused as {reason}")),
     }
 }
 
@@ -189,6 +190,11 @@ async fn store_contract(backend: Backend) {
         ]
     );
     assert_eq!(log[1].event_id.as_deref(), Some(first_id.as_str()));
+    assert_eq!(
+        log[3].message.as_deref(),
+        Some("refused as invalid_signature")
+    );
+    assert_eq!(log[0].message, None);
     let newest = store.newest().await.expect("newest");
     assert_eq!(
         (newest.events, newest.requests),

@@ -224,7 +224,7 @@ const INSERT_DELIVERY: &str = "INSERT INTO deliveries (event_id, destination, ne
     VALUES (?1, ?2, ?3, ?4, ?4)";
 const FIND_EVENT: &str = "SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2";
 const INSERT_REQUEST: &str = "INSERT INTO requests (at, source, status, reason, remote_addr, size, \
-    body_sha256, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    body_sha256, event_id, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const PRUNE_REQUESTS: &str =
     "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - ?1";
 
@@ -376,6 +376,7 @@ fn insert_request(log: &mut CachedStatement, r: &RequestRecord) -> rusqlite::Res
         r.size as i64,
         r.body_sha256,
         r.event_id,
+        r.message,
     ])?;
     Ok(())
 }
