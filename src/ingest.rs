@@ -22,12 +22,14 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     BadBody(String),
-    /// Names the header the source's provider signs in, so a source set
-    /// up with the wrong provider says so.
-    #[error("{cause} ({header})")]
+    /// Names the header the source's provider signs in and, when that is
+    /// missing, the provider whose header the request carries instead: a
+    /// source set up with the wrong provider says so.
+    #[error("{cause} ({header}){}", signed_as_hint(*.signed_as))]
     InvalidSignature {
         header: &'static str,
         cause: SignatureError,
+        signed_as: Option<&'static str>,
     },
     #[error("the body is not a JSON object: {0}")]
     MalformedJson(String),
@@ -51,6 +53,12 @@ impl IngestError {
     }
 }
 
+fn signed_as_hint(provider: Option<&str>) -> String {
+    provider.map_or_else(String::new, |name| {
+        format!("; it is signed as {name} signs: is the source's provider right?")
+    })
+}
+
 /// Lowercase hex SHA-256 of the body: request-log fingerprint and the
 /// dedupe key of last resort.
 pub fn body_sha256(body: &[u8]) -> String {
@@ -68,6 +76,7 @@ pub fn prepare(
         IngestError::InvalidSignature {
             header: source.provider.signature_header,
             cause,
+            signed_as: None,
         }
     })?;
     // JSON is UTF-8: checked once here, for the parser and the stored text.
@@ -130,7 +139,8 @@ mod tests {
             err,
             IngestError::InvalidSignature {
                 header: "x-integify-signature",
-                cause: SignatureError::Missing
+                cause: SignatureError::Missing,
+                signed_as: None,
             }
         ));
         let sig = sign_hex(&Secret::new("s"), b"not json", "sha256=");

@@ -16,6 +16,7 @@ use super::App;
 use crate::event::{RequestRecord, now_rfc3339};
 use crate::ingest::{self, IngestError};
 use crate::log_throttle::Throttle;
+use crate::signature::SignatureError;
 use crate::store::StoreError;
 
 /// Seconds a provider is asked to wait before retrying after a 503/504.
@@ -62,7 +63,13 @@ pub async fn receive(
         .map(HeaderValue::as_bytes);
     let mut event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
         Ok(event) => event,
-        Err(e) => return refuse(&app, with_hash(record, &bytes), e),
+        Err(e) => {
+            return refuse(
+                &app,
+                with_hash(record, &bytes),
+                signed_as(e, &parts.headers),
+            );
+        }
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
@@ -133,6 +140,20 @@ fn accepted_body(inserted: &crate::event::Inserted) -> String {
         "}",
     ]
     .concat()
+}
+
+/// A webhook without its source's signature header, but with another
+/// provider's, is said to be signed as that one.
+fn signed_as(mut error: IngestError, headers: &HeaderMap) -> IngestError {
+    if let IngestError::InvalidSignature {
+        cause: SignatureError::Missing,
+        signed_as,
+        ..
+    } = &mut error
+    {
+        *signed_as = crate::providers::signing_in(|h| headers.contains_key(h)).map(|p| p.name);
+    }
+    error
 }
 
 /// A refused body is not stored, so its log row carries its fingerprint; an

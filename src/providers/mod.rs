@@ -74,6 +74,12 @@ pub fn find(name: &str) -> Option<&'static Provider> {
     ALL.iter().copied().find(|p| p.name == name)
 }
 
+/// The provider whose signature header `has_header` finds: for a webhook
+/// that lacks its source's header, the provider it seems to come from.
+pub fn signing_in(has_header: impl Fn(&str) -> bool) -> Option<&'static Provider> {
+    ALL.iter().copied().find(|p| has_header(p.signature_header))
+}
+
 /// The names of all providers, for error messages.
 pub fn names() -> String {
     ALL.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")

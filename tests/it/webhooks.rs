@@ -231,6 +231,12 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             .await
             .expect("send");
         assert_eq!(missing.status(), 401, "{} missing header", p.name);
+        let answer: Value = missing.json().await.expect("json");
+        assert_eq!(
+            answer["message"],
+            format!("the signature header is missing ({})", p.signature_header),
+            "the header it looked for"
+        );
         let malformed = app
             .client
             .post(app.url(&format!("/webhooks/{}", p.name)))
@@ -241,6 +247,21 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             .expect("send");
         assert_eq!(malformed.status(), 401, "{} malformed header", p.name);
     }
+    // MsGine's webhook sent to the Integify source: which provider it
+    // seems to come from, so a source set up with the wrong one shows.
+    let msgine = provider("msgine");
+    let body = serde_json::to_vec(&(msgine.sample)("message.sent", &SampleIds::fresh()))
+        .expect("json");
+    let crossed = app
+        .post_signed("integify", msgine, &body, &secret_for("msgine"))
+        .await;
+    assert_eq!(crossed.status(), 401);
+    let answer: Value = crossed.json().await.expect("json");
+    assert_eq!(
+        answer["message"],
+        "the signature header is missing (x-integify-signature); \
+         it is signed as msgine signs: is the source's provider right?"
+    );
     assert!(
         app.events("").await.is_empty(),
         "nothing refused was stored"
