@@ -345,27 +345,15 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         None => raw.max_body_bytes,
     };
     let ack_deadline = duration(env, "SMSHOOK_ACK_DEADLINE", raw.ack_deadline)?;
-    let idle_timeout = duration(env, "SMSHOOK_IDLE_TIMEOUT", raw.idle_timeout)?;
-    if idle_timeout.is_zero() {
-        bail!("idle_timeout: must be longer than 0s");
-    }
-    let file_check_interval =
-        duration(env, "SMSHOOK_FILE_CHECK_INTERVAL", raw.file_check_interval)?;
-    if file_check_interval < Duration::from_secs(1) {
-        bail!("file_check_interval: must be at least 1s");
-    }
+    let (idle_timeout, file_check_interval) =
+        intervals(raw.idle_timeout, raw.file_check_interval, env)?;
     let sources = if from_file {
         file_sources(raw.sources, env)?
     } else {
         env_sources(env)?
     };
     let destinations = destinations(raw.destinations, &sources, env)?;
-    let trusted_proxies = match env("SMSHOOK_TRUSTED_PROXIES") {
-        Some(v) => {
-            TrustedProxies::parse(&split_list(&v, ',')).context("SMSHOOK_TRUSTED_PROXIES")?
-        }
-        None => TrustedProxies::parse(&raw.trusted_proxies).context("trusted_proxies")?,
-    };
+    let trusted_proxies = trusted_proxies(&raw.trusted_proxies, env)?;
     check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
     let retention = match env("SMSHOOK_RETENTION") {
         Some(v) => parse_retention(&v).context("SMSHOOK_RETENTION")?,
@@ -393,6 +381,35 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         secret_files: Vec::new(),
         tls,
     })
+}
+
+/// `idle_timeout` and `file_check_interval`, each checked.
+fn intervals(
+    idle_timeout: Duration,
+    file_check_interval: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Duration, Duration)> {
+    let idle_timeout = duration(env, "SMSHOOK_IDLE_TIMEOUT", idle_timeout)?;
+    if idle_timeout.is_zero() {
+        bail!("idle_timeout: must be longer than 0s");
+    }
+    let file_check_interval = duration(env, "SMSHOOK_FILE_CHECK_INTERVAL", file_check_interval)?;
+    if file_check_interval < Duration::from_secs(1) {
+        bail!("file_check_interval: must be at least 1s");
+    }
+    Ok((idle_timeout, file_check_interval))
+}
+
+/// The proxies in `SMSHOOK_TRUSTED_PROXIES` (comma-separated) when it is
+/// set, else the file's `trusted_proxies`.
+fn trusted_proxies(
+    file: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TrustedProxies> {
+    match env("SMSHOOK_TRUSTED_PROXIES") {
+        Some(v) => TrustedProxies::parse(&split_list(&v, ',')).context("SMSHOOK_TRUSTED_PROXIES"),
+        None => TrustedProxies::parse(file).context("trusted_proxies"),
+    }
 }
 
 /// The duration in the environment variable `var` when it is set, else

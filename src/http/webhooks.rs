@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::App;
+use crate::config::Source;
 use crate::event::{RequestRecord, now_rfc3339};
 use crate::ingest::{self, IngestError};
 use crate::log_throttle::Throttle;
@@ -36,10 +37,9 @@ pub async fn receive(
     request: Request,
 ) -> Response {
     let arrived = tokio::time::Instant::now();
-    let deadline = arrived + app.ack_deadline;
     let _in_flight = app.pressure.enter();
     let client = client_ip(&app, &request);
-    let mut record = new_record(&name, client);
+    let record = new_record(&name, client);
     let sources = app.sources.current();
     let Some(source) = sources.get(&name) else {
         return refuse(&app, record, IngestError::UnknownSource);
@@ -51,10 +51,22 @@ pub async fn receive(
             .unwrap_or_else(|| "an unknown address".into());
         return refuse(&app, record, IngestError::ForbiddenAddress(address));
     }
+    take(&app, source, request, record, arrived).await
+}
+
+/// Reads, verifies, normalizes and stores one webhook for a source that
+/// admits its sender, and answers.
+async fn take(
+    app: &App,
+    source: &Source,
+    request: Request,
+    mut record: RequestRecord,
+    arrived: tokio::time::Instant,
+) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
         Ok(bytes) => bytes,
-        Err(e) => return refuse(&app, record, e),
+        Err(e) => return refuse(app, record, e),
     };
     record.size = bytes.len() as u64;
     let signature = parts
@@ -63,34 +75,31 @@ pub async fn receive(
         .map(HeaderValue::as_bytes);
     let mut event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
         Ok(event) => event,
-        Err(e) => {
-            return refuse(
-                &app,
-                with_hash(record, &bytes),
-                signed_as(e, &parts.headers),
-            );
-        }
+        Err(e) => return refuse(app, with_hash(record, &bytes), signed_as(e, &parts.headers)),
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
-    match store_within(&app, event, record.clone(), deadline).await {
+    let deadline = arrived + app.ack_deadline;
+    match store_within(app, event, record.clone(), deadline).await {
         Ok(inserted) => {
-            app.metrics
-                .accepted(&name, inserted.duplicate, arrived.elapsed());
-            acknowledge(&app, inserted, hands_off)
+            let took = arrived.elapsed();
+            app.metrics.accepted(&source.name, inserted.duplicate, took);
+            acknowledge(app, inserted, hands_off)
         }
-        Err(cause) => {
-            if let Some(skipped) = NOT_STORED.check() {
-                tracing::warn!(source = %name, error = %cause, skipped, "event not stored; asking the provider to retry");
-            }
-            let retry_status = source.provider.retry_status;
-            let error = IngestError::StorageUnavailable {
-                retry_status,
-                cause: cause.to_string(),
-            };
-            refuse(&app, with_hash(record, &bytes), error)
-        }
+        Err(cause) => not_stored(app, source, with_hash(record, &bytes), &cause),
     }
+}
+
+/// The 503 (TextUs: 504) for an event that could not be stored in time.
+fn not_stored(app: &App, source: &Source, record: RequestRecord, cause: &StoreError) -> Response {
+    if let Some(skipped) = NOT_STORED.check() {
+        tracing::warn!(source = %source.name, error = %cause, skipped, "event not stored; asking the provider to retry");
+    }
+    let error = IngestError::StorageUnavailable {
+        retry_status: source.provider.retry_status,
+        cause: cause.to_string(),
+    };
+    refuse(app, record, error)
 }
 
 /// Stores the event, or says why it is not committed by `deadline`.

@@ -83,38 +83,11 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path, options: StoreOptions, replies: Replies) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating directory {}", dir.display()))?;
-        }
-        create_private(path)
-            .with_context(|| format!("creating SQLite database {}", path.display()))?;
-        let mut conn =
-            connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
-        migrate(&mut conn)
-            .with_context(|| format!("migrating SQLite database {}", path.display()))?;
-        if options.server {
-            // One server process works a SQLite database's outbox: a lease
-            // found when it starts was held by a process that died. (A CLI
-            // command opened beside a running server must leave them alone.)
-            // Only pending deliveries hold leases: `deliveries_state` finds
-            // them without reading every delivery ever made.
-            conn.execute(
-                "UPDATE deliveries SET locked_until = NULL WHERE state = 'pending' AND locked_until IS NOT NULL",
-                [],
-            )?;
-        }
+        let mut conn = open_for_writing(path, options.server)?;
         let reader = connect(path)?;
         reader.execute_batch("PRAGMA query_only = ON;")?;
         let (jobs, rx) = sync_channel(QUEUE_DEPTH);
         let logs = Arc::new(LogBuffer::default());
-        // The sync thread syncs the WAL file: without WAL there is none.
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-        anyhow::ensure!(
-            mode.eq_ignore_ascii_case("wal"),
-            "SQLite database {}: the file system does not support WAL (journal mode {mode}); smshook needs it",
-            path.display()
-        );
         let last_seq =
             conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
         let durable = Arc::new(Durable::new(last_seq));
@@ -141,10 +114,7 @@ impl SqliteStore {
             last_batch: 0,
             server: options.server,
         };
-        let handle = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer.run())
-            .context("starting the SQLite writer thread")?;
+        let handle = writer.spawn()?;
         Ok(Self {
             jobs,
             logs,
@@ -262,6 +232,38 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // may alone hold pages the kernel dropped; `writer::Writer::finish`).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// The writer's connection to the database at `path`, created (readable by
+/// its owner alone) and migrated if need be, in WAL mode.
+fn open_for_writing(path: &Path, server: bool) -> Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
+    }
+    create_private(path).with_context(|| format!("creating SQLite database {}", path.display()))?;
+    let mut conn =
+        connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
+    migrate(&mut conn).with_context(|| format!("migrating SQLite database {}", path.display()))?;
+    if server {
+        // One server process works a SQLite database's outbox: a lease
+        // found when it starts was held by a process that died. (A CLI
+        // command opened beside a running server must leave them alone.)
+        // Only pending deliveries hold leases: `deliveries_state` finds
+        // them without reading every delivery ever made.
+        conn.execute(
+            "UPDATE deliveries SET locked_until = NULL WHERE state = 'pending' AND locked_until IS NOT NULL",
+            [],
+        )?;
+    }
+    // The sync thread syncs the WAL file: without WAL there is none.
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "SQLite database {}: the file system does not support WAL (journal mode {mode}); smshook needs it",
+        path.display()
+    );
     Ok(conn)
 }
 

@@ -250,8 +250,8 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
     // MsGine's webhook sent to the Integify source: which provider it
     // seems to come from, so a source set up with the wrong one shows.
     let msgine = provider("msgine");
-    let body = serde_json::to_vec(&(msgine.sample)("message.sent", &SampleIds::fresh()))
-        .expect("json");
+    let body =
+        serde_json::to_vec(&(msgine.sample)("message.sent", &SampleIds::fresh())).expect("json");
     let crossed = app
         .post_signed("integify", msgine, &body, &secret_for("msgine"))
         .await;

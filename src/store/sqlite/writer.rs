@@ -64,7 +64,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn run(mut self) {
+    /// Runs the writer on a thread of its own.
+    pub fn spawn(self) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        use anyhow::Context;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || self.run())
+            .context("starting the SQLite writer thread")
+    }
+
+    fn run(mut self) {
         let mut stopping = false;
         // One Vec for every batch: it keeps the capacity of the largest so
         // far, where a new one per batch grew a doubling at a time (jobs are
