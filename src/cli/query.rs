@@ -59,14 +59,16 @@ struct Paging {
     /// printed when earlier rows remain).
     #[arg(long, conflicts_with_all = ["after", "follow"])]
     before: Option<i64>,
-    /// At most this many rows (a page).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// At most this many rows (a page); with --follow, how many of the
+    /// newest to print first (0: only rows stored from now on).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1000))]
     limit: u32,
     /// One JSON object per line (events with their original payload).
     #[arg(long)]
     json: bool,
     /// Print the newest page (or every row after --after), then keep
-    /// printing rows as they are stored, until Ctrl-C.
+    /// printing rows as they are stored, until Ctrl-C. `-f --limit 0`
+    /// prints only what is stored from now on, as `tail -f -n 0`.
     #[arg(long, short)]
     follow: bool,
 }
@@ -364,18 +366,20 @@ const REQUESTS: Listing<RequestRecord> = Listing {
     seq: |r| r.seq,
     newest: |n| n.requests,
 };
+/// Rows `--follow` reads at a time as it catches up.
+const FOLLOW_PAGE: u32 = 1000;
 /// How often `--follow` looks for new rows.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let page = async |after: i64, order: Order| {
+    let page = async |after: i64, order: Order, limit: u32| {
         let query = EventQuery {
             source: args.source.clone(),
             event_type: args.event_type.clone(),
             message_id: args.message_id.clone(),
             after: Some(after),
-            limit: args.paging.limit,
+            limit,
             order,
         };
         store.events(&query).await
@@ -387,13 +391,13 @@ pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
 
 pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
     let store = open(&args.config).await?;
-    let page = async |after: i64, order: Order| {
+    let page = async |after: i64, order: Order, limit: u32| {
         let query = RequestQuery {
             source: args.source.clone(),
             reason: args.reason.clone(),
             refused: args.refused,
             after: Some(after),
-            limit: args.paging.limit,
+            limit,
             order,
         };
         store.requests(&query).await
@@ -408,7 +412,7 @@ async fn list<T: serde::Serialize>(
     store: &dyn store::Store,
     listing: &Listing<T>,
     paging: &Paging,
-    page: impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
+    page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
 ) -> Result<ExitCode> {
     if paging.follow {
         let mut rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
@@ -418,7 +422,7 @@ async fn list<T: serde::Serialize>(
                 // The newest page up to the newest cursor, then on from it:
                 // nothing stored between the two reads is missed or doubled.
                 let newest = (listing.newest)(store.newest().await?);
-                let tail = newest_page(&page, newest.saturating_add(1)).await?;
+                let tail = newest_page(&page, newest.saturating_add(1), paging.limit).await?;
                 rows.print(&tail)?;
                 newest
             }
@@ -427,8 +431,8 @@ async fn list<T: serde::Serialize>(
     }
     let (cursor, order) = paging.start();
     let items = match order {
-        Order::Asc => page(cursor, order).await?,
-        Order::Desc => newest_page(&page, cursor).await?,
+        Order::Asc => page(cursor, order, paging.limit).await?,
+        Order::Desc => newest_page(&page, cursor, paging.limit).await?,
     };
     print_rows(paging.json, &items, listing.headers, listing.row)?;
     more_hint(&items, listing.seq, order, paging.limit);
@@ -437,10 +441,11 @@ async fn list<T: serde::Serialize>(
 
 /// The page of rows just before `cursor`, oldest first as printed.
 async fn newest_page<T>(
-    page: &impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
+    page: &impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
     cursor: i64,
+    limit: u32,
 ) -> Result<Vec<T>, store::StoreError> {
-    let mut items = page(cursor, Order::Desc).await?;
+    let mut items = page(cursor, Order::Desc, limit).await?;
     items.reverse();
     Ok(items)
 }
@@ -477,7 +482,7 @@ impl<T: serde::Serialize> Rows<T> {
 /// database restarting, say) is reported once and retried.
 async fn follow<T: serde::Serialize>(
     mut cursor: i64,
-    page: impl AsyncFn(i64, Order) -> Result<Vec<T>, store::StoreError>,
+    page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
     seq: fn(&T) -> i64,
     mut rows: Rows<T>,
 ) -> Result<ExitCode> {
@@ -491,7 +496,7 @@ async fn follow<T: serde::Serialize>(
             other => other?,
         }
         let mut got_rows = false;
-        printed = match page(cursor, Order::Asc).await {
+        printed = match page(cursor, Order::Asc, FOLLOW_PAGE).await {
             Ok(items) => {
                 failing = false;
                 got_rows = !items.is_empty();
@@ -536,7 +541,7 @@ async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
 /// On stderr, where the next page starts when this one was full: later
 /// rows after an `--after` page, earlier rows before the newest one.
 fn more_hint<T>(items: &[T], seq: fn(&T) -> i64, order: Order, limit: u32) {
-    if items.len() < limit as usize {
+    if items.is_empty() || items.len() < limit as usize {
         return;
     }
     match order {

@@ -516,7 +516,26 @@ async fn follow_prints_the_newest_page_then_what_a_running_server_stores() {
     let mut events = Follower::spawn(&args);
     let started = events.started().await;
     assert!(started.starts_with("following after cursor 2"), "{started}");
-    let mut refusals = Follower::spawn(&["requests", "-f", "--refused", "--database", &db]);
+    // A refusal logged before: `--limit 0` leaves it out, as `tail -f -n 0`.
+    app.post_unsigned("/webhooks/ghost").await;
+    let logged = async {
+        while !app.requests().await.iter().any(|r| r["source"] == "ghost") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), logged)
+        .await
+        .expect("the refusal logged");
+    let args = [
+        "requests",
+        "-f",
+        "--refused",
+        "--limit",
+        "0",
+        "--database",
+        &db,
+    ];
+    let mut refusals = Follower::spawn(&args);
     refusals.started().await;
     assert!(refusals.line().await.starts_with("AT "), "the header first");
 
