@@ -118,7 +118,8 @@ fn init_tracing() {
 /// 2 MiB of heap had the kernel zero 2 MiB while requests waited: a load
 /// generator opening 512 connections spent its first 260 ms doing nothing
 /// else, and a fresh server's resident memory was 44-48 MB instead of 29 MB.
-/// Events/s did not change measurably without them (README, Performance).
+/// Events/s did not change measurably without them (docs/performance.md,
+/// "Latency at a steady rate").
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

@@ -27,8 +27,8 @@
 //! gives the core back as soon as a request is ready: over fourteen
 //! interleaved flood pairs against that rule, events/s within noise (median
 //! +1.2%), p99 lower in every pair (4.1-4.8 ms against 4.9-7.0 ms), the
-//! worst latency 59-99 ms against 87-252 (README, "Latency at a steady
-//! rate").
+//! worst latency 59-99 ms against 87-252 (docs/performance.md, "Latency
+//! at a steady rate").
 //!
 //! After each of its checkpoints the thread syncs the database file itself.
 //! SQLite syncs it only in the checkpoint that completes the log, so every
@@ -71,9 +71,9 @@ pub struct Limits {
 impl Limits {
     /// A checkpoint every ~120 MB of WAL: pages many batches rewrite are
     /// copied into the database once per checkpoint, so rarer checkpoints
-    /// copy less (README, "Measured changes"). The thread left 200-1,700
-    /// frames for the writer at 14,000 events/s; more than 2,000 left means
-    /// commits outran it, and it goes round again.
+    /// copy less (docs/performance.md, "Where the time goes"). The thread
+    /// left 200-1,700 frames for the writer at 14,000 events/s; more than
+    /// 2,000 left means commits outran it, and it goes round again.
     pub const DEFAULT: Self = Self {
         start: START_FRAMES,
         max: 3 * START_FRAMES,

@@ -113,7 +113,7 @@ impl Writer {
     /// queue; on a shared core, waking us took the CPU from it. Yielding once
     /// lets them queue, so one commit and one fsync cover them too (batches
     /// about twice as large, +6% events/s on one core when added; within
-    /// noise in a later re-check, see the README). After a small batch there
+    /// noise in a later re-check, docs/performance.md). After a small batch there
     /// is no yield: on a quiet server a lone request is committed at once
     /// (the first one after a burst waits one yield).
     fn gather(&mut self, batch: &mut Vec<InsertJob>, tasks: &mut Vec<Task>, stopping: &mut bool) {
