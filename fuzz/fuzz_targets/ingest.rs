@@ -1,0 +1,42 @@
+//! Any body, correctly signed, through `ingest::prepare` for every provider:
+//! nothing may panic; a body that is a JSON object is stored byte for byte
+//! with a dedupe key and a type, and any other is `malformed_json`, exactly
+//! when serde_json refuses it as an object. The first byte picks the
+//! provider.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use smshook::config::Source;
+use smshook::ingest;
+use smshook::providers::ALL;
+use smshook::signature::{Secret, sign_hex};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let provider = ALL[usize::from(pick) % ALL.len()];
+    let source = Source {
+        name: "fuzz".into(),
+        provider,
+        secrets: vec![Secret::new("fuzz-secret")],
+        allowed: None,
+    };
+    let header = sign_hex(&source.secrets[0], body, provider.signature_prefix);
+    let at = "2026-12-03T00:00:00.000Z".to_string();
+    let result = ingest::prepare(&source, Some(header.as_bytes()), body, at);
+    let object = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body);
+    match result {
+        Ok(event) => {
+            assert!(object.is_ok(), "stored what serde_json refuses");
+            assert_eq!(event.payload.as_bytes(), body);
+            assert!(!event.dedupe_key.is_empty());
+            assert!(!event.fields.event_type.is_empty());
+            assert!(!event.dedupe_key.contains('\0'));
+        }
+        Err(e) => {
+            assert_eq!(e.code(), "malformed_json", "{e}");
+            assert!(object.is_err(), "refused what serde_json takes: {e}");
+        }
+    }
+});
