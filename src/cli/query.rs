@@ -288,7 +288,8 @@ pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
 
 /// How much earlier than `--since` the newest-first walk of `ids_since`
 /// reads before it stops. Arrival order and receive times differ only by
-/// how long an event waited for its commit: seconds (the ack deadline), far
+/// how long an event waited for its commit (seconds: the ack deadline) and,
+/// with several PostgreSQL replicas, by how far their clocks differ: far
 /// less than this.
 const SINCE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
