@@ -304,6 +304,18 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Refuses a database whose schema a newer smshook migrated: this one's
+/// queries may not fit it, and going on could corrupt what the newer one
+/// relies on.
+pub fn check_schema_version(found: usize, known: usize, database: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        found <= known,
+        "{database}: its schema is version {found}, newer than this smshook knows ({known}): \
+         a newer smshook migrated it; run that one, or restore a backup made before the upgrade"
+    );
+    Ok(())
+}
+
 /// Opens the store a database URL names: `postgres://…` or
 /// `postgresql://…` for PostgreSQL; `sqlite://path` or a plain path for SQLite.
 pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {

@@ -149,8 +149,8 @@ impl PostgresStore {
 
 /// Applies every migration not yet recorded, in one transaction holding an
 /// advisory lock, so replicas starting together apply each exactly once.
-/// Returns the schema version.
-pub async fn migrate(client: &mut Object) -> Result<usize, tokio_postgres::Error> {
+/// Returns the schema version; refuses a schema a newer smshook migrated.
+pub async fn migrate(client: &mut Object) -> Result<usize> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -170,6 +170,7 @@ pub async fn migrate(client: &mut Object) -> Result<usize, tokio_postgres::Error
         )
         .await?;
     let applied = row.get::<_, i32>(0) as usize;
+    super::check_schema_version(applied, MIGRATIONS.len(), "the PostgreSQL database")?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.batch_execute(sql).await?;
         tx.execute(

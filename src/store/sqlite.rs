@@ -245,7 +245,10 @@ fn open_for_writing(path: &Path, server: bool) -> Result<Connection> {
     create_private(path).with_context(|| format!("creating SQLite database {}", path.display()))?;
     let mut conn =
         connect(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
-    migrate(&mut conn).with_context(|| format!("migrating SQLite database {}", path.display()))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let database = format!("SQLite database {}", path.display());
+    super::check_schema_version(version as usize, MIGRATIONS.len(), &database)?;
+    migrate(&mut conn).with_context(|| format!("migrating {database}"))?;
     if server {
         // One server process works a SQLite database's outbox: a lease
         // found when it starts was held by a process that died. (A CLI

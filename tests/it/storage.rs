@@ -11,7 +11,8 @@ use crate::support::{Backend, open_url};
 crate::on_both_backends!(
     store_contract,
     concurrent_copies_resolve_to_one_row,
-    closed_store_refuses_writes
+    closed_store_refuses_writes,
+    a_database_a_newer_smshook_migrated_is_refused
 );
 
 /// A fresh store on `backend` (SQLite in a temporary directory, kept alive
@@ -312,4 +313,38 @@ async fn a_command_beside_the_server_leaves_the_wal_to_it() {
 
     server.close().await;
     assert_eq!(wal_len(), 0, "the server checkpointed and truncated it");
+}
+
+/// A database whose schema a newer smshook migrated (as after a rollback
+/// to an older release) is refused with what to do, not used half-way.
+async fn a_database_a_newer_smshook_migrated_is_refused(backend: Backend) {
+    let (store, dir) = open(&backend).await;
+    store.close().await;
+    let url = match &backend {
+        Backend::Sqlite => {
+            let path = dir.path().join("s.db");
+            rusqlite::Connection::open(&path)
+                .and_then(|c| c.execute_batch("PRAGMA user_version = 1000"))
+                .expect("a newer schema version");
+            path.display().to_string()
+        }
+        Backend::Postgres(url) => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client
+                .batch_execute("INSERT INTO smshook_migrations (version) VALUES (1000)")
+                .await
+                .expect("a newer schema version");
+            url.clone()
+        }
+    };
+    let options = smshook::store::StoreOptions::default();
+    let refused = smshook::store::open(&url, options).await.err();
+    let text = format!("{:#}", refused.expect("refused"));
+    assert!(
+        text.contains("its schema is version 1000, newer than this smshook knows"),
+        "{text}"
+    );
 }
