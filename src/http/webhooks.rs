@@ -155,12 +155,14 @@ fn accepted_body(inserted: &crate::event::Inserted) -> String {
 /// provider's, is said to be signed as that one.
 fn signed_as(mut error: IngestError, headers: &HeaderMap) -> IngestError {
     if let IngestError::InvalidSignature {
+        header: own,
         cause: SignatureError::Missing,
         signed_as,
-        ..
     } = &mut error
     {
-        *signed_as = crate::providers::signing_in(|h| headers.contains_key(h)).map(|p| p.name);
+        // Its own header may be there but empty: that is not another's.
+        let other = |h: &str| h != *own && headers.contains_key(h);
+        *signed_as = crate::providers::signing_in(other).map(|p| p.name);
     }
     error
 }

@@ -262,6 +262,20 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         "the signature header is missing (x-integify-signature); \
          it is signed as msgine signs: is the source's provider right?"
     );
+    // Its own header, empty, is missing, and no other provider's.
+    let empty = app
+        .client
+        .post(app.url("/webhooks/integify"))
+        .header("x-integify-signature", "")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let answer: Value = empty.json().await.expect("json");
+    assert_eq!(
+        answer["message"],
+        "the signature header is missing (x-integify-signature)"
+    );
     assert!(
         app.events("").await.is_empty(),
         "nothing refused was stored"
