@@ -507,6 +507,13 @@ fn filters(
 
 /// Events matching `q`, up to `seq` `through` (the last synced one).
 fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Result<Vec<Event>> {
+    let (sql, values) = events_sql(q, through);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
+    rows.collect()
+}
+
+fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
     let (clause, mut values) = filters(
         "seq",
         &[
@@ -523,9 +530,7 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
         "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND seq <= ? ORDER BY seq {} LIMIT ?",
         q.order.sql().1
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
-    rows.collect()
+    (sql, values)
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
@@ -661,6 +666,31 @@ mod tests {
                 "{plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
+    /// Either way, a page of events or of the request log is a range of
+    /// the rowid read in order: no sort, however many rows are stored.
+    #[test]
+    fn listings_read_the_rowid_in_order_either_way() {
+        let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+        migrate(&mut conn).expect("migrations");
+        for order in [Order::Asc, Order::Desc] {
+            for source in [None, Some("ig".to_string())] {
+                let q = EventQuery {
+                    source,
+                    limit: 50,
+                    order,
+                    ..EventQuery::default()
+                };
+                let (sql, values) = events_sql(&q, i64::MAX);
+                let plan = query_plan(&conn, &sql, params_from_iter(values));
+                assert!(
+                    plan.contains("SEARCH events USING INTEGER PRIMARY KEY"),
+                    "{plan}"
+                );
+                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            }
         }
     }
 
