@@ -444,7 +444,9 @@ async fn backup_copies_a_database_the_server_is_writing() {
 /// A `smshook … --follow` child: its stdout lines, and its stderr's first
 /// line (the cursor it follows from), arrive on channels.
 struct Follower {
-    child: std::process::Child,
+    /// `None` once interrupted; a follower dropped by a failing test is
+    /// killed, not left running.
+    child: Option<std::process::Child>,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     started: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -467,7 +469,7 @@ impl Follower {
         let lines = pipe(Box::new(child.stdout.take().expect("stdout")));
         let started = pipe(Box::new(child.stderr.take().expect("stderr")));
         Follower {
-            child,
+            child: Some(child),
             lines,
             started,
         }
@@ -487,14 +489,24 @@ impl Follower {
 
     /// Ctrl-C, as a user would stop it: it exits 0.
     async fn interrupt(mut self) {
-        let pid = self.child.id().to_string();
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
         let sent = Command::new("kill").args(["-INT", &pid]).status();
         assert!(sent.expect("kill").success());
-        let status = tokio::task::spawn_blocking(move || self.child.wait())
+        let status = tokio::task::spawn_blocking(move || child.wait())
             .await
             .expect("join")
             .expect("wait");
         assert!(status.success(), "{status}");
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
