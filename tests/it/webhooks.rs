@@ -16,6 +16,7 @@ crate::on_both_backends!(
     oversize_bodies_are_413_with_or_without_content_length,
     unknown_source_is_404_and_other_methods_405,
     a_retry_is_stored_once_and_answered_with_the_original_id,
+    every_providers_retries_are_stored_once,
     textus_payload_without_an_id_is_deduplicated_by_body_hash,
     sixty_four_simultaneous_copies_store_one_row,
     a_nul_character_in_any_field_is_stored_on_every_backend,
@@ -111,6 +112,26 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     assert_eq!(event["type"], "sms.clicked");
     assert_eq!(event["payload"]["data"]["shiny"], json!([1, 2]));
     assert_eq!(event["payload"]["extra"], true);
+
+    // Every provider: its sample with a type it never documented and a
+    // field it never sent, wherever its type field is.
+    for p in providers::ALL {
+        let mut body = (p.sample)(p.event_types[0], &SampleIds::fresh());
+        let key = ["type", "event", "action"]
+            .into_iter()
+            .find(|k| body.get(k).is_some())
+            .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
+        body[key] = json!("x.never_seen");
+        body["unknown_extra"] = json!({"nested": [1, 2]});
+        let body = serde_json::to_vec(&body).expect("json");
+        let (status, answer) = app.send_body(p, &body).await;
+        assert_eq!(status, 200, "{}: {answer}", p.name);
+        let id = answer["event_id"].as_str().expect("id");
+        let (_, event) = app.api(&format!("/api/events/{id}")).await;
+        assert_eq!(event["provider_type"], "x.never_seen", "{}", p.name);
+        assert_eq!(event["type"], "x.never_seen", "{}: kept as sent", p.name);
+        assert_eq!(event["payload"]["unknown_extra"]["nested"], json!([1, 2]));
+    }
     app.stop().await;
 }
 
@@ -285,15 +306,15 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
 
 async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
     let app = TestApp::on(backend).await;
-    let p = provider("private-number");
-    for secret in [old_secret_for(p.name), secret_for(p.name)] {
-        let body =
-            serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
-        assert_eq!(
-            app.post_signed(p.name, p, &body, &secret).await.status(),
-            200
-        );
+    for p in providers::ALL {
+        for secret in [old_secret_for(p.name), secret_for(p.name)] {
+            let body = serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh()))
+                .expect("json");
+            let status = app.post_signed(p.name, p, &body, &secret).await.status();
+            assert_eq!(status, 200, "{} with {secret}", p.name);
+        }
     }
+    let p = provider("private-number");
     let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
     let signature = smshook::signature::sign_hex(
         &smshook::signature::Secret::new(secret_for(p.name)),
@@ -314,19 +335,14 @@ async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
 
 async fn malformed_json_is_400_after_a_valid_signature(backend: Backend) {
     let app = TestApp::on(backend).await;
-    for body in [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""] {
-        let response = app
-            .post_signed(
-                "integify",
-                provider("integify"),
-                body,
-                &secret_for("integify"),
-            )
-            .await;
+    let bodies = [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""];
+    for (p, body) in providers::ALL.iter().flat_map(|p| bodies.map(|b| (p, b))) {
+        let response = app.post_signed(p.name, p, body, &secret_for(p.name)).await;
         assert_eq!(
             response.status(),
             400,
-            "{:?}",
+            "{} {:?}",
+            p.name,
             String::from_utf8_lossy(body)
         );
         assert_eq!(
@@ -345,19 +361,14 @@ async fn oversize_bodies_are_413_with_or_without_content_length(backend: Backend
     })
     .await;
     let big = vec![b' '; 2048];
-    let response = app
-        .post_signed(
-            "integify",
-            provider("integify"),
-            &big,
-            &secret_for("integify"),
-        )
-        .await;
-    assert_eq!(response.status(), 413);
-    assert_eq!(
-        response.json::<Value>().await.expect("json")["error"],
-        "payload_too_large"
-    );
+    for p in providers::ALL {
+        let response = app.post_signed(p.name, p, &big, &secret_for(p.name)).await;
+        assert_eq!(response.status(), 413, "{}", p.name);
+        assert_eq!(
+            response.json::<Value>().await.expect("json")["error"],
+            "payload_too_large"
+        );
+    }
 
     // Chunked: no Content-Length, so the limit must hold while reading.
     let mut stream = tokio::net::TcpStream::connect(app.addr)
@@ -440,10 +451,57 @@ async fn a_retry_is_stored_once_and_answered_with_the_original_id(backend: Backe
     app.stop().await;
 }
 
+/// Every provider's every event type, sent twice: the retry is recognised
+/// by that provider's key and answered with the first one's id.
+async fn every_providers_retries_are_stored_once(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    for p in providers::ALL {
+        for event_type in p.event_types {
+            let body =
+                serde_json::to_vec(&(p.sample)(event_type, &SampleIds::fresh())).expect("json");
+            let (_, first) = app.send_body(p, &body).await;
+            let (status, again) = app.send_body(p, &body).await;
+            assert_eq!(status, 200, "{} {event_type}", p.name);
+            assert_eq!(first["duplicate"], false, "{} {event_type}", p.name);
+            assert_eq!(again["duplicate"], true, "{} {event_type}", p.name);
+            assert_eq!(again["event_id"], first["event_id"]);
+        }
+        let stored = app.events(&format!("source={}", p.name)).await;
+        assert_eq!(stored.len(), p.event_types.len(), "{}", p.name);
+    }
+    app.stop().await;
+}
+
 async fn sixty_four_simultaneous_copies_store_one_row(backend: Backend) {
     let app = std::sync::Arc::new(TestApp::on(backend).await);
-    let p = provider("integify");
-    let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
+    for p in providers::ALL {
+        let body =
+            serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
+        let answers = sixty_four_at_once(&app, p, body).await;
+        assert!(answers.iter().all(|(s, _)| *s == 200), "{}", p.name);
+        let fresh = answers
+            .iter()
+            .filter(|(_, a)| a["duplicate"] == false)
+            .count();
+        assert_eq!(fresh, 1, "{}: exactly one copy is the original", p.name);
+        let ids: std::collections::HashSet<_> =
+            answers.iter().map(|(_, a)| a["event_id"].clone()).collect();
+        assert_eq!(ids.len(), 1, "{}: every copy names the same event", p.name);
+        let stored = app.events(&format!("source={}", p.name)).await;
+        assert_eq!(stored.len(), 1, "{}", p.name);
+    }
+    std::sync::Arc::into_inner(app)
+        .expect("no task holds the app")
+        .stop()
+        .await;
+}
+
+/// 64 copies of `body`, sent together once all 64 tasks are ready.
+async fn sixty_four_at_once(
+    app: &std::sync::Arc<TestApp>,
+    p: &'static providers::Provider,
+    body: Vec<u8>,
+) -> Vec<(u16, Value)> {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
     let tasks: Vec<_> = (0..64)
         .map(|_| {
@@ -458,16 +516,7 @@ async fn sixty_four_simultaneous_copies_store_one_row(backend: Backend) {
     for t in tasks {
         answers.push(t.await.expect("task"));
     }
-    assert!(answers.iter().all(|(s, _)| *s == 200));
-    let fresh = answers
-        .iter()
-        .filter(|(_, a)| a["duplicate"] == false)
-        .count();
-    assert_eq!(fresh, 1, "exactly one copy is the original");
-    let ids: std::collections::HashSet<_> =
-        answers.iter().map(|(_, a)| a["event_id"].clone()).collect();
-    assert_eq!(ids.len(), 1, "every copy names the same event");
-    assert_eq!(app.events("source=integify").await.len(), 1);
+    answers
 }
 
 async fn textus_payload_without_an_id_is_deduplicated_by_body_hash(backend: Backend) {
