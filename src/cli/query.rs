@@ -416,19 +416,18 @@ async fn list<T: serde::Serialize>(
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
 ) -> Result<ExitCode> {
     if paging.follow {
-        let mut rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
-        let from = match paging.after {
-            Some(after) => after,
+        let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
+        let (from, first) = match paging.after {
+            Some(after) => (after, Vec::new()),
             None => {
                 // The newest page up to the newest cursor, then on from it:
                 // nothing stored between the two reads is missed or doubled.
                 let newest = (listing.newest)(store.newest().await?);
                 let tail = newest_page(&page, newest.saturating_add(1), paging.limit).await?;
-                rows.print(&tail)?;
-                newest
+                (newest, tail)
             }
         };
-        return follow(from, page, listing.seq, rows).await;
+        return follow(from, &first, page, listing.seq, rows).await;
     }
     let (cursor, order) = paging.start();
     let items = match order {
@@ -478,11 +477,13 @@ impl<T: serde::Serialize> Rows<T> {
     }
 }
 
-/// Prints the rows after `cursor` as they are stored, a page at a time,
+/// Prints `first` (the newest page, when following from now), then the
+/// rows after `cursor` as they are stored, a page at a time,
 /// until Ctrl-C or until stdout closes (`| head`). A failed read (the
 /// database restarting, say) is reported once and retried.
 async fn follow<T: serde::Serialize>(
     mut cursor: i64,
+    first: &[T],
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
     seq: fn(&T) -> i64,
     mut rows: Rows<T>,
@@ -490,7 +491,7 @@ async fn follow<T: serde::Serialize>(
     eprintln!("following after cursor {cursor}; Ctrl-C stops");
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     let mut failing = false;
-    let mut printed = rows.print(&[]);
+    let mut printed = rows.print(first);
     loop {
         match printed {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),

@@ -273,53 +273,48 @@ async fn read_body(
     }
 }
 
-/// Answers a refused request and records it in the request log.
+/// Answers a refused request and records it in the request log, with the
+/// message the answer carries.
 fn refuse(app: &App, mut record: RequestRecord, error: IngestError) -> Response {
-    record.message = Some(error.to_string());
-    let response = error.into_response();
+    let message = error.to_string();
+    let response = answer(&error, &message);
     record.status = response.status().as_u16();
-    record.reason = error_code(&response).to_string();
+    record.reason = error.code().into();
+    record.message = Some(message);
     app.metrics.answered(&record.source, record.status);
     tracing::debug!(source = %record.source, status = record.status, reason = %record.reason, "webhook refused");
     app.store.record_request(record);
     response
 }
 
-fn error_code(response: &Response) -> &'static str {
-    response
-        .extensions()
-        .get::<ErrorCode>()
-        .map_or("error", |c| c.0)
-}
-
-/// The code of a refusal, carried on the response for the request log.
-#[derive(Clone, Copy)]
-struct ErrorCode(&'static str);
-
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Self::UnknownSource => StatusCode::NOT_FOUND,
-            Self::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadBody(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
-            Self::StorageUnavailable { retry_status, .. } => {
-                StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
-            }
-        };
-        let code = self.code();
-        let body = json!({"error": code, "message": self.to_string()});
-        let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::StorageUnavailable { .. }) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-        }
-        response.extensions_mut().insert(ErrorCode(code));
-        response
+        answer(&self, &self.to_string())
     }
+}
+
+/// A refusal's HTTP answer: its status, `{"error","message"}`, and
+/// `Retry-After` when the provider should come back.
+fn answer(error: &IngestError, message: &str) -> Response {
+    let status = match error {
+        IngestError::UnknownSource => StatusCode::NOT_FOUND,
+        IngestError::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
+        IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        IngestError::BadBody(_) | IngestError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+        IngestError::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
+        IngestError::StorageUnavailable { retry_status, .. } => {
+            StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    };
+    let body = json!({"error": error.code(), "message": message});
+    let mut response = (status, Json(body)).into_response();
+    if matches!(error, IngestError::StorageUnavailable { .. }) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
 
 #[cfg(test)]

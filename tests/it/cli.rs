@@ -49,6 +49,19 @@ async fn smshook_beside_server(args: Vec<String>) -> Output {
     .expect("task")
 }
 
+/// A command that succeeds and prints one JSON object per line: the
+/// objects, and what it said on stderr.
+fn json_lines(args: &[&str]) -> (Vec<Value>, String) {
+    let out = smshook(args, None);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let lines = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    (lines, stderr)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -101,16 +114,7 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
     let _keep = app.dir.clone();
     app.stop().await;
 
-    let out = smshook(&["events", "--database", &db, "--json"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let (events, _) = json_lines(&["events", "--database", &db, "--json"]);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["type"], "contact.opted_out");
     assert_eq!(events[0]["payload"]["action"], "contact.opted_out");
@@ -173,18 +177,12 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     let page = |extra: &[&str]| {
         let mut args = vec!["events", "--database", &db, "--json", "--limit", "2"];
         args.extend_from_slice(extra);
-        let out = smshook(&args, None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ids: Vec<String> = stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json line")["id"].to_string())
-            .map(|id| id.trim_matches('"').to_string())
+        let (events, stderr) = json_lines(&args);
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_string())
             .collect();
-        (ids, String::from_utf8_lossy(&out.stderr).into_owned())
+        (ids, stderr)
     };
 
     let (newest, hint) = page(&[]);
