@@ -145,6 +145,14 @@ pub fn new_event_id() -> String {
     id
 }
 
+/// The smallest event id [`new_event_id`] can make at `t`: every id made
+/// at or after `t` sorts at or after it, every id made before sorts before.
+/// Listings by receive time find their place in arrival order through it.
+pub fn first_event_id_at(t: DateTime<Utc>) -> String {
+    let millis = u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    format!("evt_{}", ulid::Ulid::from_parts(millis, 0))
+}
+
 /// Milliseconds since the Unix epoch (delivery schedules).
 pub fn unix_millis() -> i64 {
     Utc::now().timestamp_millis()
@@ -153,6 +161,14 @@ pub fn unix_millis() -> i64 {
 /// Now, as stored timestamps are written (RFC 3339, UTC, milliseconds).
 pub fn now_rfc3339() -> String {
     format_time(Utc::now())
+}
+
+/// An RFC 3339 time with any offset (`2026-12-03T09:30:00Z`,
+/// `2026-12-03T10:30:00+01:00`), in UTC.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 pub fn format_time(t: DateTime<Utc>) -> String {
@@ -169,5 +185,18 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_event_id();
         assert!(a.starts_with("evt_") && a < b);
+    }
+
+    #[test]
+    fn the_first_event_id_at_a_time_sorts_between_ids_made_before_and_after() {
+        let before = new_event_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let at = Utc::now();
+        let first = first_event_id_at(at);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = new_event_id();
+        assert!(before < first && first < after, "{before} {first} {after}");
+        let epoch = DateTime::<Utc>::from_timestamp_millis(-5).expect("time");
+        assert_eq!(first_event_id_at(epoch), "evt_00000000000000000000000000");
     }
 }

@@ -15,6 +15,7 @@ mod check;
 mod query;
 mod send;
 mod serve;
+mod when;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -10,7 +10,9 @@ use clap::Args;
 
 use super::ConfigArgs;
 use crate::event::{Event, RequestRecord};
-use crate::store::{self, EventQuery, Order, RequestQuery, StoreOptions};
+use chrono::{DateTime, Utc};
+
+use crate::store::{self, EventQuery, Order, RequestQuery, StoreOptions, TimeRange};
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -48,9 +50,21 @@ pub struct RequestsArgs {
 }
 
 /// How `events` and `requests` list their rows: by default the newest
-/// page, oldest first, like `tail`; `--after 0` from the very first.
+/// page, oldest first, like `tail`; `--after 0` from the very first,
+/// `--since TIME` from a time.
 #[derive(Debug, Args)]
 struct Paging {
+    /// Only rows received at or after this time: RFC 3339
+    /// (2026-12-03T09:30:00Z), a date (2026-12-03, midnight UTC), a UTC date
+    /// and time ("2026-12-03 09:30"), today, yesterday, or an age (15m, 2h,
+    /// 7d: that long ago). Without --after or --before the listing starts
+    /// there, in arrival order.
+    #[arg(long, value_parser = super::when::parse)]
+    since: Option<DateTime<Utc>>,
+    /// Only rows received before this time (the forms of --since); without
+    /// --since, the page is the newest before it.
+    #[arg(long, value_parser = super::when::parse, conflicts_with = "follow")]
+    until: Option<DateTime<Utc>>,
     /// The rows after this cursor, in arrival order (`--after 0`: from the
     /// first).
     #[arg(long)]
@@ -63,10 +77,11 @@ struct Paging {
     /// newest to print first (0: only rows stored from now on).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1000))]
     limit: u32,
-    /// One JSON object per line (events with their original payload).
+    /// One JSON object per line (an event with its original payload).
     #[arg(long)]
     json: bool,
-    /// Print the newest page (or every row after --after), then keep
+    /// Print the newest page (or every row after --after or since
+    /// --since), then keep
     /// printing rows as they are stored, until Ctrl-C. `-f --limit 0`
     /// prints only what is stored from now on, as `tail -f -n 0`.
     #[arg(long, short)]
@@ -80,7 +95,21 @@ impl Paging {
         match (self.after, self.before) {
             (Some(after), _) => (after, Order::Asc),
             (None, Some(before)) => (before, Order::Desc),
+            (None, None) if self.since.is_some() => (Order::Asc.start(), Order::Asc),
             (None, None) => (Order::Desc.start(), Order::Desc),
+        }
+    }
+
+    /// Where `--follow` starts reading on, if not from the newest row.
+    fn follow_from(&self) -> Option<i64> {
+        self.after
+            .or_else(|| self.since.map(|_| Order::Asc.start()))
+    }
+
+    fn range(&self) -> TimeRange {
+        TimeRange {
+            since: self.since,
+            until: self.until,
         }
     }
 }
@@ -94,6 +123,7 @@ pub struct MessageArgs {
     /// The source, when several use the same message id.
     #[arg(long)]
     source: Option<String>,
+    /// One JSON object: the status and every event of the timeline.
     #[arg(long)]
     json: bool,
 }
@@ -102,11 +132,13 @@ pub struct MessageArgs {
 pub struct OptoutsArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Start after this number.
+    /// Start after this number (numbers are listed in order).
     #[arg(long)]
     after: Option<String>,
+    /// At most this many numbers.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
+    /// One JSON object per line.
     #[arg(long)]
     json: bool,
 }
@@ -175,15 +207,19 @@ pub struct DeliveriesArgs {
     /// pending, delivered or dead.
     #[arg(long, value_parser = ["pending", "delivered", "dead"])]
     state: Option<String>,
+    /// Only deliveries to this destination.
     #[arg(long)]
     destination: Option<String>,
+    /// The deliveries after this id (the id is printed when more follow).
     #[arg(long)]
     after: Option<i64>,
+    /// At most this many deliveries.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
     /// Make every dead delivery (of --destination, if given) pending again.
     #[arg(long)]
     retry_dead: bool,
+    /// One JSON object per line.
     #[arg(long)]
     json: bool,
 }
@@ -194,9 +230,11 @@ pub struct ReplayArgs {
     config: ConfigArgs,
     /// Event ids to send again.
     event_ids: Vec<String>,
-    /// Or every event received at or after this time (RFC 3339).
-    #[arg(long, conflicts_with = "event_ids")]
-    since: Option<String>,
+    /// Or every event received at or after this time: RFC 3339, a date, a
+    /// UTC date and time, or an age such as 2h (the forms of `events
+    /// --since`).
+    #[arg(long, conflicts_with = "event_ids", value_parser = super::when::parse)]
+    since: Option<DateTime<Utc>>,
     /// The destination to send them to.
     #[arg(long)]
     destination: String,
@@ -263,7 +301,7 @@ pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     }
     let store = open(&args.config).await?;
     let ids = match &args.since {
-        Some(since) => ids_since(store.as_ref(), since).await,
+        Some(since) => ids_since(store.as_ref(), *since).await,
         None => Ok(args.event_ids.clone()),
     };
     let mut queued = 0;
@@ -286,47 +324,28 @@ pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How much earlier than `--since` the newest-first walk of `ids_since`
-/// reads before it stops. Arrival order and receive times differ only by
-/// how long an event waited for its commit (seconds: the ack deadline) and,
-/// with several PostgreSQL replicas, by how far their clocks differ: far
-/// less than this.
-const SINCE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// Ids of every event received at or after `since`, in arrival order. The
-/// events are read newest first, so a replay of the last hour reads the
-/// last hour's pages and not the whole table.
-async fn ids_since(store: &dyn store::Store, since: &str) -> Result<Vec<String>> {
-    let since = chrono::DateTime::parse_from_rfc3339(since)
-        .map_err(|e| anyhow::anyhow!("--since: {since:?} is not an RFC 3339 time ({e})"))?
-        .with_timezone(&chrono::Utc);
-    let stop_before = crate::event::format_time(since - SINCE_MARGIN);
-    let since = crate::event::format_time(since);
+/// Ids of every event received at or after `since`, in arrival order.
+async fn ids_since(store: &dyn store::Store, since: DateTime<Utc>) -> Result<Vec<String>> {
     let mut ids = Vec::new();
-    let mut after = None;
+    let mut after = Order::Asc.start();
     loop {
         let page = store
             .events(&EventQuery {
-                after,
+                after: Some(after),
                 limit: 1000,
-                order: Order::Desc,
+                received: TimeRange {
+                    since: Some(since),
+                    until: None,
+                },
                 ..Default::default()
             })
             .await?;
-        ids.extend(
-            page.iter()
-                .filter(|e| e.received_at >= since)
-                .map(|e| e.id.clone()),
-        );
+        ids.extend(page.iter().map(|e| e.id.clone()));
         match page.last() {
-            Some(last) if page.len() == 1000 && last.received_at >= stop_before => {
-                after = Some(last.seq);
-            }
-            _ => break,
+            Some(last) if page.len() == 1000 => after = last.seq,
+            _ => return Ok(ids),
         }
     }
-    ids.reverse();
-    Ok(ids)
 }
 
 /// What a listing prints and how it pages: the events' or the request
@@ -382,6 +401,7 @@ pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
             after: Some(after),
             limit,
             order,
+            received: args.paging.range(),
         };
         store.events(&query).await
     };
@@ -400,6 +420,7 @@ pub async fn requests(args: &RequestsArgs) -> Result<ExitCode> {
             after: Some(after),
             limit,
             order,
+            at: args.paging.range(),
         };
         store.requests(&query).await
     };
@@ -417,7 +438,7 @@ async fn list<T: serde::Serialize>(
 ) -> Result<ExitCode> {
     if paging.follow {
         let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
-        let (from, first) = match paging.after {
+        let (from, first) = match paging.follow_from() {
             Some(after) => (after, Vec::new()),
             None => {
                 // The newest page up to the newest cursor, then on from it:
@@ -652,56 +673,5 @@ impl Table {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         writeln!(out, "{}", padded.join("  ").trim_end())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// 3,000 events received 10 s apart, the one stored 1,990th received
-    /// late (5 s after `since`): every event from `since` on, in arrival
-    /// order, the late one included, though the walk back stops an hour
-    /// before `since` (360 events), not at the first event.
-    #[tokio::test]
-    async fn replay_since_reads_back_from_the_newest_to_an_hour_before() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("since.db");
-        let options = || StoreOptions {
-            server: false,
-            request_log_max_rows: 100,
-        };
-        let url = path.display().to_string();
-        store::open(&url, options())
-            .await
-            .expect("create")
-            .close()
-            .await;
-        let base = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
-            .expect("time")
-            .with_timezone(&chrono::Utc);
-        let at = |secs: i64| crate::event::format_time(base + chrono::TimeDelta::seconds(secs));
-        let since = 20_000;
-        let mut conn = rusqlite::Connection::open(&path).expect("open");
-        let tx = conn.transaction().expect("begin");
-        for i in 0..3000 {
-            let received = if i == 1990 { since + 5 } else { i * 10 };
-            tx.execute(
-                "INSERT INTO events (id, source, provider, dedupe_key, type, received_at, payload) \
-                 VALUES (?1, 'ig', 'integify', ?1, 'message.delivered', ?2, '{}')",
-                (format!("evt_{i:04}"), at(received)),
-            )
-            .expect("insert");
-        }
-        tx.commit().expect("commit");
-
-        let store = store::open(&url, options()).await.expect("open");
-        let ids = ids_since(store.as_ref(), &at(since)).await.expect("ids");
-        store.close().await;
-        let expected: Vec<String> = std::iter::once(1990)
-            .chain(2000..3000)
-            .map(|i| format!("evt_{i:04}"))
-            .collect();
-        assert_eq!(ids, expected);
     }
 }

@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::App;
-use crate::store::{DeliveryQuery, EventQuery, OptoutQuery, Order, RequestQuery, StoreError};
+use crate::store::{
+    DeliveryQuery, EventQuery, OptoutQuery, Order, RequestQuery, StoreError, TimeRange,
+};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 100;
@@ -144,6 +146,8 @@ struct EventParams {
     limit: Option<u32>,
     #[serde(default)]
     order: Order,
+    since: Option<String>,
+    until: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +159,8 @@ struct RequestParams {
     limit: Option<u32>,
     #[serde(default)]
     order: Order,
+    since: Option<String>,
+    until: Option<String>,
 }
 
 async fn list_events(
@@ -169,6 +175,7 @@ async fn list_events(
         after: cursor(p.after.as_deref())?,
         limit,
         order: p.order,
+        received: time_range(p.since.as_deref(), p.until.as_deref())?,
     };
     let events = app.store.events(&query).await?;
     let next = next_cursor(events.last().map(|e| e.seq), events.len(), limit);
@@ -199,6 +206,7 @@ async fn list_requests(
         after: cursor(p.after.as_deref())?,
         limit,
         order: p.order,
+        at: time_range(p.since.as_deref(), p.until.as_deref())?,
     };
     let requests = app.store.requests(&query).await?;
     let next = next_cursor(requests.last().map(|r| r.seq), requests.len(), limit);
@@ -378,6 +386,25 @@ fn cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
             })
         })
         .transpose()
+}
+
+/// `since` and `until`, RFC 3339 times with any offset.
+fn time_range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange, ApiError> {
+    let parse = |name: &str, value: Option<&str>| {
+        value
+            .map(|v| {
+                crate::event::parse_time(v).ok_or_else(|| {
+                    ApiError::InvalidQuery(format!(
+                        "{name}: {v:?} is not an RFC 3339 time, such as 2026-12-03T09:30:00Z"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    Ok(TimeRange {
+        since: parse("since", since)?,
+        until: parse("until", until)?,
+    })
 }
 
 /// A full page may have more behind it; a short one is the end.

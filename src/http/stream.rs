@@ -82,6 +82,7 @@ async fn tail(
             after: Some(cursor),
             limit: PAGE,
             order: Order::Asc,
+            received: Default::default(),
         };
         let page = match app.store.events(&query).await {
             Ok(page) => page,

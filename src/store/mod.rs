@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::event::{Event, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
@@ -39,6 +40,8 @@ pub struct EventQuery {
     pub after: Option<i64>,
     pub limit: u32,
     pub order: Order,
+    /// Only events received in this range.
+    pub received: TimeRange,
 }
 
 /// Which way a listing of events or of the request log runs.
@@ -97,7 +100,73 @@ pub struct RequestQuery {
     pub after: Option<i64>,
     pub limit: u32,
     pub order: Order,
+    /// Only requests made in this range.
+    pub at: TimeRange,
 }
+
+/// Receive times a listing keeps: from `since` (inclusive) to `until`
+/// (exclusive). Stored times are RFC 3339 in UTC with milliseconds, one
+/// width, so they compare as text in either backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// How far apart an event's place in arrival order (`seq`, the order of
+/// commits) and its receive time can be: the time it took to read the body
+/// and to commit (seconds: the ack deadline), plus, with several
+/// PostgreSQL replicas, how far their clocks differ. Far less than this.
+pub const ARRIVAL_MARGIN: TimeDelta = TimeDelta::hours(1);
+
+impl TimeRange {
+    /// The conditions this range adds to a listing of events, each with
+    /// one `?` for its value, in order.
+    ///
+    /// The events table has no index on its times, so the listing also
+    /// bounds `seq` through the event ids, ULIDs made as each event is
+    /// received (an index every event has anyway): the newest event made
+    /// `ARRIVAL_MARGIN` before `since` committed before anything received
+    /// since, and the first made that long after `until` committed after
+    /// anything received before. A page of the last hour then reads about
+    /// the last two hours' rows, however large the table.
+    pub fn event_conditions(&self) -> Vec<(String, String)> {
+        self.conditions("received_at", true)
+    }
+
+    /// As [`Self::event_conditions`], for the request log, which is bounded
+    /// (`request_log.max_rows`) and read whole at worst.
+    pub fn request_conditions(&self) -> Vec<(String, String)> {
+        self.conditions("at", false)
+    }
+
+    fn conditions(&self, column: &str, events: bool) -> Vec<(String, String)> {
+        let mut conditions = Vec::new();
+        if let Some(since) = self.since {
+            if events {
+                let id = crate::event::first_event_id_at(since - ARRIVAL_MARGIN);
+                conditions.push((EVENTS_AFTER_ID.to_string(), id));
+            }
+            let since = crate::event::format_time(since);
+            conditions.push((format!("{column} >= ?"), since));
+        }
+        if let Some(until) = self.until {
+            if events {
+                let id = crate::event::first_event_id_at(until + ARRIVAL_MARGIN);
+                conditions.push((EVENTS_BEFORE_ID.to_string(), id));
+            }
+            let until = crate::event::format_time(until);
+            conditions.push((format!("{column} < ?"), until));
+        }
+        conditions
+    }
+}
+
+/// Events committed after the newest one made before an id.
+const EVENTS_AFTER_ID: &str =
+    "seq > COALESCE((SELECT seq FROM events WHERE id < ? ORDER BY id DESC LIMIT 1), 0)";
+/// Events committed before the first one made at or after an id.
+const EVENTS_BEFORE_ID: &str = "seq < COALESCE((SELECT seq FROM events WHERE id >= ? ORDER BY id LIMIT 1), 9223372036854775807)";
 
 /// Numbers currently opted out, by number.
 #[derive(Debug, Clone, Default)]

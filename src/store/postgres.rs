@@ -780,6 +780,7 @@ fn listing(
     columns: &str,
     filters: &[(&str, &Option<String>)],
     also: &str,
+    conditions: Vec<(String, String)>,
     (after, order): (Option<i64>, Order),
     limit: u32,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
@@ -794,6 +795,13 @@ fn listing(
         }
     }
     sql.push_str(also);
+    // A time range's conditions come with SQLite's `?` for their one value.
+    for (condition, value) in conditions {
+        params.push(Box::new(value));
+        let placeholder = format!("${}", params.len());
+        sql.push_str(" AND ");
+        sql.push_str(&condition.replacen('?', &placeholder, 1));
+    }
     params.push(Box::new(i64::from(limit)));
     sql.push_str(&format!(
         " ORDER BY seq {direction} LIMIT ${}",
@@ -845,6 +853,7 @@ impl Store for PostgresStore {
             EVENT_COLUMNS,
             &filters,
             "",
+            q.received.event_conditions(),
             (q.after, q.order),
             q.limit,
         );
@@ -874,6 +883,7 @@ impl Store for PostgresStore {
             } else {
                 ""
             },
+            q.at.request_conditions(),
             (q.after, q.order),
             q.limit,
         );

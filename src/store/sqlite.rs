@@ -485,14 +485,14 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_even
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
 /// `WHERE` clauses for the filters that are set, with their values, after
-/// the cursor in `order`. A filter left out is not in the SQL at all: SQLite
-/// plans before it sees values, so `? IS NULL OR column = ?` could never
-/// use an index on `column`.
+/// the cursor in `order`, then the `conditions` of a time range. A filter
+/// left out is not in the SQL at all: SQLite plans before it sees values, so
+/// `? IS NULL OR column = ?` could never use an index on `column`.
 fn filters(
     cursor: &str,
     pairs: &[(&str, &Option<String>)],
-    after: Option<i64>,
-    order: Order,
+    (after, order): (Option<i64>, Order),
+    conditions: Vec<(String, String)>,
 ) -> (String, Vec<SqlValue>) {
     let mut clauses = vec![format!("{cursor} {} ?", order.sql().0)];
     let mut values = vec![SqlValue::Integer(after.unwrap_or(order.start()))];
@@ -501,6 +501,10 @@ fn filters(
             clauses.push(format!("{column} = ?"));
             values.push(SqlValue::Text(v.clone()));
         }
+    }
+    for (clause, value) in conditions {
+        clauses.push(clause);
+        values.push(SqlValue::Text(value));
     }
     (clauses.join(" AND "), values)
 }
@@ -521,8 +525,8 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
             ("type", &q.event_type),
             ("message_id", &q.message_id),
         ],
-        q.after,
-        q.order,
+        (q.after, q.order),
+        q.received.event_conditions(),
     );
     values.push(SqlValue::Integer(through));
     values.push(SqlValue::Integer(q.limit.into()));
@@ -537,8 +541,8 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
     let (mut clause, mut values) = filters(
         "seq",
         &[("source", &q.source), ("reason", &q.reason)],
-        q.after,
-        q.order,
+        (q.after, q.order),
+        q.at.request_conditions(),
     );
     if q.refused {
         clause.push_str(super::REFUSED_REQUESTS);
@@ -625,6 +629,7 @@ pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TimeRange;
 
     /// Reads show events only up to the last synced one: a row committed
     /// but not yet fsynced could vanish in a power loss, and with it a
@@ -670,26 +675,49 @@ mod tests {
     }
 
     /// Either way, a page of events or of the request log is a range of
-    /// the rowid read in order: no sort, however many rows are stored.
+    /// the rowid read in order: no sort, however many rows are stored; a
+    /// time range bounds it through the id index.
     #[test]
     fn listings_read_the_rowid_in_order_either_way() {
         let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
         migrate(&mut conn).expect("migrations");
+        let at = |t| crate::event::parse_time(t).expect("time");
+        let ranges = [
+            TimeRange::default(),
+            TimeRange {
+                since: Some(at("2026-12-03T09:00:00Z")),
+                until: None,
+            },
+            TimeRange {
+                since: Some(at("2026-12-03T09:00:00Z")),
+                until: Some(at("2026-12-03T10:00:00Z")),
+            },
+        ];
         for order in [Order::Asc, Order::Desc] {
             for source in [None, Some("ig".to_string())] {
-                let q = EventQuery {
-                    source,
-                    limit: 50,
-                    order,
-                    ..EventQuery::default()
-                };
-                let (sql, values) = events_sql(&q, i64::MAX);
-                let plan = query_plan(&conn, &sql, params_from_iter(values));
-                assert!(
-                    plan.contains("SEARCH events USING INTEGER PRIMARY KEY"),
-                    "{plan}"
-                );
-                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+                for received in ranges {
+                    let q = EventQuery {
+                        source: source.clone(),
+                        limit: 50,
+                        order,
+                        received,
+                        ..EventQuery::default()
+                    };
+                    let (sql, values) = events_sql(&q, i64::MAX);
+                    let plan = query_plan(&conn, &sql, params_from_iter(values));
+                    assert!(
+                        plan.contains("SEARCH events USING INTEGER PRIMARY KEY"),
+                        "{plan}"
+                    );
+                    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+                    // A time range's bounds on `seq` are found in the id index.
+                    let ids = plan
+                        .matches("SEARCH events USING COVERING INDEX events_id (id")
+                        .count();
+                    let bounds = usize::from(received.since.is_some())
+                        + usize::from(received.until.is_some());
+                    assert_eq!(ids, bounds, "{plan}");
+                }
             }
         }
     }

@@ -8,6 +8,7 @@ use crate::support::{Backend, TestApp, TestOptions, provider, secret_for};
 
 crate::on_both_backends!(
     events_page_in_arrival_order_with_filters,
+    events_and_requests_in_a_time_range,
     bad_queries_and_unknown_ids_are_clear_errors,
     the_request_log_explains_every_answer_and_never_holds_a_secret,
     an_unauthenticated_flood_cannot_grow_the_request_log_without_bound,
@@ -94,6 +95,62 @@ async fn events_page_in_arrival_order_with_filters(backend: Backend) {
     app.stop().await;
 }
 
+/// Three events, an instant, three more and a refused request: `since`
+/// keeps what was received at or after the instant (given in any offset),
+/// `until` what came before, in either order; the request log likewise.
+async fn events_and_requests_in_a_time_range(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("integify");
+    let mut sent = Vec::new();
+    let mut instant = String::new();
+    for i in 0..6 {
+        if i == 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let local = chrono::Utc::now()
+                .with_timezone(&chrono::FixedOffset::east_opt(3600).expect("offset"));
+            instant = local.to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if i == 4 {
+            // Logged with the next event's batch.
+            let refused = app.post_unsigned("/webhooks/integify").await;
+            assert_eq!(refused.status(), 401);
+        }
+        let (_, status, answer) = app.send_sample(p, "sms.delivered").await;
+        assert_eq!(status, 200);
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    assert!(instant.ends_with("+01:00"), "{instant}");
+    let instant = instant.replace('+', "%2B");
+    let since = every_page(&app, &format!("/api/events?limit=2&since={instant}")).await;
+    assert_eq!(since, sent[3..]);
+    let until = every_page(&app, &format!("/api/events?limit=2&until={instant}")).await;
+    assert_eq!(until, sent[..3]);
+    let newest_before = every_page(
+        &app,
+        &format!("/api/events?limit=2&order=desc&until={instant}"),
+    )
+    .await;
+    assert_eq!(newest_before, [&*sent[2], &sent[1], &sent[0]]);
+    let reasons = async |query: &str| -> Vec<String> {
+        let (status, page) = app.api(&format!("/api/requests?{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        let log = page["requests"].as_array().expect("requests").iter();
+        log.map(|r| r["reason"].as_str().expect("reason").to_string())
+            .collect()
+    };
+    assert_eq!(reasons(&format!("until={instant}")).await, ["accepted"; 3]);
+    assert_eq!(
+        reasons(&format!("since={instant}")).await,
+        ["accepted", "invalid_signature", "accepted", "accepted"]
+    );
+    assert_eq!(
+        reasons(&format!("since={instant}&refused=true")).await,
+        ["invalid_signature"]
+    );
+    app.stop().await;
+}
+
 /// The ids of every event on every page of `path`, following `next`.
 async fn every_page(app: &TestApp, path: &str) -> Vec<String> {
     let mut seen = Vec::new();
@@ -122,13 +179,23 @@ async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
         (status, body["error"].as_str()),
         (400, Some("invalid_query"))
     );
-    for query in ["after=yesterday", "order=sideways"] {
+    for query in [
+        "after=yesterday",
+        "order=sideways",
+        "since=yesterday",
+        "until=2026-12-03",
+        "since=2026-12-03T09:30:00",
+    ] {
         let (status, body) = app.api(&format!("/api/events?{query}")).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_query")),
             "{query}"
         );
+        if query.starts_with("since") || query.starts_with("until") {
+            let message = body["message"].as_str().expect("message");
+            assert!(message.contains("not an RFC 3339 time"), "{message}");
+        }
     }
     let (status, body) = app.api("/api/events/evt_nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));

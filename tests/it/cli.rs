@@ -160,20 +160,43 @@ async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend
     );
 }
 
-crate::on_both_backends!(events_lists_the_newest_page_and_pages_back_or_from_the_first);
+crate::on_both_backends!(
+    events_lists_the_newest_page_and_pages_back_or_from_the_first,
+    replay_queues_stored_events_again_by_id_or_since_a_time
+);
 
-async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: Backend) {
+/// Five events stored through a server that is then stopped, three
+/// received before an instant and two after: the database, the directory
+/// that holds it (SQLite), the event ids and the instant.
+async fn five_events_around_an_instant(
+    backend: Backend,
+) -> (
+    String,
+    std::sync::Arc<tempfile::TempDir>,
+    Vec<String>,
+    String,
+) {
     let app = TestApp::on(backend).await;
     let p = crate::support::provider("integify");
     let mut sent = Vec::new();
-    for _ in 0..5 {
+    let mut instant = String::new();
+    for i in 0..5 {
+        if i == 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            instant = smshook::event::now_rfc3339();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let (_, status, answer) = app.send_sample(p, "sms.delivered").await;
         assert_eq!(status, 200);
         sent.push(answer["event_id"].as_str().expect("id").to_string());
     }
-    let db = app.database.clone();
-    let _keep = app.dir.clone();
+    let (db, dir) = (app.database.clone(), app.dir.clone());
     app.stop().await;
+    (db, dir, sent, instant)
+}
+
+async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: Backend) {
+    let (db, _dir, sent, instant) = five_events_around_an_instant(backend).await;
     let page = |extra: &[&str]| {
         let mut args = vec!["events", "--database", &db, "--json", "--limit", "2"];
         args.extend_from_slice(extra);
@@ -199,6 +222,21 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     assert_eq!(first, sent[..2], "--after 0: from the first");
     assert!(hint.contains("(more may follow: --after "), "{hint}");
 
+    let (since, _) = page(&["--since", &instant]);
+    assert_eq!(since, sent[3..], "--since: from then on, in arrival order");
+    let (until, _) = page(&["--until", &instant]);
+    assert_eq!(until, sent[1..3], "--until: the newest page before it");
+    let (hour, _) = page(&["--since", "1h"]);
+    assert_eq!(hour, sent[..2], "--since 1h: from an hour ago");
+    let (none, _) = page(&["--since", "1h", "--until", "1h"]);
+    assert!(none.is_empty());
+    let wrong = smshook(&["events", "--database", &db, "--since", "soon"], None);
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && said.contains("an age (90s, 15m, 2h, 7d"),
+        "{said}"
+    );
+
     let both = smshook(
         &["events", "--database", &db, "--after", "1", "--before", "3"],
         None,
@@ -206,6 +244,55 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     assert!(
         !both.status.success(),
         "--after and --before together are refused"
+    );
+}
+
+/// `replay` writes a pending delivery for each event named, or for each
+/// received since a time, to a configured destination (the server sends
+/// them); an unknown id or destination is an error that says which.
+async fn replay_queues_stored_events_again_by_id_or_since_a_time(backend: Backend) {
+    let (db, dir, sent, instant) = five_events_around_an_instant(backend).await;
+    let config = dir.path().join("replay.toml");
+    let toml = format!(
+        "database = {db:?}\n[[destinations]]\nname = \"app\"\n\
+         url = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec_{}\"\n",
+        "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+    );
+    std::fs::write(&config, toml).expect("config");
+    let config = config.display().to_string();
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--config", &config, "--destination"];
+        args.extend_from_slice(extra);
+        let out = smshook(&args, None);
+        let said = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), said)
+    };
+    let queued = |ids: &[String]| {
+        let (deliveries, _) = json_lines(&["deliveries", "--database", &db, "--json"]);
+        let events: Vec<&str> = deliveries
+            .iter()
+            .map(|d| d["event_id"].as_str().expect("event id"))
+            .collect();
+        assert_eq!(events, ids);
+    };
+
+    assert_eq!(
+        replay(&["app", "--since", &instant]),
+        (true, "2 deliveries queued for app\n".into())
+    );
+    queued(&sent[3..]);
+    let (ok, said) = replay(&["app", &sent[0], "evt_missing"]);
+    assert!(
+        !ok && said.contains("no such events: evt_missing"),
+        "{said}"
+    );
+    let mut expected = sent[3..].to_vec();
+    expected.push(sent[0].clone());
+    queued(&expected);
+    let (ok, said) = replay(&["nowhere", &sent[0]]);
+    assert!(
+        !ok && said.contains("\"nowhere\" is not a configured destination"),
+        "{said}"
     );
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use smshook::event::{EventFields, NewEvent, RequestRecord, new_event_id, now_rfc3339};
-use smshook::store::{EventQuery, Newest, RequestQuery, Store, StoreError};
+use smshook::store::{EventQuery, Newest, Order, RequestQuery, Store, StoreError, TimeRange};
 
 use crate::support::{Backend, open_url};
 
@@ -12,7 +12,8 @@ crate::on_both_backends!(
     store_contract,
     concurrent_copies_resolve_to_one_row,
     closed_store_refuses_writes,
-    a_database_a_newer_smshook_migrated_is_refused
+    a_database_a_newer_smshook_migrated_is_refused,
+    time_ranges_list_what_was_received_in_them
 );
 
 /// A fresh store on `backend` (SQLite in a temporary directory, kept alive
@@ -236,6 +237,102 @@ async fn concurrent_copies_resolve_to_one_row(backend: Backend) {
         4
     );
     store.close().await;
+}
+
+/// Events received every half hour for a day (a range is bounded in
+/// arrival order through the event ids an hour either side of it, so this
+/// spans far more than that), with two committed late: one received just
+/// before `since`, stored after later ones, and one just before `until`,
+/// stored after one received past it. `since` keeps what was received at
+/// or after it, `until` what was received before, whatever the order of
+/// commits; either way, paging as without a range.
+async fn time_ranges_list_what_was_received_in_them(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let base = smshook::event::parse_time("2026-12-01T00:00:00Z").expect("time");
+    let half_hours = |n: i64| base + chrono::TimeDelta::minutes(30 * n);
+    let (since, until) = (half_hours(20), half_hours(30));
+    let ms = chrono::TimeDelta::milliseconds(1);
+    let mut order: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        (0..48).map(|i| (format!("e{i}"), half_hours(i))).collect();
+    order.insert(23, ("late_before_since".into(), since - ms));
+    order.insert(33, ("late_before_until".into(), until - ms));
+    for (key, at) in &order {
+        let mut new = event("s", key, "message.delivered", None);
+        new.id = smshook::event::first_event_id_at(*at);
+        new.received_at = smshook::event::format_time(*at);
+        let mut log = request("s", 200, "accepted");
+        log.at = new.received_at.clone();
+        store.insert_event(new, log).await.expect("insert");
+    }
+    let list = async |range: TimeRange, after: Option<i64>, limit: u32, order: Order| {
+        let q = EventQuery {
+            after,
+            limit,
+            order,
+            received: range,
+            ..Default::default()
+        };
+        let events = store.events(&q).await.expect("events");
+        let keys: Vec<String> = events.iter().map(payload_id).collect();
+        (keys, events.last().map(|e| e.seq))
+    };
+    let both = TimeRange {
+        since: Some(since),
+        until: Some(until),
+    };
+    let mut expected: Vec<String> = (20..30).map(|i| format!("e{i}")).collect();
+    expected.push("late_before_until".into());
+    assert_eq!(list(both, None, 100, Order::Asc).await.0, expected);
+
+    // Paged from `since` on, five at a time: every event received since.
+    let from = TimeRange {
+        since: Some(since),
+        until: None,
+    };
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, last) = list(from, after, 5, Order::Asc).await;
+        paged.extend(page);
+        if last.is_none() {
+            break;
+        }
+        after = last;
+    }
+    let mut expected: Vec<String> = (20..32).map(|i| format!("e{i}")).collect();
+    expected.push("late_before_until".into());
+    expected.extend((32..48).map(|i| format!("e{i}")));
+    assert_eq!(paged, expected, "in arrival order");
+
+    // The newest before `until`, newest first.
+    let before = TimeRange {
+        since: None,
+        until: Some(until),
+    };
+    let (newest, _) = list(before, None, 3, Order::Desc).await;
+    assert_eq!(newest, ["late_before_until", "e29", "e28"]);
+
+    let log = store
+        .requests(&RequestQuery {
+            limit: 100,
+            at: both,
+            ..Default::default()
+        })
+        .await
+        .expect("requests");
+    let times: Vec<&str> = log.iter().map(|r| r.at.as_str()).collect();
+    let mut expected: Vec<String> = (20..30)
+        .map(|i| smshook::event::format_time(half_hours(i)))
+        .collect();
+    expected.push(smshook::event::format_time(until - ms));
+    assert_eq!(times, expected);
+    store.close().await;
+}
+
+/// The `id` of the payload [`event`] made.
+fn payload_id(e: &smshook::event::Event) -> String {
+    let payload: serde_json::Value = serde_json::from_str(e.payload.get()).expect("payload");
+    payload["id"].as_str().expect("id").to_string()
 }
 
 async fn closed_store_refuses_writes(backend: Backend) {

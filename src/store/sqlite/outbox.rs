@@ -101,8 +101,8 @@ fn list_sql(q: &DeliveryQuery) -> (String, Vec<SqlValue>) {
     let (clause, mut values) = filters(
         "id",
         &[("state", &q.state), ("destination", &q.destination)],
-        q.after,
-        Order::Asc,
+        (q.after, Order::Asc),
+        Vec::new(),
     );
     values.push(SqlValue::Integer(q.limit.into()));
     let sql =
