@@ -120,53 +120,51 @@ pub struct TimeRange {
 pub const ARRIVAL_MARGIN: TimeDelta = TimeDelta::hours(1);
 
 impl TimeRange {
-    /// The conditions this range adds to a listing of events, each with
-    /// one `?` for its value, in order.
+    /// `column >= ?` and `column < ?` for the ends that are set, each with
+    /// its value (stored times compare as text).
+    pub fn conditions(&self, column: &str) -> Vec<(String, String)> {
+        let since = self.since.map(|t| (format!("{column} >= ?"), t));
+        let until = self.until.map(|t| (format!("{column} < ?"), t));
+        [since, until]
+            .into_iter()
+            .flatten()
+            .map(|(sql, t)| (sql, crate::event::format_time(t)))
+            .collect()
+    }
+
+    /// Bounds on an events listing's `seq`, found through the event ids,
+    /// since no table has an index on its times: a `seq` every event
+    /// received since `since` comes after, and one every event received
+    /// before `until` comes before, each an SQL expression with one `?`
+    /// for its value.
     ///
-    /// The events table has no index on its times, so the listing also
-    /// bounds `seq` through the event ids, ULIDs made as each event is
-    /// received (an index every event has anyway): the newest event made
-    /// `ARRIVAL_MARGIN` before `since` committed before anything received
-    /// since, and the first made that long after `until` committed after
-    /// anything received before. A page of the last hour then reads about
-    /// the last two hours' rows, however large the table.
-    pub fn event_conditions(&self) -> Vec<(String, String)> {
-        self.conditions("received_at", true)
-    }
-
-    /// As [`Self::event_conditions`], for the request log, which is bounded
-    /// (`request_log.max_rows`) and read whole at worst.
-    pub fn request_conditions(&self) -> Vec<(String, String)> {
-        self.conditions("at", false)
-    }
-
-    fn conditions(&self, column: &str, events: bool) -> Vec<(String, String)> {
-        let mut conditions = Vec::new();
-        if let Some(since) = self.since {
-            if events {
-                let id = crate::event::first_event_id_at(since - ARRIVAL_MARGIN);
-                conditions.push((EVENTS_AFTER_ID.to_string(), id));
-            }
-            let since = crate::event::format_time(since);
-            conditions.push((format!("{column} >= ?"), since));
-        }
-        if let Some(until) = self.until {
-            if events {
-                let id = crate::event::first_event_id_at(until + ARRIVAL_MARGIN);
-                conditions.push((EVENTS_BEFORE_ID.to_string(), id));
-            }
-            let until = crate::event::format_time(until);
-            conditions.push((format!("{column} < ?"), until));
-        }
-        conditions
+    /// Event ids are ULIDs made as each event is received (an index every
+    /// event has anyway). The newest event made `ARRIVAL_MARGIN` before
+    /// `since` committed before anything received since, and the first
+    /// made that long after `until` committed after anything received
+    /// before. A page of the last hour then reads about two hours' rows,
+    /// however large the table.
+    pub fn event_seq_bounds(&self) -> (Option<SeqBound>, Option<SeqBound>) {
+        let id = crate::event::first_event_id_at;
+        (
+            self.since
+                .map(|t| (LAST_SEQ_MADE_BEFORE, id(t - ARRIVAL_MARGIN))),
+            self.until
+                .map(|t| (FIRST_SEQ_MADE_FROM, id(t + ARRIVAL_MARGIN))),
+        )
     }
 }
 
-/// Events committed after the newest one made before an id.
-const EVENTS_AFTER_ID: &str =
-    "seq > COALESCE((SELECT seq FROM events WHERE id < ? ORDER BY id DESC LIMIT 1), 0)";
-/// Events committed before the first one made at or after an id.
-const EVENTS_BEFORE_ID: &str = "seq < COALESCE((SELECT seq FROM events WHERE id >= ? ORDER BY id LIMIT 1), 9223372036854775807)";
+/// A bound on `seq`: an SQL expression with one `?`, and its value.
+pub type SeqBound = (&'static str, String);
+
+/// The `seq` of the newest event whose id sorts before `?` (0 if none).
+const LAST_SEQ_MADE_BEFORE: &str =
+    "COALESCE((SELECT seq FROM events WHERE id < ? ORDER BY id DESC LIMIT 1), 0)";
+/// The `seq` of the first event whose id sorts at or after `?` (past any
+/// if none).
+const FIRST_SEQ_MADE_FROM: &str =
+    "COALESCE((SELECT seq FROM events WHERE id >= ? ORDER BY id LIMIT 1), 9223372036854775807)";
 
 /// Numbers currently opted out, by number.
 #[derive(Debug, Clone, Default)]

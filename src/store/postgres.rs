@@ -29,6 +29,7 @@ use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
     BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
+    TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
@@ -810,6 +811,18 @@ fn listing(
     (sql, params)
 }
 
+/// A time range's conditions on events: its bounds on `seq` (PostgreSQL
+/// reads a range of the primary key from all of them), then on
+/// `received_at`.
+fn event_conditions(range: &TimeRange) -> Vec<(String, String)> {
+    let (since, until) = range.event_seq_bounds();
+    let since = since.map(|(sql, id)| (format!("seq > {sql}"), id));
+    let until = until.map(|(sql, id)| (format!("seq < {sql}"), id));
+    let mut conditions: Vec<_> = since.into_iter().chain(until).collect();
+    conditions.extend(range.conditions("received_at"));
+    conditions
+}
+
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -853,7 +866,7 @@ impl Store for PostgresStore {
             EVENT_COLUMNS,
             &filters,
             "",
-            q.received.event_conditions(),
+            event_conditions(&q.received),
             (q.after, q.order),
             q.limit,
         );
@@ -883,7 +896,7 @@ impl Store for PostgresStore {
             } else {
                 ""
             },
-            q.at.request_conditions(),
+            q.at.conditions("at"),
             (q.after, q.order),
             q.limit,
         );

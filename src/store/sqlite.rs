@@ -485,26 +485,56 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_even
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
 
 /// `WHERE` clauses for the filters that are set, with their values, after
-/// the cursor in `order`, then the `conditions` of a time range. A filter
-/// left out is not in the SQL at all: SQLite plans before it sees values, so
-/// `? IS NULL OR column = ?` could never use an index on `column`.
+/// the range of `cursor`. A filter left out is not in the SQL at all:
+/// SQLite plans before it sees values, so `? IS NULL OR column = ?` could
+/// never use an index on `column`.
 fn filters(
-    cursor: &str,
+    range: (String, Vec<SqlValue>),
     pairs: &[(&str, &Option<String>)],
-    (after, order): (Option<i64>, Order),
     conditions: Vec<(String, String)>,
 ) -> (String, Vec<SqlValue>) {
-    let mut clauses = vec![format!("{cursor} {} ?", order.sql().0)];
-    let mut values = vec![SqlValue::Integer(after.unwrap_or(order.start()))];
-    for (column, value) in pairs {
-        if let Some(v) = value {
-            clauses.push(format!("{column} = ?"));
-            values.push(SqlValue::Text(v.clone()));
-        }
-    }
-    for (clause, value) in conditions {
+    let (range, mut values) = range;
+    let mut clauses = vec![range];
+    let equal = pairs
+        .iter()
+        .filter_map(|(column, value)| Some((format!("{column} = ?"), (*value).clone()?)));
+    for (clause, value) in equal.chain(conditions) {
         clauses.push(clause);
         values.push(SqlValue::Text(value));
+    }
+    (clauses.join(" AND "), values)
+}
+
+/// The range of `cursor` (the rowid) a listing reads: after the cursor in
+/// `order`, and above every `lower` and below every `upper` bound (SQL
+/// expressions, with their values). SQLite reads a range of the rowid
+/// from one lower and one upper bound, the first of each it finds, and
+/// tests any other on every row it reads; so the bounds of each side are
+/// folded into one with `max()` and `min()`.
+fn cursor_range(
+    cursor: &str,
+    (after, order): (Option<i64>, Order),
+    mut lower: Vec<(String, SqlValue)>,
+    mut upper: Vec<(String, SqlValue)>,
+) -> (String, Vec<SqlValue>) {
+    let after = (
+        "?".to_string(),
+        SqlValue::Integer(after.unwrap_or(order.start())),
+    );
+    match order {
+        Order::Asc => lower.insert(0, after),
+        Order::Desc => upper.insert(0, after),
+    }
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    for (bounds, compare, fold) in [(lower, ">", "max"), (upper, "<", "min")] {
+        let (sql, bound_values): (Vec<String>, Vec<SqlValue>) = bounds.into_iter().unzip();
+        match sql.len() {
+            0 => continue,
+            1 => clauses.push(format!("{cursor} {compare} {}", sql[0])),
+            _ => clauses.push(format!("{cursor} {compare} {fold}({})", sql.join(", "))),
+        }
+        values.extend(bound_values);
     }
     (clauses.join(" AND "), values)
 }
@@ -518,20 +548,32 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
 }
 
 fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
-    let (clause, mut values) = filters(
+    let bound =
+        |b: Option<(&str, String)>| b.map(|(sql, id)| (sql.to_string(), SqlValue::Text(id)));
+    let (since, until) = q.received.event_seq_bounds();
+    // Only what is synced: `seq <= through`.
+    let synced = (
+        "?".to_string(),
+        SqlValue::Integer(through.saturating_add(1)),
+    );
+    let range = cursor_range(
         "seq",
+        (q.after, q.order),
+        bound(since).into_iter().collect(),
+        std::iter::once(synced).chain(bound(until)).collect(),
+    );
+    let (clause, mut values) = filters(
+        range,
         &[
             ("source", &q.source),
             ("type", &q.event_type),
             ("message_id", &q.message_id),
         ],
-        (q.after, q.order),
-        q.received.event_conditions(),
+        q.received.conditions("received_at"),
     );
-    values.push(SqlValue::Integer(through));
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND seq <= ? ORDER BY seq {} LIMIT ?",
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY seq {} LIMIT ?",
         q.order.sql().1
     );
     (sql, values)
@@ -539,10 +581,9 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
     let (mut clause, mut values) = filters(
-        "seq",
+        cursor_range("seq", (q.after, q.order), Vec::new(), Vec::new()),
         &[("source", &q.source), ("reason", &q.reason)],
-        (q.after, q.order),
-        q.at.request_conditions(),
+        q.at.conditions("at"),
     );
     if q.refused {
         clause.push_str(super::REFUSED_REQUESTS);
@@ -705,8 +746,19 @@ mod tests {
                     };
                     let (sql, values) = events_sql(&q, i64::MAX);
                     let plan = query_plan(&conn, &sql, params_from_iter(values));
+                    // Every bound in one range: SQLite takes the first it
+                    // finds of each side and tests the rest on every row,
+                    // from the start of the table or its end.
+                    for side in ["seq >", "seq <"] {
+                        assert!(sql.matches(side).count() <= 1, "{sql}");
+                    }
+                    let range = if order == Order::Asc || received.since.is_some() {
+                        "(rowid>? AND rowid<?)"
+                    } else {
+                        "(rowid<?)"
+                    };
                     assert!(
-                        plan.contains("SEARCH events USING INTEGER PRIMARY KEY"),
+                        plan.contains(&format!("SEARCH events USING INTEGER PRIMARY KEY {range}")),
                         "{plan}"
                     );
                     assert!(!plan.contains("TEMP B-TREE"), "{plan}");

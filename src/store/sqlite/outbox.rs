@@ -5,7 +5,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{EVENT_COLUMNS, event_from_row, filters};
+use super::{EVENT_COLUMNS, cursor_range, event_from_row, filters};
 use crate::event::now_rfc3339;
 use crate::store::{
     AttemptRecord, BacklogCount, DELIVERY_BACKLOG, Delivery, DeliveryQuery, DeliveryUpdate,
@@ -99,9 +99,8 @@ pub fn list(conn: &Connection, q: &DeliveryQuery) -> rusqlite::Result<Vec<Delive
 
 fn list_sql(q: &DeliveryQuery) -> (String, Vec<SqlValue>) {
     let (clause, mut values) = filters(
-        "id",
+        cursor_range("id", (q.after, Order::Asc), Vec::new(), Vec::new()),
         &[("state", &q.state), ("destination", &q.destination)],
-        (q.after, Order::Asc),
         Vec::new(),
     );
     values.push(SqlValue::Integer(q.limit.into()));
