@@ -78,6 +78,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters, refused as a JSON `invalid_query` error when they do
+/// not parse (a delivery id past `i64`, a `%FF` that is not UTF-8).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+        Ok(Self(value))
+    }
+}
+
 pub fn routes(app: App) -> axum::Router<App> {
     Router::new()
         .route("/api/events", get(list_events))
@@ -184,7 +199,7 @@ async fn list_events(
 
 async fn get_event(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let event = app
         .store
@@ -226,7 +241,7 @@ struct OptoutParams {
 
 async fn get_message(
     State(app): State<App>,
-    Path(message_id): Path<String>,
+    ApiPath(message_id): ApiPath<String>,
     ApiQuery(p): ApiQuery<MessageParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = crate::message::load(app.store.as_ref(), p.source.as_deref(), &message_id)
@@ -255,7 +270,7 @@ async fn list_optouts(
 
 async fn get_optout(
     State(app): State<App>,
-    Path(number): Path<String>,
+    ApiPath(number): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let optout = app
         .store
@@ -305,12 +320,12 @@ async fn list_deliveries(
 
 async fn get_delivery(
     State(app): State<App>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // One delivery is the listing page that starts just before it: no extra
     // store method per backend.
     let query = DeliveryQuery {
-        after: Some(id - 1),
+        after: Some(id.saturating_sub(1)),
         limit: 1,
         ..Default::default()
     };
@@ -341,7 +356,7 @@ fn pick_destination(app: &App, asked: Option<String>) -> Result<String, ApiError
 
 async fn replay(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(p): ApiQuery<DestinationParam>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let destination = pick_destination(&app, p.destination)?;
@@ -378,8 +393,11 @@ fn limit(asked: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// `after`, a cursor from `next`; empty (`after=`, as a form sends a field
+/// left blank) is the same as none.
 fn cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
     after
+        .filter(|a| !a.is_empty())
         .map(|a| {
             a.parse::<i64>().map_err(|_| {
                 ApiError::InvalidQuery(format!("after: {a:?} is not a cursor from `next`"))
@@ -388,10 +406,11 @@ fn cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-/// `since` and `until`, RFC 3339 times with any offset.
+/// `since` and `until`, RFC 3339 times with any offset; empty is none.
 fn time_range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange, ApiError> {
     let parse = |name: &str, value: Option<&str>| {
         value
+            .filter(|v| !v.is_empty())
             .map(|v| {
                 crate::event::parse_time(v).ok_or_else(|| {
                     ApiError::InvalidQuery(format!(
@@ -413,6 +432,15 @@ fn next_cursor(last_seq: Option<i64>, len: usize, limit: u32) -> Option<String> 
         .then_some(last_seq)
         .flatten()
         .map(|s| s.to_string())
+}
+
+/// The OpenAPI 3.1 description of the webhook endpoint and this API
+/// (`docs/openapi.json`), for client generators and API tools. Served
+/// without a token, even with the API off: it holds no data.
+pub async fn openapi() -> Response {
+    let json = header::HeaderValue::from_static("application/json");
+    let spec = include_str!("../../docs/openapi.json");
+    ([(header::CONTENT_TYPE, json)], spec).into_response()
 }
 
 pub async fn healthz() -> Json<serde_json::Value> {

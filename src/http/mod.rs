@@ -144,6 +144,7 @@ pub fn router(app: App) -> Router {
             post(webhooks::receive).fallback(webhooks::wrong_method),
         )
         .merge(api::routes(app.clone()))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .with_state(app)

@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -33,7 +34,7 @@ static NOT_STORED: Throttle = Throttle::new(crate::log_throttle::EVERY);
 
 pub async fn receive(
     State(app): State<App>,
-    Path(name): Path<String>,
+    SourceName(name): SourceName,
     request: Request,
 ) -> Response {
     let arrived = tokio::time::Instant::now();
@@ -52,6 +53,27 @@ pub async fn receive(
         return refuse(&app, record, IngestError::ForbiddenAddress(address));
     }
     take(&app, source, request, record, arrived).await
+}
+
+/// The source named in a webhook's URL. A name that does not decode (`%FF`
+/// is not UTF-8) names no source either: it is kept as sent, and answered
+/// and logged as an unknown source, not with axum's plain-text 400.
+pub struct SourceName(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceName {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let name = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(name)) => name,
+            Err(_) => parts
+                .uri
+                .path()
+                .trim_start_matches("/webhooks/")
+                .to_string(),
+        };
+        Ok(Self(name))
+    }
 }
 
 /// Reads, verifies, normalizes and stores one webhook for a source that
@@ -177,7 +199,7 @@ fn with_hash(mut record: RequestRecord, body: &[u8]) -> RequestRecord {
 /// Any method but POST on a webhook URL.
 pub async fn wrong_method(
     State(app): State<App>,
-    Path(name): Path<String>,
+    SourceName(name): SourceName,
     request: Request,
 ) -> Response {
     const MESSAGE: &str = "webhooks are delivered with POST";

@@ -7,6 +7,7 @@ mod dispatch;
 mod durability;
 mod memory;
 mod nats;
+mod openapi;
 mod postgres;
 mod powercut;
 mod receiver;
