@@ -27,6 +27,11 @@ pub struct EventsArgs {
     /// Only events about this provider message id.
     #[arg(long)]
     message_id: Option<String>,
+    /// Only events from or to this number (with or without its leading +):
+    /// a conversation. Every row of the listing's range is read, so give a
+    /// --since on a large database.
+    #[arg(long)]
+    number: Option<String>,
     #[command(flatten)]
     paging: Paging,
 }
@@ -398,6 +403,7 @@ pub async fn events(args: &EventsArgs) -> Result<ExitCode> {
             source: args.source.clone(),
             event_type: args.event_type.clone(),
             message_id: args.message_id.clone(),
+            number: args.number.clone(),
             after: Some(after),
             limit,
             order,

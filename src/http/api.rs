@@ -157,6 +157,7 @@ struct EventParams {
     #[serde(rename = "type")]
     event_type: Option<String>,
     message_id: Option<String>,
+    number: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
     #[serde(default)]
@@ -187,6 +188,7 @@ async fn list_events(
         source: p.source,
         event_type: p.event_type,
         message_id: p.message_id,
+        number: p.number,
         after: cursor(p.after.as_deref())?,
         limit,
         order: p.order,

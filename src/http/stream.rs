@@ -79,6 +79,7 @@ async fn tail(
             source: p.source.clone(),
             event_type: p.event_type.clone(),
             message_id: None,
+            number: None,
             after: Some(cursor),
             limit: PAGE,
             order: Order::Asc,

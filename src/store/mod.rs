@@ -35,6 +35,8 @@ pub struct EventQuery {
     pub source: Option<String>,
     pub event_type: Option<String>,
     pub message_id: Option<String>,
+    /// Only events from or to this number ([`number_condition`]).
+    pub number: Option<String>,
     /// Cursor: only events after this one in `order` (with
     /// [`Order::Desc`], events that arrived before it).
     pub after: Option<i64>,
@@ -102,6 +104,17 @@ pub struct RequestQuery {
     pub order: Order,
     /// Only requests made in this range.
     pub at: TimeRange,
+}
+
+/// The condition [`EventQuery::number`] adds, with one `?` for its value:
+/// the number as an event's `from` or `to`, with or without a leading `+`
+/// (providers write E.164 numbers either way, and a `+` left unescaped in a
+/// URL's query arrives as a space). No index has the numbers: a listing by
+/// number reads every row of its range, so give it a time range too.
+pub fn number_condition(number: &str) -> (String, String) {
+    let digits = number.trim().trim_start_matches('+').to_string();
+    let sql = "? IN (ltrim(from_number, '+'), ltrim(to_number, '+'))";
+    (sql.to_string(), digits)
 }
 
 /// Receive times a listing keeps: from `since` (inclusive) to `until`

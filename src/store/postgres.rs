@@ -29,7 +29,6 @@ use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
     BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
-    TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
@@ -796,7 +795,7 @@ fn listing(
         }
     }
     sql.push_str(also);
-    // A time range's conditions come with SQLite's `?` for their one value.
+    // Conditions come with SQLite's `?` for their one value.
     for (condition, value) in conditions {
         params.push(Box::new(value));
         let placeholder = format!("${}", params.len());
@@ -811,15 +810,16 @@ fn listing(
     (sql, params)
 }
 
-/// A time range's conditions on events: its bounds on `seq` (PostgreSQL
-/// reads a range of the primary key from all of them), then on
-/// `received_at`.
-fn event_conditions(range: &TimeRange) -> Vec<(String, String)> {
-    let (since, until) = range.event_seq_bounds();
+/// An events listing's conditions beyond its filters: the time range's
+/// bounds on `seq` (PostgreSQL reads a range of the primary key from all of
+/// them), the number's, and the range's on `received_at`.
+fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
+    let (since, until) = q.received.event_seq_bounds();
     let since = since.map(|(sql, id)| (format!("seq > {sql}"), id));
     let until = until.map(|(sql, id)| (format!("seq < {sql}"), id));
-    let mut conditions: Vec<_> = since.into_iter().chain(until).collect();
-    conditions.extend(range.conditions("received_at"));
+    let number = q.number.as_deref().map(super::number_condition);
+    let mut conditions: Vec<_> = since.into_iter().chain(until).chain(number).collect();
+    conditions.extend(q.received.conditions("received_at"));
     conditions
 }
 
@@ -866,7 +866,7 @@ impl Store for PostgresStore {
             EVENT_COLUMNS,
             &filters,
             "",
-            event_conditions(&q.received),
+            event_conditions(q),
             (q.after, q.order),
             q.limit,
         );

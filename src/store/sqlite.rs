@@ -569,7 +569,7 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
             ("type", &q.event_type),
             ("message_id", &q.message_id),
         ],
-        q.received.conditions("received_at"),
+        event_conditions(q),
     );
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
@@ -577,6 +577,15 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
         q.order.sql().1
     );
     (sql, values)
+}
+
+/// The number's condition, if any, then the time range's.
+fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
+    let number = q.number.as_deref().map(super::number_condition);
+    number
+        .into_iter()
+        .chain(q.received.conditions("received_at"))
+        .collect()
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {

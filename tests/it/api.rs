@@ -148,6 +148,24 @@ async fn events_and_requests_in_a_time_range(backend: Backend) {
         reasons(&format!("since={instant}&refused=true")).await,
         ["invalid_signature"]
     );
+    // Every sample is sent to one number. A `+` left unescaped arrives as
+    // a space, and still finds it.
+    let to = app.events("").await[4]["to"]
+        .as_str()
+        .expect("to")
+        .to_string();
+    for (number, expected) in [
+        (to.replace('+', "%2B"), &sent[..]),
+        (to.clone(), &sent[..]),
+        ("%2B1".to_string(), &[]),
+    ] {
+        let found = app.events(&format!("number={number}")).await;
+        let ids: Vec<&str> = found
+            .iter()
+            .map(|e| e["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, expected, "{number}");
+    }
     app.stop().await;
 }
 

@@ -216,7 +216,7 @@ async fn events_and_requests(spec: &mut Spec, app: &TestApp) -> (String, String)
         "/api/events?after=&since=&until=",
         "/api/events?limit=1&order=desc",
         "/api/events?source=integify&type=message.delivered&since=2026-01-01T00:00:00Z",
-        "/api/events?until=2999-01-01T00:00:00%2B01:00&after=0",
+        "/api/events?until=2999-01-01T00:00:00%2B01:00&after=0&number=%2B2203001234",
     ];
     let mut first = Value::Null;
     for path in listings {

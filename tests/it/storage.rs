@@ -13,7 +13,8 @@ crate::on_both_backends!(
     concurrent_copies_resolve_to_one_row,
     closed_store_refuses_writes,
     a_database_a_newer_smshook_migrated_is_refused,
-    time_ranges_list_what_was_received_in_them
+    time_ranges_list_what_was_received_in_them,
+    a_number_lists_the_events_from_or_to_it
 );
 
 /// A fresh store on `backend` (SQLite in a temporary directory, kept alive
@@ -326,6 +327,40 @@ async fn time_ranges_list_what_was_received_in_them(backend: Backend) {
         .collect();
     expected.push(smshook::event::format_time(until - ms));
     assert_eq!(times, expected);
+    store.close().await;
+}
+
+/// Events from or to a number, however the provider wrote it (with a
+/// leading `+` or without) and however it is asked for.
+async fn a_number_lists_the_events_from_or_to_it(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let numbers = [
+        ("out", Some("+15550001111"), Some("+15559990000")),
+        ("reply", Some("15559990000"), Some("15550001111")),
+        ("other", Some("+15552223333"), None),
+    ];
+    for (key, from, to) in numbers {
+        let mut new = event("s", key, "message.received", None);
+        new.fields.from = from.map(String::from);
+        new.fields.to = to.map(String::from);
+        let log = request("s", 200, "accepted");
+        store.insert_event(new, log).await.expect("insert");
+    }
+    for (asked, expected) in [
+        ("+15550001111", &["out", "reply"][..]),
+        ("15559990000", &["out", "reply"]),
+        (" 15552223333", &["other"]),
+        ("+15550000000", &[]),
+    ] {
+        let q = EventQuery {
+            number: Some(asked.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let events = store.events(&q).await.expect("events");
+        let keys: Vec<String> = events.iter().map(payload_id).collect();
+        assert_eq!(keys, expected, "{asked:?}");
+    }
     store.close().await;
 }
 
