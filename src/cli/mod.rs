@@ -15,6 +15,7 @@ mod check;
 mod query;
 mod send;
 mod serve;
+mod stats;
 mod when;
 
 #[derive(Debug, Parser)]
@@ -54,6 +55,8 @@ enum Command {
     Optouts(query::OptoutsArgs),
     /// Deliveries to destinations and their state; `--retry-dead` retries dead ones.
     Deliveries(query::DeliveriesArgs),
+    /// What arrived in a time range (the last day by default), counted: events by source and type, requests by answer, and each source's share of messages delivered.
+    Stats(stats::StatsArgs),
     /// Send stored events to a destination again (one, several, or all since a time).
     Replay(query::ReplayArgs),
     /// Send a realistic, correctly signed sample webhook to a URL.
@@ -194,6 +197,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Optouts(args) => query::optouts(&args).await,
             Command::Deliveries(args) => query::deliveries(&args).await,
             Command::Replay(args) => query::replay(&args).await,
+            Command::Stats(args) => stats::stats(&args).await,
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
             Command::Bench(args) => bench::bench(&args).await,

@@ -555,7 +555,7 @@ async fn follow<T: serde::Serialize>(
     }
 }
 
-async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
+pub(super) async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store::Store>> {
     let config = config.load()?;
     store::open(
         &config.database,
@@ -628,7 +628,7 @@ fn print_rows<T: serde::Serialize>(
 }
 
 /// Left-aligned columns as wide as their widest cell.
-fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+pub(super) fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     let mut table = Table::new(headers, &[]);
     // As `println!` would: a closed stdout is the reader's choice.
     let _ = table.print(&mut std::io::stdout().lock(), rows.collect());

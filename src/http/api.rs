@@ -98,6 +98,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(get_event))
         .route("/api/requests", get(list_requests))
+        .route("/api/stats", get(stats))
         .route("/api/messages/{message_id}", get(get_message))
         .route("/api/optouts", get(list_optouts))
         .route("/api/optouts/{number}", get(get_optout))
@@ -228,6 +229,27 @@ async fn list_requests(
     let requests = app.store.requests(&query).await?;
     let next = next_cursor(requests.last().map(|r| r.seq), requests.len(), limit);
     Ok(Json(json!({"requests": requests, "next": next})))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How far back `/api/stats` counts when no `since` is given.
+const STATS_DEFAULT_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+async fn stats(
+    State(app): State<App>,
+    ApiQuery(p): ApiQuery<StatsParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut range = time_range(p.since.as_deref(), p.until.as_deref())?;
+    range
+        .since
+        .get_or_insert_with(|| chrono::Utc::now() - STATS_DEFAULT_SPAN);
+    let counts = app.store.counts(&range).await?;
+    Ok(Json(counts.report(&range)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -232,6 +232,79 @@ pub struct Delivery {
     pub updated_at: String,
 }
 
+/// What arrived in a time range, counted ([`Store::counts`]): events by
+/// source and type, requests by source and answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub events: Vec<EventCount>,
+    pub requests: Vec<RequestCount>,
+}
+
+impl Counts {
+    /// As `smshook stats --json` and `GET /api/stats` give it: the range
+    /// (a missing `until` is `null`: now), the counts, and the outcomes.
+    pub fn report(&self, range: &TimeRange) -> serde_json::Value {
+        serde_json::json!({
+            "since": range.since.map(crate::event::format_time),
+            "until": range.until.map(crate::event::format_time),
+            "events": self.events,
+            "requests": self.requests,
+            "outcomes": self.outcomes(),
+        })
+    }
+
+    /// Each source's delivery reports: how many messages were reported
+    /// delivered and how many failed, for sources that reported any.
+    pub fn outcomes(&self) -> Vec<Outcomes> {
+        let mut outcomes: Vec<Outcomes> = Vec::new();
+        for c in &self.events {
+            let delivered = c.event_type == "message.delivered";
+            if !delivered && c.event_type != "message.failed" {
+                continue;
+            }
+            if outcomes.last().is_none_or(|o| o.source != c.source) {
+                outcomes.push(Outcomes {
+                    source: c.source.clone(),
+                    delivered: 0,
+                    failed: 0,
+                });
+            }
+            let last = outcomes.last_mut().expect("pushed");
+            *(if delivered {
+                &mut last.delivered
+            } else {
+                &mut last.failed
+            }) += c.count;
+        }
+        outcomes
+    }
+}
+
+/// One source's delivery reports in a time range ([`Counts::outcomes`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcomes {
+    pub source: String,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventCount {
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCount {
+    pub source: String,
+    pub status: u16,
+    /// `accepted`, `duplicate`, or the error code answered.
+    pub reason: String,
+    pub count: u64,
+}
+
 /// How many deliveries to one destination are in one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BacklogCount {
@@ -305,6 +378,12 @@ pub trait Store: Send + Sync + 'static {
     /// The cursors of the newest stored event and request-log row (0 when
     /// there is none): where `smshook events --follow` starts.
     async fn newest(&self) -> Result<Newest, StoreError>;
+
+    /// Events received and requests made in `range`, counted by source and
+    /// type, and by source, status and reason; each list sorted by its
+    /// keys. Reads every row of the range (the events' found as listings
+    /// find them).
+    async fn counts(&self, range: &TimeRange) -> Result<Counts, StoreError>;
 
     /// Request-log entries, in the query's order.
     async fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRecord>, StoreError>;

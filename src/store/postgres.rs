@@ -28,7 +28,8 @@ use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, RequestCount, RequestQuery, Store,
+    StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
@@ -783,9 +784,9 @@ fn listing(
     conditions: Vec<(String, String)>,
     (after, order): (Option<i64>, Order),
     limit: u32,
-) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+) -> (String, Params) {
     let after = after.unwrap_or(order.start());
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
+    let mut params: Params = vec![Box::new(after)];
     let (compare, direction) = order.sql();
     let mut sql = format!("SELECT {columns} FROM {table} WHERE seq {compare} $1");
     for (column, value) in filters {
@@ -795,18 +796,35 @@ fn listing(
         }
     }
     sql.push_str(also);
-    // Conditions come with SQLite's `?` for their one value.
+    push_conditions(&mut sql, &mut params, conditions);
+    params.push(Box::new(i64::from(limit)));
+    sql.push_str(&format!(
+        " ORDER BY seq {direction} LIMIT ${}",
+        params.len()
+    ));
+    (sql, params)
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Appends `conditions`, which come with SQLite's `?` for their one value,
+/// as PostgreSQL's numbered parameters.
+fn push_conditions(sql: &mut String, params: &mut Params, conditions: Vec<(String, String)>) {
     for (condition, value) in conditions {
         params.push(Box::new(value));
         let placeholder = format!("${}", params.len());
         sql.push_str(" AND ");
         sql.push_str(&condition.replacen('?', &placeholder, 1));
     }
-    params.push(Box::new(i64::from(limit)));
-    sql.push_str(&format!(
-        " ORDER BY seq {direction} LIMIT ${}",
-        params.len()
-    ));
+}
+
+/// Rows of `table` that meet `conditions`, counted by `columns`, in their
+/// order.
+fn counting(table: &str, columns: &str, conditions: Vec<(String, String)>) -> (String, Params) {
+    let mut params = Params::new();
+    let mut sql = format!("SELECT {columns}, count(*) FROM {table} WHERE TRUE");
+    push_conditions(&mut sql, &mut params, conditions);
+    sql.push_str(&format!(" GROUP BY {columns} ORDER BY {columns}"));
     (sql, params)
 }
 
@@ -821,6 +839,29 @@ fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
     let mut conditions: Vec<_> = since.into_iter().chain(until).chain(number).collect();
     conditions.extend(q.received.conditions("received_at"));
     conditions
+}
+
+fn event_count_from_row(r: &Row) -> Result<EventCount, StoreError> {
+    let count = |r: &Row| -> Result<EventCount, tokio_postgres::Error> {
+        Ok(EventCount {
+            source: r.try_get(0)?,
+            event_type: r.try_get(1)?,
+            count: r.try_get::<_, i64>(2)?.unsigned_abs(),
+        })
+    };
+    count(r).map_err(unavailable)
+}
+
+fn request_count_from_row(r: &Row) -> Result<RequestCount, StoreError> {
+    let count = |r: &Row| -> Result<RequestCount, tokio_postgres::Error> {
+        Ok(RequestCount {
+            source: r.try_get(0)?,
+            status: u16::try_from(r.try_get::<_, i32>(1)?).unwrap_or(0),
+            reason: r.try_get(2)?,
+            count: r.try_get::<_, i64>(3)?.unsigned_abs(),
+        })
+    };
+    count(r).map_err(unavailable)
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -901,6 +942,19 @@ impl Store for PostgresStore {
             q.limit,
         );
         self.list(&sql, &params, request_from_row).await
+    }
+
+    async fn counts(&self, range: &TimeRange) -> Result<Counts, StoreError> {
+        let events = EventQuery {
+            received: *range,
+            ..Default::default()
+        };
+        let (sql, params) = counting("events", "source, type", event_conditions(&events));
+        let events = self.list(&sql, &params, event_count_from_row).await?;
+        let conditions = range.conditions("at");
+        let (sql, params) = counting("requests", "source, status, reason", conditions);
+        let requests = self.list(&sql, &params, request_count_from_row).await?;
+        Ok(Counts { events, requests })
     }
 
     async fn message_status(

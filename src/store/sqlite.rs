@@ -21,7 +21,8 @@ use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, EventQuery, Newest, Order, RequestQuery, Store, StoreError, StoreOptions,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, RequestCount, RequestQuery, Store,
+    StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
@@ -334,6 +335,11 @@ impl Store for SqliteStore {
         self.read(move |conn| list_requests(conn, &q)).await
     }
 
+    async fn counts(&self, range: &TimeRange) -> Result<Counts, StoreError> {
+        let (range, through) = (*range, self.events_through());
+        self.read(move |conn| count(conn, range, through)).await
+    }
+
     async fn message_status(
         &self,
         source: Option<&str>,
@@ -548,6 +554,17 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
 }
 
 fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
+    let (clause, mut values) = events_where(q, through);
+    values.push(SqlValue::Integer(q.limit.into()));
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY seq {} LIMIT ?",
+        q.order.sql().1
+    );
+    (sql, values)
+}
+
+/// The `WHERE` clause of the events `q` lists, up to `seq` `through`.
+fn events_where(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
     let bound =
         |b: Option<(&str, String)>| b.map(|(sql, id)| (sql.to_string(), SqlValue::Text(id)));
     let (since, until) = q.received.event_seq_bounds();
@@ -562,7 +579,7 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
         bound(since).into_iter().collect(),
         std::iter::once(synced).chain(bound(until)).collect(),
     );
-    let (clause, mut values) = filters(
+    filters(
         range,
         &[
             ("source", &q.source),
@@ -570,13 +587,48 @@ fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
             ("message_id", &q.message_id),
         ],
         event_conditions(q),
-    );
-    values.push(SqlValue::Integer(q.limit.into()));
+    )
+}
+
+/// Events and requests in `range`, counted ([`Store::counts`]).
+fn count(conn: &Connection, range: TimeRange, through: i64) -> rusqlite::Result<Counts> {
+    let events = EventQuery {
+        received: range,
+        ..Default::default()
+    };
+    let (clause, values) = events_where(&events, through);
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} ORDER BY seq {} LIMIT ?",
-        q.order.sql().1
+        "SELECT source, type, count(*) FROM events WHERE {clause} \
+         GROUP BY source, type ORDER BY source, type"
     );
-    (sql, values)
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let events = stmt.query_map(params_from_iter(values), |r| {
+        Ok(EventCount {
+            source: r.get(0)?,
+            event_type: r.get(1)?,
+            count: r.get::<_, i64>(2)?.unsigned_abs(),
+        })
+    })?;
+    let events = events.collect::<rusqlite::Result<_>>()?;
+    let (clause, values) = requests_where(&RequestQuery {
+        at: range,
+        ..Default::default()
+    });
+    let sql = format!(
+        "SELECT source, status, reason, count(*) FROM requests WHERE {clause} \
+         GROUP BY source, status, reason ORDER BY source, status, reason"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let requests = stmt.query_map(params_from_iter(values), |r| {
+        Ok(RequestCount {
+            source: r.get(0)?,
+            status: r.get(1)?,
+            reason: r.get(2)?,
+            count: r.get::<_, i64>(3)?.unsigned_abs(),
+        })
+    })?;
+    let requests = requests.collect::<rusqlite::Result<_>>()?;
+    Ok(Counts { events, requests })
 }
 
 /// The number's condition, if any, then the time range's.
@@ -589,14 +641,7 @@ fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
-    let (mut clause, mut values) = filters(
-        cursor_range("seq", (q.after, q.order), Vec::new(), Vec::new()),
-        &[("source", &q.source), ("reason", &q.reason)],
-        q.at.conditions("at"),
-    );
-    if q.refused {
-        clause.push_str(super::REFUSED_REQUESTS);
-    }
+    let (clause, mut values) = requests_where(q);
     values.push(SqlValue::Integer(q.limit.into()));
     let sql = format!(
         "SELECT seq, at, source, status, reason, remote_addr, size, body_sha256, event_id, message \
@@ -606,6 +651,19 @@ fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Re
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), request_from_row)?;
     rows.collect()
+}
+
+/// The `WHERE` clause of the request-log rows `q` lists.
+fn requests_where(q: &RequestQuery) -> (String, Vec<SqlValue>) {
+    let (mut clause, values) = filters(
+        cursor_range("seq", (q.after, q.order), Vec::new(), Vec::new()),
+        &[("source", &q.source), ("reason", &q.reason)],
+        q.at.conditions("at"),
+    );
+    if q.refused {
+        clause.push_str(super::REFUSED_REQUESTS);
+    }
+    (clause, values)
 }
 
 pub(crate) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
@@ -679,7 +737,6 @@ pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TimeRange;
 
     /// Reads show events only up to the last synced one: a row committed
     /// but not yet fsynced could vanish in a power loss, and with it a

@@ -148,6 +148,25 @@ async fn events_and_requests_in_a_time_range(backend: Backend) {
         reasons(&format!("since={instant}&refused=true")).await,
         ["invalid_signature"]
     );
+    let (status, stats) = app.api(&format!("/api/stats?since={instant}")).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (&stats["events"], &stats["requests"], &stats["outcomes"]),
+        (
+            &serde_json::json!([{"source": "integify", "type": "message.delivered", "count": 3}]),
+            &serde_json::json!([
+                {"source": "integify", "status": 200, "reason": "accepted", "count": 3},
+                {"source": "integify", "status": 401, "reason": "invalid_signature", "count": 1}
+            ]),
+            &serde_json::json!([{"source": "integify", "delivered": 3, "failed": 0}])
+        )
+    );
+    let (_, day) = app.api("/api/stats").await;
+    assert_eq!(
+        day["events"][0]["count"], 6,
+        "the last day by default: {day}"
+    );
+    assert!(day["since"].as_str().is_some() && day["until"].is_null());
     // Every sample is sent to one number. A `+` left unescaped arrives as
     // a space, and still finds it.
     let to = app.events("").await[4]["to"]

@@ -230,6 +230,14 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     assert_eq!(hour, sent[..2], "--since 1h: from an hour ago");
     let (none, _) = page(&["--since", "1h", "--until", "1h"]);
     assert!(none.is_empty());
+    let (stats, _) = json_lines(&["stats", "--database", &db, "--since", &instant, "--json"]);
+    assert_eq!(stats[0]["events"][0]["count"], 2, "{}", stats[0]);
+    let day = smshook(&["stats", "--database", &db], None);
+    let said = stdout(&day);
+    assert!(
+        said.contains("integify: 100.0% delivered (5 delivered, 0 failed)"),
+        "{said}"
+    );
     let wrong = smshook(&["events", "--database", &db, "--since", "soon"], None);
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(

@@ -120,6 +120,12 @@ impl Store for BrokenDisk {
     async fn newest(&self) -> Result<smshook::store::Newest, StoreError> {
         self.inner.newest().await
     }
+    async fn counts(
+        &self,
+        range: &smshook::store::TimeRange,
+    ) -> Result<smshook::store::Counts, StoreError> {
+        self.inner.counts(range).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("disk".into()))
     }

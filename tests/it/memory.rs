@@ -89,6 +89,13 @@ impl Store for MemoryOutbox {
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         Ok(self.with(|s| s.events.iter().find(|e| e.id == id).cloned()))
     }
+    async fn counts(
+        &self,
+        _: &smshook::store::TimeRange,
+    ) -> Result<smshook::store::Counts, StoreError> {
+        Err(StoreError::Unavailable("not kept in memory".into()))
+    }
+
     async fn newest(&self) -> Result<smshook::store::Newest, StoreError> {
         let events = self.with(|s| s.events.last().map_or(0, |e| e.seq));
         Ok(smshook::store::Newest {

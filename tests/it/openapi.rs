@@ -265,6 +265,13 @@ async fn events_and_requests(spec: &mut Spec, app: &TestApp) -> (String, String)
             "{path}"
         );
     }
+    for path in ["/api/stats", "/api/stats?since=2026-01-01T00:00:00Z&until="] {
+        let (status, stats) = spec
+            .check("GET", "/api/stats", get(app, path, true).await)
+            .await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(stats["outcomes"][0]["delivered"], 1, "{stats}");
+    }
     let no_token = get(app, "/api/events", false).await;
     assert_eq!(spec.check("GET", "/api/events", no_token).await.0, 401);
     (event_id, message_id)

@@ -198,6 +198,34 @@ async fn store_contract(backend: Backend) {
         Some("refused as invalid_signature")
     );
     assert_eq!(log[0].message, None);
+    let counts = store.counts(&TimeRange::default()).await.expect("counts");
+    let events: Vec<(&str, &str, u64)> = counts
+        .events
+        .iter()
+        .map(|c| (c.source.as_str(), c.event_type.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("a", "message.delivered", 1),
+            ("a", "message.received", 1),
+            ("b", "message.failed", 1)
+        ]
+    );
+    let requests: Vec<(&str, u16, &str, u64)> = counts
+        .requests
+        .iter()
+        .map(|c| (c.source.as_str(), c.status, c.reason.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            ("a", 200, "accepted", 2),
+            ("a", 200, "duplicate", 1),
+            ("a", 401, "invalid_signature", 1),
+            ("b", 200, "accepted", 1)
+        ]
+    );
     let newest = store.newest().await.expect("newest");
     assert_eq!(
         (newest.events, newest.requests),
@@ -327,6 +355,13 @@ async fn time_ranges_list_what_was_received_in_them(backend: Backend) {
         .collect();
     expected.push(smshook::event::format_time(until - ms));
     assert_eq!(times, expected);
+    let counts = store.counts(&both).await.expect("counts");
+    let counted = |c: &[smshook::store::EventCount]| c.iter().map(|c| c.count).collect::<Vec<_>>();
+    assert_eq!(counted(&counts.events), [11], "as listed");
+    assert_eq!(
+        counts.requests.iter().map(|c| c.count).collect::<Vec<_>>(),
+        [11]
+    );
     store.close().await;
 }
 
