@@ -596,39 +596,47 @@ fn count(conn: &Connection, range: TimeRange, through: i64) -> rusqlite::Result<
         received: range,
         ..Default::default()
     };
-    let (clause, values) = events_where(&events, through);
-    let sql = format!(
-        "SELECT source, type, count(*) FROM events WHERE {clause} \
-         GROUP BY source, type ORDER BY source, type"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let events = stmt.query_map(params_from_iter(values), |r| {
-        Ok(EventCount {
-            source: r.get(0)?,
-            event_type: r.get(1)?,
-            count: r.get::<_, i64>(2)?.unsigned_abs(),
-        })
-    })?;
-    let events = events.collect::<rusqlite::Result<_>>()?;
-    let (clause, values) = requests_where(&RequestQuery {
+    let requests = RequestQuery {
         at: range,
         ..Default::default()
-    });
+    };
+    let events = events_where(&events, through);
+    let requests = requests_where(&requests);
+    Ok(Counts {
+        events: grouped(conn, "events", "source, type", events, |r| {
+            Ok(EventCount {
+                source: r.get(0)?,
+                event_type: r.get(1)?,
+                count: r.get::<_, i64>(2)?.unsigned_abs(),
+            })
+        })?,
+        requests: grouped(conn, "requests", "source, status, reason", requests, |r| {
+            Ok(RequestCount {
+                source: r.get(0)?,
+                status: r.get(1)?,
+                reason: r.get(2)?,
+                count: r.get::<_, i64>(3)?.unsigned_abs(),
+            })
+        })?,
+    })
+}
+
+/// The rows of `table` that a `WHERE` clause keeps, counted by `columns` (the
+/// count last), in their order.
+fn grouped<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    (clause, values): (String, Vec<SqlValue>),
+    row: fn(&Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
     let sql = format!(
-        "SELECT source, status, reason, count(*) FROM requests WHERE {clause} \
-         GROUP BY source, status, reason ORDER BY source, status, reason"
+        "SELECT {columns}, count(*) FROM {table} WHERE {clause} \
+         GROUP BY {columns} ORDER BY {columns}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let requests = stmt.query_map(params_from_iter(values), |r| {
-        Ok(RequestCount {
-            source: r.get(0)?,
-            status: r.get(1)?,
-            reason: r.get(2)?,
-            count: r.get::<_, i64>(3)?.unsigned_abs(),
-        })
-    })?;
-    let requests = requests.collect::<rusqlite::Result<_>>()?;
-    Ok(Counts { events, requests })
+    let rows = stmt.query_map(params_from_iter(values), row)?;
+    rows.collect()
 }
 
 /// The number's condition, if any, then the time range's.
