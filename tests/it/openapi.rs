@@ -374,13 +374,8 @@ async fn operations(spec: &mut Spec, app: &TestApp) {
     .await;
     assert_eq!(spec.check("GET", "/api/stream", stream).await.0, 200);
     let resume = app
-        .client
-        .get(app.url("/api/stream"))
-        .bearer_auth(TOKEN)
-        .header("last-event-id", "not-a-cursor")
-        .send()
-        .await
-        .expect("send");
+        .api_with_header("/api/stream", ("last-event-id", "not-a-cursor"))
+        .await;
     assert_eq!(spec.check("GET", "/api/stream", resume).await.0, 400);
     assert_eq!(
         spec.check("GET", "/metrics", app.metrics().await).await.0,

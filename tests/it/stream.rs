@@ -96,13 +96,9 @@ async fn the_stream_resumes_from_last_event_id_without_gaps(backend: Backend) {
         );
     }
     let bad = app
-        .client
-        .get(app.url("/api/stream"))
-        .bearer_auth(TOKEN)
-        .header("last-event-id", "x")
-        .send()
+        .api_with_header("/api/stream", ("last-event-id", "x"))
         .await;
-    assert_eq!(bad.expect("send").status(), 400);
+    assert_eq!(bad.status(), 400);
     let unauthorized = app.get("/api/stream").await;
     assert_eq!(unauthorized.status(), 401);
 }

@@ -282,6 +282,16 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("send")
     }
 
+    /// An API GET with the bearer token and one more header.
+    pub async fn api_with_header(
+        &self,
+        path: &str,
+        (name, value): (&str, &str),
+    ) -> reqwest::Response {
+        let request = self.client.get(self.url(path)).bearer_auth(TOKEN);
+        request.header(name, value).send().await.expect("send")
+    }
+
     /// `GET /metrics` with the bearer token.
     pub async fn metrics(&self) -> reqwest::Response {
         let request = self.client.get(self.url("/metrics")).bearer_auth(TOKEN);
