@@ -85,6 +85,11 @@ struct Paging {
     /// One JSON object per line (an event with its original payload).
     #[arg(long)]
     json: bool,
+    /// Every row from where the listing starts (--after, --since, or the
+    /// first), in arrival order, read a page at a time, then exit: an
+    /// export, e.g. `--since yesterday --until today --all --json`.
+    #[arg(long, conflicts_with_all = ["before", "follow", "limit"])]
+    all: bool,
     /// Print the newest page (or every row after --after or since
     /// --since), then keep
     /// printing rows as they are stored, until Ctrl-C. `-f --limit 0`
@@ -442,6 +447,11 @@ async fn list<T: serde::Serialize>(
     paging: &Paging,
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
 ) -> Result<ExitCode> {
+    if paging.all {
+        let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
+        let from = paging.follow_from().unwrap_or(Order::Asc.start());
+        return print_all((from, FOLLOW_PAGE), page, listing.seq, rows).await;
+    }
     if paging.follow {
         let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
         let (from, first) = match paging.follow_from() {
@@ -551,6 +561,27 @@ async fn follow<T: serde::Serialize>(
             biased;
             _ = &mut stop => return Ok(ExitCode::SUCCESS),
             () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Every row after `cursor`, in arrival order, `size` at a time; a closed
+/// stdout ends it quietly, as `head` closes it.
+async fn print_all<T: serde::Serialize>(
+    (mut cursor, size): (i64, u32),
+    page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
+    seq: fn(&T) -> i64,
+    mut rows: Rows<T>,
+) -> Result<ExitCode> {
+    loop {
+        let items = page(cursor, Order::Asc, size).await?;
+        match rows.print(&items) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            other => other?,
+        }
+        match items.last() {
+            Some(last) if items.len() == size as usize => cursor = seq(last),
+            _ => return Ok(ExitCode::SUCCESS),
         }
     }
 }
@@ -679,5 +710,28 @@ impl Table {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         writeln!(out, "{}", padded.join("  ").trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--all` reads page after page from the cursor and stops at the
+    /// first short one.
+    #[tokio::test]
+    async fn all_reads_every_page_then_stops() {
+        let stored: Vec<i64> = (1..=5).collect();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let page = async |after: i64, order: Order, limit: u32| {
+            asked.lock().expect("lock").push((after, order));
+            let rows = stored.iter().filter(|s| **s > after).take(limit as usize);
+            Ok::<_, store::StoreError>(rows.copied().collect::<Vec<i64>>())
+        };
+        let rows = Rows::new(true, &["SEQ"], &[], |s: &i64| vec![s.to_string()]);
+        let done = print_all((0, 2), page, |s| *s, rows).await.expect("all");
+        assert_eq!(done, ExitCode::SUCCESS);
+        let asked = asked.into_inner().expect("lock");
+        assert_eq!(asked, [(0, Order::Asc), (2, Order::Asc), (4, Order::Asc)]);
     }
 }

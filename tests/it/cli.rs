@@ -226,6 +226,18 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     assert_eq!(since, sent[3..], "--since: from then on, in arrival order");
     let (until, _) = page(&["--until", &instant]);
     assert_eq!(until, sent[1..3], "--until: the newest page before it");
+    let every = |extra: &[&str]| {
+        let mut args = vec!["events", "--database", &db, "--json", "--all"];
+        args.extend_from_slice(extra);
+        let (events, _) = json_lines(&args);
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").into())
+            .collect();
+        ids
+    };
+    assert_eq!(every(&[]), sent, "--all: every event, in arrival order");
+    assert_eq!(every(&["--since", &instant]), sent[3..]);
     let (hour, _) = page(&["--since", "1h"]);
     assert_eq!(hour, sent[..2], "--since 1h: from an hour ago");
     let (none, _) = page(&["--since", "1h", "--until", "1h"]);
