@@ -431,7 +431,7 @@ fn cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 /// `since` and `until`, RFC 3339 times with any offset; empty is none.
-fn time_range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange, ApiError> {
+pub(super) fn time_range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange, ApiError> {
     let parse = |name: &str, value: Option<&str>| {
         value
             .filter(|v| !v.is_empty())

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::App;
 use super::api::{ApiError, ApiQuery};
 use crate::log_throttle::Throttle;
-use crate::store::{EventQuery, Order};
+use crate::store::{EventQuery, Order, TimeRange};
 
 const PAGE: u32 = 200;
 /// Longest a stream waits before looking for events from other replicas.
@@ -37,6 +37,9 @@ pub struct StreamParams {
     opt_out: Option<bool>,
     /// Resume after this cursor (as `Last-Event-ID` does).
     after: Option<i64>,
+    /// Start with the events received at or after this time (RFC 3339):
+    /// the last hour, say, then what arrives.
+    since: Option<String>,
 }
 
 pub async fn stream(
@@ -57,8 +60,9 @@ pub async fn stream(
         }
         None => p.after,
     };
+    let received = super::api::time_range(p.since.as_deref(), None)?;
     let (tx, rx) = mpsc::channel(PAGE as usize);
-    tokio::spawn(tail(app, p, after.unwrap_or(0), tx));
+    tokio::spawn(tail(app, p, (after.unwrap_or(0), received), tx));
     Ok(Sse::new(EventStream(rx))
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -69,7 +73,7 @@ pub async fn stream(
 async fn tail(
     app: App,
     p: StreamParams,
-    mut cursor: i64,
+    (mut cursor, received): (i64, TimeRange),
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     let mut commits = app.commits.subscribe();
@@ -83,7 +87,7 @@ async fn tail(
             after: Some(cursor),
             limit: PAGE,
             order: Order::Asc,
-            received: Default::default(),
+            received,
         };
         let page = match app.store.events(&query).await {
             Ok(page) => page,

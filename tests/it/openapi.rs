@@ -368,7 +368,7 @@ async fn deliveries(spec: &mut Spec, app: &TestApp, event_id: &str) {
 async fn operations(spec: &mut Spec, app: &TestApp) {
     let stream = get(
         app,
-        "/api/stream?type=message.delivered&opt_out=false",
+        "/api/stream?type=message.delivered&opt_out=false&since=2026-01-01T00:00:00Z",
         true,
     )
     .await;

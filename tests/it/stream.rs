@@ -8,7 +8,8 @@ use crate::support::{Backend, TOKEN, TestApp, provider};
 
 crate::on_both_backends!(
     the_stream_resumes_from_last_event_id_without_gaps,
-    the_stream_filters_and_delivers_live
+    the_stream_filters_and_delivers_live,
+    the_stream_starts_at_a_time
 );
 
 /// Reads SSE frames from a response.
@@ -127,4 +128,28 @@ async fn the_stream_filters_and_delivers_live(backend: Backend) {
         "open streams end at shutdown instead of holding it up"
     );
     drop((optouts, received));
+}
+
+/// `since`: the events received from a time on, then what arrives.
+async fn the_stream_starts_at_a_time(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    send(&app, "sms.delivered").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let instant = smshook::event::now_rfc3339();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let after = send(&app, "sms.failed").await;
+    let mut frames = Frames::open(&app, &format!("?since={instant}"), None).await;
+    assert_eq!(
+        frames.next().await.2["id"],
+        after.as_str(),
+        "not the one before"
+    );
+    let live = send(&app, "sms.received").await;
+    assert_eq!(frames.next().await.2["id"], live.as_str());
+    drop(frames);
+    let bad = app
+        .api_with_header("/api/stream?since=soon", ("accept", "text/event-stream"))
+        .await;
+    assert_eq!(bad.status(), 400);
+    app.stop().await;
 }
