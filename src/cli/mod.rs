@@ -65,6 +65,12 @@ enum Command {
     Sign(send::SignArgs),
     /// Flood a server with distinct signed events and print throughput and latency.
     Bench(bench::BenchArgs),
+    /// Print a completion script for a shell, e.g. `smshook completions bash
+    /// > ~/.local/share/bash-completion/completions/smshook`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where the configuration comes from; shared by the commands that need it.
@@ -180,9 +186,17 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Config = cli.command {
-        print!("{}", crate::config::DEFAULT_TOML);
-        return Ok(ExitCode::SUCCESS);
+    match cli.command {
+        Command::Config => {
+            print!("{}", crate::config::DEFAULT_TOML);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "smshook", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let runtime = runtime()?;
     runtime.block_on(async move {
@@ -201,7 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
             Command::Bench(args) => bench::bench(&args).await,
-            Command::Config => Ok(ExitCode::SUCCESS),
+            Command::Config | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }
     })
 }

@@ -316,6 +316,33 @@ async fn replay_queues_stored_events_again_by_id_or_since_a_time(backend: Backen
     );
 }
 
+/// The bash completion script, sourced by bash, completes a command and
+/// its options. Skipped without bash.
+#[test]
+fn bash_completes_commands_and_options() {
+    let script = stdout(&smshook(&["completions", "bash"], None));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smshook.bash");
+    std::fs::write(&path, script).expect("script");
+    let complete = |words: &str, current: usize| {
+        let line = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={current}; \
+             _smshook smshook \"${{COMP_WORDS[{current}]}}\" \"${{COMP_WORDS[{}]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            path.display(),
+            current - 1
+        );
+        Command::new("bash").arg("-c").arg(line).output().ok()
+    };
+    let Some(out) = complete("smshook ev", 1) else {
+        eprintln!("SKIPPED the completion test: needs bash");
+        return;
+    };
+    assert_eq!(stdout(&out).trim(), "events");
+    let out = complete("smshook events --si", 2).expect("bash");
+    assert_eq!(stdout(&out).trim(), "--since");
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
