@@ -1,5 +1,6 @@
-//! The `smshook` binary's helper commands: `config`, `sign`, `send`,
-//! `events` and `requests`.
+//! The `smshook` binary's helper commands: `config`, `check`, `sign`,
+//! `send`, `events`, `requests`, `stats`, `replay`, `bench`, `backup` and
+//! `completions`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
