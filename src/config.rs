@@ -33,6 +33,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: String,
     pub max_body_bytes: usize,
+    /// Most body bytes the webhooks being read at once may reserve
+    /// (`http::webhooks`).
+    pub max_body_bytes_in_flight: usize,
     pub ack_deadline: Duration,
     /// Longest a connection may take to send a request head; kept-alive
     /// connections idle this long are closed (`http::serve`).
@@ -106,6 +109,7 @@ struct FileConfig {
     listen: String,
     database: String,
     max_body_bytes: usize,
+    max_body_bytes_in_flight: usize,
     #[serde(with = "humantime_serde")]
     ack_deadline: Duration,
     #[serde(with = "humantime_serde")]
@@ -338,12 +342,12 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         .clone()
         .or_else(|| env("SMSHOOK_DATABASE"))
         .unwrap_or(raw.database);
-    let max_body_bytes = match env("SMSHOOK_MAX_BODY_BYTES") {
-        Some(v) => v
-            .parse()
-            .context("SMSHOOK_MAX_BODY_BYTES: expected a number of bytes")?,
-        None => raw.max_body_bytes,
-    };
+    let max_body_bytes = bytes(env, "SMSHOOK_MAX_BODY_BYTES", raw.max_body_bytes)?;
+    let in_flight = bytes(
+        env,
+        "SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT",
+        raw.max_body_bytes_in_flight,
+    )?;
     let ack_deadline = duration(env, "SMSHOOK_ACK_DEADLINE", raw.ack_deadline)?;
     let (idle_timeout, file_check_interval) =
         intervals(raw.idle_timeout, raw.file_check_interval, env)?;
@@ -354,7 +358,11 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
     };
     let destinations = destinations(raw.destinations, &sources, env)?;
     let trusted_proxies = trusted_proxies(&raw.trusted_proxies, env)?;
-    check_limits(max_body_bytes, ack_deadline, raw.request_log.max_rows)?;
+    check_limits(
+        (max_body_bytes, in_flight),
+        ack_deadline,
+        raw.request_log.max_rows,
+    )?;
     let retention = match env("SMSHOOK_RETENTION") {
         Some(v) => parse_retention(&v).context("SMSHOOK_RETENTION")?,
         None => parse_retention(&raw.retention).context("retention")?,
@@ -366,6 +374,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         })?,
         database: check_database(database)?,
         max_body_bytes,
+        max_body_bytes_in_flight: in_flight,
         ack_deadline,
         idle_timeout,
         file_check_interval,
@@ -465,9 +474,30 @@ fn tls_files(
     }
 }
 
-fn check_limits(max_body: usize, deadline: Duration, max_rows: u64) -> Result<()> {
+/// A number of bytes from the environment variable `name`, else `file`.
+fn bytes(env: &dyn Fn(&str) -> Option<String>, name: &str, file: usize) -> Result<usize> {
+    match env(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}: expected a number of bytes")),
+        None => Ok(file),
+    }
+}
+
+fn check_limits(
+    (max_body, in_flight): (usize, usize),
+    deadline: Duration,
+    max_rows: u64,
+) -> Result<()> {
     if max_body == 0 {
         bail!("max_body_bytes: must be at least 1");
+    }
+    if in_flight < max_body {
+        bail!(
+            "max_body_bytes_in_flight: must be at least max_body_bytes ({max_body}), \
+             or a body of the largest size could never be read"
+        );
     }
     if deadline.is_zero() {
         bail!("ack_deadline: must be longer than 0s");
@@ -748,6 +778,7 @@ mod tests {
         assert_eq!(c.database, "smshook.db");
         assert_eq!(c.ack_deadline, Duration::from_secs(4));
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_body_bytes_in_flight, 64 << 20);
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.idle_timeout, Duration::from_secs(130));
@@ -778,6 +809,22 @@ mod tests {
             warnings[0].contains("ack_deadline (5s)") && warnings[0].contains("msgine"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn body_limits_come_from_the_environment_first() {
+        let vars = [
+            ("SMSHOOK_MAX_BODY_BYTES", "4096"),
+            ("SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT", " 1048576 "),
+        ];
+        let c = load(Some("max_body_bytes_in_flight = 8192"), &vars).expect("loads");
+        assert_eq!(
+            (c.max_body_bytes, c.max_body_bytes_in_flight),
+            (4096, 1 << 20)
+        );
+        let bad = [("SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT", "lots")];
+        let e = format!("{:#}", load(None, &bad).expect_err("refused"));
+        assert!(e.contains("SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT"), "{e}");
     }
 
     #[test]
@@ -997,6 +1044,11 @@ mod tests {
         );
         assert!(
             e.contains("destinations[0]") && e.contains("exactly one of secret, secret_env"),
+            "{e}"
+        );
+        let e = err("max_body_bytes = 2048\nmax_body_bytes_in_flight = 1024");
+        assert!(
+            e.contains("max_body_bytes_in_flight: must be at least max_body_bytes (2048)"),
             "{e}"
         );
         for memory in ["database = ':memory:'", "database = 'sqlite://:memory:'"] {

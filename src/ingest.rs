@@ -33,6 +33,11 @@ pub enum IngestError {
     },
     #[error("the body is not a JSON object: {0}")]
     MalformedJson(String),
+    /// The bodies being read already hold `max_body_bytes_in_flight`.
+    #[error(
+        "the server is reading as many webhook bodies as it holds at once (a flood?); retry later"
+    )]
+    Busy { retry_status: u16 },
     /// Internal detail (`cause`) is logged, never sent.
     #[error("the event could not be stored in time; retry later")]
     StorageUnavailable { retry_status: u16, cause: String },
@@ -48,6 +53,7 @@ impl IngestError {
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature { .. } => "invalid_signature",
             Self::MalformedJson(_) => "malformed_json",
+            Self::Busy { .. } => "server_busy",
             Self::StorageUnavailable { .. } => "storage_unavailable",
         }
     }

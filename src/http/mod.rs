@@ -50,6 +50,9 @@ pub struct AppInner {
     pub sources: sources::Sources,
     pub store: Arc<dyn Store>,
     pub max_body_bytes: usize,
+    /// Body bytes the webhooks being read may still reserve, of
+    /// `max_body_bytes_in_flight` (`webhooks::reserve`).
+    pub body_budget: tokio::sync::Semaphore,
     /// Longest a webhook waits for its commit before 503/504.
     pub ack_deadline: Duration,
     /// `None`: the query API is off.
@@ -90,6 +93,11 @@ impl App {
             sources: sources::Sources::new(&config.sources),
             store,
             max_body_bytes: config.max_body_bytes,
+            body_budget: tokio::sync::Semaphore::new(
+                config
+                    .max_body_bytes_in_flight
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            ),
             ack_deadline: config.ack_deadline,
             api_token: config.api_token.clone(),
             destinations: config.destinations.clone(),

@@ -86,7 +86,12 @@ async fn take(
     arrived: tokio::time::Instant,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, &parts.headers, app.max_body_bytes).await {
+    // Held until the answer: the body's bytes live that long.
+    let _reserved = match reserve(app, source, &parts.headers) {
+        Ok(reserved) => reserved,
+        Err(e) => return refuse(app, record, e),
+    };
+    let bytes = match read_body(body, app.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => return refuse(app, record, e),
     };
@@ -271,17 +276,34 @@ fn ip_text(ip: IpAddr) -> String {
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes (at
 /// once when `Content-Length` already says so) or stalls past
 /// `BODY_READ_TIMEOUT`.
-async fn read_body(
-    body: Body,
+/// Room in the body budget for this request's body: its declared length,
+/// else the most a body may be. A declared length past `max_body_bytes` is
+/// refused 413 before any byte is read; no room left, 503 (504 for TextUs).
+fn reserve<'a>(
+    app: &'a App,
+    source: &Source,
     headers: &HeaderMap,
-    limit: usize,
-) -> Result<bytes::Bytes, IngestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+) -> Result<tokio::sync::SemaphorePermit<'a>, IngestError> {
+    let limit = app.max_body_bytes;
+    let declared = content_length(headers).unwrap_or(limit as u64);
+    if declared > limit as u64 {
         return Err(IngestError::PayloadTooLarge { limit });
     }
+    let permits = u32::try_from(declared).unwrap_or(u32::MAX);
+    app.body_budget
+        .try_acquire_many(permits)
+        .map_err(|_| IngestError::Busy {
+            retry_status: source.provider.retry_status,
+        })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
     let reading = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
     match reading.await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -324,13 +346,17 @@ fn answer(error: &IngestError, message: &str) -> Response {
         IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         IngestError::BadBody(_) | IngestError::MalformedJson(_) => StatusCode::BAD_REQUEST,
         IngestError::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
-        IngestError::StorageUnavailable { retry_status, .. } => {
+        IngestError::StorageUnavailable { retry_status, .. }
+        | IngestError::Busy { retry_status } => {
             StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
         }
     };
     let body = json!({"error": error.code(), "message": message});
     let mut response = (status, Json(body)).into_response();
-    if matches!(error, IngestError::StorageUnavailable { .. }) {
+    if matches!(
+        error,
+        IngestError::StorageUnavailable { .. } | IngestError::Busy { .. }
+    ) {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

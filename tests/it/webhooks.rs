@@ -392,6 +392,85 @@ async fn oversize_bodies_are_413_with_or_without_content_length(backend: Backend
     app.stop().await;
 }
 
+/// Bodies are read before their signature can be checked, so a flood of
+/// slow, large bodies could take all the memory: the bodies being read
+/// hold at most `max_body_bytes_in_flight`. Two slow clients hold the
+/// whole 2 KiB here: one declares 1 KiB, and one sends a body with no
+/// length, which reserves the most a body may be (1 KiB). A webhook then
+/// is 503 with Retry-After (504 for TextUs), logged as `server_busy`, and
+/// is taken once they are gone.
+#[tokio::test]
+async fn slow_bodies_cannot_hold_more_than_the_body_budget() {
+    let app = TestApp::spawn_with(TestOptions {
+        max_body_bytes: 1024,
+        max_body_bytes_in_flight: 2048,
+        ..Default::default()
+    })
+    .await;
+    // One declares 1 KiB and sends half; one sends chunks with no length,
+    // reserving the 1 KiB a body may be at most.
+    let starts: [(&str, &[u8]); 2] = [
+        ("Content-Length: 1024", &[b' '; 512]),
+        ("Transfer-Encoding: chunked", b"100\r\n"),
+    ];
+    let mut slow = Vec::new();
+    for (framing, part) in starts {
+        let mut stream = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        let head = format!("POST /webhooks/integify HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("head");
+        stream.write_all(part).await.expect("part of a body");
+        slow.push(stream);
+    }
+    // The server reserves as it reads each head: wait until both have.
+    let mut tries = 0;
+    let refused = loop {
+        tries += 1;
+        assert!(
+            tries < 500,
+            "never refused: the slow bodies reserved too little"
+        );
+        let (_, status, answer) = app
+            .send_sample(provider("textus"), "message.delivered")
+            .await;
+        if status != 200 {
+            break (status, answer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused.0, 504, "TextUs retries a 504: {}", refused.1);
+    assert_eq!(refused.1["error"], "server_busy");
+    let p = provider("integify");
+    let body = serde_json::to_vec(&(p.sample)(
+        "sms.delivered",
+        &smshook::providers::SampleIds::fresh(),
+    ))
+    .expect("json");
+    let busy = app
+        .post_signed("integify", p, &body, &secret_for("integify"))
+        .await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "5");
+    drop(slow);
+    let taken = loop {
+        let (status, answer) = app.send_body(p, &body).await;
+        if status == 200 {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(taken["duplicate"], false, "the 503 stored nothing");
+    let reasons: Vec<String> = app
+        .requests()
+        .await
+        .iter()
+        .map(|r| r["reason"].as_str().expect("reason").to_string())
+        .collect();
+    assert!(reasons.iter().any(|r| r == "server_busy"), "{reasons:?}");
+    app.stop().await;
+}
+
 async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
     let app = TestApp::on(backend).await;
     let response = app.post_unsigned("/webhooks/nope").await;
