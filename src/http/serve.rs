@@ -23,6 +23,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+/// The most a connection buffers while reading a request head (hyper's
+/// default is about 400 KiB): a head still incomplete past it is answered
+/// 431. Providers' heads are well under 8 KiB; with every connection
+/// allowed 400 KiB, a client opening many connections and sending large
+/// heads slowly (each has `idle_timeout` to finish) could hold gigabytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves `router` on `listener` until `stop` completes; then stops
 /// accepting, closes idle connections, and returns once the requests in
 /// flight are answered.
@@ -36,7 +43,8 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout);
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
