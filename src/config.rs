@@ -36,6 +36,8 @@ pub struct Config {
     /// Most body bytes the webhooks being read at once may reserve
     /// (`http::webhooks`).
     pub max_body_bytes_in_flight: usize,
+    /// Most connections served at once (`http::serve`).
+    pub max_connections: usize,
     pub ack_deadline: Duration,
     /// Longest a connection may take to send a request head; kept-alive
     /// connections idle this long are closed (`http::serve`).
@@ -110,6 +112,7 @@ struct FileConfig {
     database: String,
     max_body_bytes: usize,
     max_body_bytes_in_flight: usize,
+    max_connections: usize,
     #[serde(with = "humantime_serde")]
     ack_deadline: Duration,
     #[serde(with = "humantime_serde")]
@@ -342,12 +345,16 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         .clone()
         .or_else(|| env("SMSHOOK_DATABASE"))
         .unwrap_or(raw.database);
-    let max_body_bytes = bytes(env, "SMSHOOK_MAX_BODY_BYTES", raw.max_body_bytes)?;
-    let in_flight = bytes(
+    let max_body_bytes = number(env, "SMSHOOK_MAX_BODY_BYTES", raw.max_body_bytes)?;
+    let in_flight = number(
         env,
         "SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT",
         raw.max_body_bytes_in_flight,
     )?;
+    let max_connections = number(env, "SMSHOOK_MAX_CONNECTIONS", raw.max_connections)?;
+    if max_connections == 0 {
+        bail!("max_connections: must be at least 1");
+    }
     let ack_deadline = duration(env, "SMSHOOK_ACK_DEADLINE", raw.ack_deadline)?;
     let (idle_timeout, file_check_interval) =
         intervals(raw.idle_timeout, raw.file_check_interval, env)?;
@@ -375,6 +382,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         database: check_database(database)?,
         max_body_bytes,
         max_body_bytes_in_flight: in_flight,
+        max_connections,
         ack_deadline,
         idle_timeout,
         file_check_interval,
@@ -474,13 +482,14 @@ fn tls_files(
     }
 }
 
-/// A number of bytes from the environment variable `name`, else `file`.
-fn bytes(env: &dyn Fn(&str) -> Option<String>, name: &str, file: usize) -> Result<usize> {
+/// A whole number (of bytes, say) from the environment variable `name`, else
+/// `file`.
+fn number(env: &dyn Fn(&str) -> Option<String>, name: &str, file: usize) -> Result<usize> {
     match env(name) {
         Some(v) => v
             .trim()
             .parse()
-            .with_context(|| format!("{name}: expected a number of bytes")),
+            .with_context(|| format!("{name}: expected a whole number")),
         None => Ok(file),
     }
 }
@@ -779,6 +788,7 @@ mod tests {
         assert_eq!(c.ack_deadline, Duration::from_secs(4));
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_body_bytes_in_flight, 64 << 20);
+        assert_eq!(c.max_connections, 4096);
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.idle_timeout, Duration::from_secs(130));
@@ -1046,6 +1056,8 @@ mod tests {
             e.contains("destinations[0]") && e.contains("exactly one of secret, secret_env"),
             "{e}"
         );
+        let e = err("max_connections = 0");
+        assert!(e.contains("max_connections: must be at least 1"), "{e}");
         let e = err("max_body_bytes = 2048\nmax_body_bytes_in_flight = 1024");
         assert!(
             e.contains("max_body_bytes_in_flight: must be at least max_body_bytes (2048)"),

@@ -72,6 +72,8 @@ pub struct AppInner {
     pub trusted_proxies: TrustedProxies,
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
     /// Counters behind `/metrics`.
     pub metrics: metrics::Metrics,
     /// The dispatcher's delivery attempts, also for `/metrics`.
@@ -108,6 +110,7 @@ impl App {
             stopping: tokio::sync::watch::Sender::new(false),
             trusted_proxies: config.trusted_proxies.clone(),
             idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
             retention: config.retention,
@@ -216,7 +219,11 @@ pub async fn run_tls(
         stop_streams.send_replace(true);
         signal.notify_one();
     };
-    let served = serve::serve(listener, router(app.clone()), app.idle_timeout, tls, stop);
+    let limits = serve::Limits {
+        idle_timeout: app.idle_timeout,
+        max_connections: app.max_connections,
+    };
+    let served = serve::serve(listener, router(app.clone()), limits, tls, stop);
     tokio::select! {
         () = served => {}
         () = grace_expired(&stopping) => {

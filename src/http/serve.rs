@@ -1,5 +1,6 @@
 //! The accept loop: one HTTP/1.1 connection task per client (over TLS when
-//! configured), a deadline for each request head, and a graceful stop.
+//! configured), at most `max_connections` at once, a deadline and a size
+//! limit for each request head, and a graceful stop.
 //!
 //! axum's own `serve` gives hyper no timer, so hyper's deadline for request
 //! heads never ran: a client that sent half a request head, or connected and
@@ -10,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,8 +22,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::log_throttle::Throttle;
 
 /// The most a connection buffers while reading a request head (hyper's
 /// default is about 400 KiB): a head still incomplete past it is answered
@@ -30,24 +35,38 @@ use tower::ServiceExt;
 /// heads slowly (each has `idle_timeout` to finish) could hold gigabytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// How long a connection may take, and how many are served at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for a request head, idle keep-alive included.
+    pub idle_timeout: Duration,
+    /// Past it, new connections wait in the listen queue until one closes.
+    pub max_connections: usize,
+}
+
 /// Serves `router` on `listener` until `stop` completes; then stops
 /// accepting, closes idle connections, and returns once the requests in
 /// flight are answered.
 pub async fn serve(
     mut listener: TcpListener,
     router: Router,
-    idle_timeout: Duration,
+    limits: Limits,
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout)
+        .header_read_timeout(limits.idle_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(stop);
     loop {
+        let slot = tokio::select! {
+            slot = take_slot(&slots, limits.max_connections) => slot,
+            () = &mut stop => break,
+        };
         // axum's `Listener` retries a failed accept itself (a client that
         // gave up is skipped; anything else, out of file descriptors say, is
         // logged and retried after a second).
@@ -59,6 +78,7 @@ pub async fn serve(
             tcp,
             peer,
             tls: tls.clone(),
+            slot,
         };
         spawn_connection(&builder, &graceful, connection, router.clone());
     }
@@ -66,14 +86,41 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// Room for one more connection, waiting for one to close when all
+/// `max_connections` are open (and saying so in the log, at most once per
+/// interval).
+async fn take_slot(slots: &Arc<Semaphore>, max: usize) -> OwnedSemaphorePermit {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return slot;
+    }
+    if let Some(skipped) = AT_MAX_CONNECTIONS.check() {
+        tracing::warn!(
+            max_connections = max,
+            skipped,
+            "every connection slot is taken: new connections wait until one closes"
+        );
+    }
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed")
+}
+
+/// All connections open, for as long as a flood lasts: one log line per
+/// interval.
+static AT_MAX_CONNECTIONS: Throttle = Throttle::new(crate::log_throttle::EVERY);
+
 /// Longest a client may take to complete a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An accepted connection, and the TLS to put on it, if any.
+/// An accepted connection, the TLS to put on it, if any, and its slot of
+/// `max_connections`, given back when it closes.
 struct Connection {
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
+    slot: OwnedSemaphorePermit,
 }
 
 /// Serves one client's connection on a task of its own, its requests
@@ -84,7 +131,12 @@ fn spawn_connection(
     connection: Connection,
     router: Router,
 ) {
-    let Connection { tcp, peer, tls } = connection;
+    let Connection {
+        tcp,
+        peer,
+        tls,
+        slot,
+    } = connection;
     // Answers are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -95,6 +147,7 @@ fn spawn_connection(
     let Some(tls) = tls else {
         let served = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = served.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -103,6 +156,7 @@ fn spawn_connection(
     };
     let (builder, watcher) = (builder.clone(), graceful.watcher());
     tokio::spawn(async move {
+        let _slot = slot;
         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),

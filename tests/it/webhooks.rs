@@ -772,6 +772,34 @@ async fn a_slow_request_head_over_64_kib_is_431() {
     app.stop().await;
 }
 
+/// At most `max_connections` are served at once: with both of two taken by
+/// clients that send nothing, a third waits (in the listen queue) and is
+/// served as soon as one of them goes.
+#[tokio::test]
+async fn connections_past_max_connections_wait_for_one_to_close() {
+    let app = TestApp::spawn_with(TestOptions {
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        idle.push(tcp);
+    }
+    let client = reqwest::Client::new();
+    let health = || client.get(app.url("/healthz")).send();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), health()).await;
+    assert!(waited.is_err(), "served with both slots taken: {waited:?}");
+    drop(idle.pop());
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), health()).await;
+    let response = served.expect("served once a slot is free").expect("send");
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
 /// The timeout counts from the last request: a kept-alive connection whose
 /// requests come closer together than it is served for longer than it, and
 /// is closed once it has sat idle that long.
