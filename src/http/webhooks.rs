@@ -273,9 +273,6 @@ fn ip_text(ip: IpAddr) -> String {
     text
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes (at
-/// once when `Content-Length` already says so) or stalls past
-/// `BODY_READ_TIMEOUT`.
 /// Room in the body budget for this request's body: its declared length,
 /// else the most a body may be. A declared length past `max_body_bytes` is
 /// refused 413 before any byte is read; no room left, 503 (504 for TextUs).
@@ -303,6 +300,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
 }
 
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes or
+/// stalls past `BODY_READ_TIMEOUT`.
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
     let reading = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
     match reading.await {
