@@ -788,7 +788,7 @@ mod tests {
         assert_eq!(c.ack_deadline, Duration::from_secs(4));
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_body_bytes_in_flight, 64 << 20);
-        assert_eq!(c.max_connections, 4096);
+        assert_eq!(c.max_connections, 1024);
         assert!(c.sources.is_empty() && c.api_token.is_none());
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
         assert_eq!(c.idle_timeout, Duration::from_secs(130));

@@ -159,7 +159,7 @@ impl Default for TestOptions {
             ack_deadline: Duration::from_secs(4),
             max_body_bytes: 1 << 20,
             max_body_bytes_in_flight: 64 << 20,
-            max_connections: 4096,
+            max_connections: 1024,
             request_log_max_rows: 100_000,
             api_token: Some(TOKEN),
             trusted_proxies: &[],
