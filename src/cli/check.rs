@@ -59,6 +59,15 @@ fn summary(config: &Config) -> String {
         humantime::format_duration(k).to_string()
     });
     let _ = writeln!(out, "events kept: {retention}");
+    let _ = writeln!(
+        out,
+        "limits: bodies up to {} bytes, {} bytes being read at once, {} connections, \
+         {} to answer",
+        config.max_body_bytes,
+        config.max_body_bytes_in_flight,
+        config.max_connections,
+        humantime::format_duration(config.ack_deadline)
+    );
     out
 }
 

@@ -404,6 +404,8 @@ fn check_prints_what_would_run_and_never_a_secret() {
         "destination: app -> https://app.internal/hooks (1 signing secret)",
         "destination: q -> NATS subject sms.{type}",
         "query API: off",
+        "limits: bodies up to 1048576 bytes, 67108864 bytes being read at once, \
+         1024 connections, 4s to answer",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
