@@ -822,15 +822,21 @@ mod tests {
     }
 
     #[test]
-    fn body_limits_come_from_the_environment_first() {
+    fn limits_come_from_the_environment_first() {
         let vars = [
             ("SMSHOOK_MAX_BODY_BYTES", "4096"),
             ("SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT", " 1048576 "),
+            ("SMSHOOK_MAX_CONNECTIONS", "64"),
         ];
-        let c = load(Some("max_body_bytes_in_flight = 8192"), &vars).expect("loads");
+        let file = "max_body_bytes_in_flight = 8192\nmax_connections = 10";
+        let c = load(Some(file), &vars).expect("loads");
         assert_eq!(
-            (c.max_body_bytes, c.max_body_bytes_in_flight),
-            (4096, 1 << 20)
+            (
+                c.max_body_bytes,
+                c.max_body_bytes_in_flight,
+                c.max_connections
+            ),
+            (4096, 1 << 20, 64)
         );
         let bad = [("SMSHOOK_MAX_BODY_BYTES_IN_FLIGHT", "lots")];
         let e = format!("{:#}", load(None, &bad).expect_err("refused"));

@@ -198,8 +198,10 @@ async fn five_events_around_an_instant(
 
 async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: Backend) {
     let (db, _dir, sent, instant) = five_events_around_an_instant(backend).await;
-    let page = |extra: &[&str]| {
-        let mut args = vec!["events", "--database", &db, "--json", "--limit", "2"];
+    // The ids `smshook events` prints with `how` and `extra`, and its hints.
+    let listed = |how: &[&str], extra: &[&str]| {
+        let mut args = vec!["events", "--database", &db, "--json"];
+        args.extend_from_slice(how);
         args.extend_from_slice(extra);
         let (events, stderr) = json_lines(&args);
         let ids: Vec<String> = events
@@ -208,6 +210,7 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
             .collect();
         (ids, stderr)
     };
+    let page = |extra: &[&str]| listed(&["--limit", "2"], extra);
 
     let (newest, hint) = page(&[]);
     assert_eq!(newest, sent[3..], "the newest page, oldest of it first");
@@ -227,16 +230,7 @@ async fn events_lists_the_newest_page_and_pages_back_or_from_the_first(backend: 
     assert_eq!(since, sent[3..], "--since: from then on, in arrival order");
     let (until, _) = page(&["--until", &instant]);
     assert_eq!(until, sent[1..3], "--until: the newest page before it");
-    let every = |extra: &[&str]| {
-        let mut args = vec!["events", "--database", &db, "--json", "--all"];
-        args.extend_from_slice(extra);
-        let (events, _) = json_lines(&args);
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| e["id"].as_str().expect("id").into())
-            .collect();
-        ids
-    };
+    let every = |extra: &[&str]| listed(&["--all"], extra).0;
     assert_eq!(every(&[]), sent, "--all: every event, in arrival order");
     assert_eq!(every(&["--since", &instant]), sent[3..]);
     let (hour, _) = page(&["--since", "1h"]);
