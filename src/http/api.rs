@@ -147,7 +147,19 @@ async fn metrics(State(app): State<App>) -> Response {
         backlog: backlog.ok(),
         log_dropped: app.store.request_log_dropped(),
     };
-    let text = app.metrics.render(&store, &app.attempts.snapshot());
+    let capacity = super::metrics::Capacity {
+        connections_open: app
+            .max_connections
+            .saturating_sub(app.connection_slots.available_permits()),
+        connections_max: app.max_connections,
+        body_bytes_reading: app
+            .max_body_bytes_in_flight
+            .saturating_sub(app.body_budget.available_permits()),
+        body_bytes_max: app.max_body_bytes_in_flight,
+    };
+    let text = app
+        .metrics
+        .render(&capacity, &store, &app.attempts.snapshot());
     let kind = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }

@@ -99,11 +99,17 @@ impl Metrics {
 
     /// The Prometheus text format (version 0.0.4), with what the scrape read
     /// from the store and the dispatcher's attempts.
-    pub fn render(&self, store: &StoreReadings, attempts: &[(String, [u64; 3])]) -> String {
+    pub fn render(
+        &self,
+        capacity: &Capacity,
+        store: &StoreReadings,
+        attempts: &[(String, [u64; 3])],
+    ) -> String {
         let mut out = String::new();
         self.render_answers(&mut out);
         self.render_events(&mut out);
         self.render_histogram(&mut out);
+        render_capacity(&mut out, capacity);
         render_store(&mut out, store);
         render_attempts(&mut out, attempts);
         out
@@ -197,6 +203,15 @@ impl Metrics {
 }
 
 /// What a scrape reads from the store.
+/// How much of the server's limits is in use, read at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capacity {
+    pub connections_open: usize,
+    pub connections_max: usize,
+    pub body_bytes_reading: usize,
+    pub body_bytes_max: usize,
+}
+
 pub struct StoreReadings {
     /// `None` when the store could not be read: `smshook_store_up` is 0.
     pub backlog: Option<Vec<BacklogCount>>,
@@ -218,6 +233,35 @@ fn render_attempts(out: &mut String, attempts: &[(String, [u64; 3])]) {
                 "smshook_delivery_attempts_total{{destination=\"{destination}\",result=\"{result}\"}} {n}"
             );
         }
+    }
+}
+
+fn render_capacity(out: &mut String, c: &Capacity) {
+    let gauges = [
+        (
+            "smshook_connections_open",
+            "Connections open now.",
+            c.connections_open,
+        ),
+        (
+            "smshook_connections_max",
+            "max_connections: past it, new connections wait.",
+            c.connections_max,
+        ),
+        (
+            "smshook_body_bytes_reading",
+            "Body bytes reserved by the webhooks being read now.",
+            c.body_bytes_reading,
+        ),
+        (
+            "smshook_body_bytes_reading_max",
+            "max_body_bytes_in_flight: past it, webhooks are answered 503 server_busy.",
+            c.body_bytes_max,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 
@@ -309,7 +353,13 @@ mod tests {
             }]),
             log_dropped: 5,
         };
-        let text = m.render(&store, &[("app".into(), [7, 2, 1])]);
+        let capacity = Capacity {
+            connections_open: 3,
+            connections_max: 1024,
+            body_bytes_reading: 2048,
+            body_bytes_max: 1 << 26,
+        };
+        let text = m.render(&capacity, &store, &[("app".into(), [7, 2, 1])]);
         for (series, value) in [
             (r#"smshook_webhooks_total{source="ig",status="200"}"#, "3"),
             (r#"smshook_webhooks_total{source="ig",status="401"}"#, "1"),
@@ -338,6 +388,10 @@ mod tests {
                 "12",
             ),
             ("smshook_request_log_dropped_total", "5"),
+            ("smshook_connections_open", "3"),
+            ("smshook_connections_max", "1024"),
+            ("smshook_body_bytes_reading", "2048"),
+            ("smshook_body_bytes_reading_max", "67108864"),
             (
                 r#"smshook_delivery_attempts_total{destination="app",result="delivered"}"#,
                 "7",
@@ -364,7 +418,7 @@ mod tests {
             backlog: None,
             log_dropped: 0,
         };
-        let text = m.render(&store, &[]);
+        let text = m.render(&Capacity::default(), &store, &[]);
         assert_eq!(line(&text, "smshook_store_up"), "smshook_store_up 0");
         let series = r#"smshook_webhooks_total{source="ig",status="503"}"#;
         assert_eq!(line(&text, series), format!("{series} 1"));

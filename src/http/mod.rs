@@ -72,8 +72,11 @@ pub struct AppInner {
     pub trusted_proxies: TrustedProxies,
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
-    /// Most connections served at once.
+    /// Most connections served at once, and the slots they take.
     pub max_connections: usize,
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+    /// `max_body_bytes_in_flight`, the body budget's size.
+    pub max_body_bytes_in_flight: usize,
     /// Counters behind `/metrics`.
     pub metrics: metrics::Metrics,
     /// The dispatcher's delivery attempts, also for `/metrics`.
@@ -111,6 +114,12 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            max_body_bytes_in_flight: config.max_body_bytes_in_flight,
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
             retention: config.retention,
@@ -222,6 +231,7 @@ pub async fn run_tls(
     let limits = serve::Limits {
         idle_timeout: app.idle_timeout,
         max_connections: app.max_connections,
+        slots: app.connection_slots.clone(),
     };
     let served = serve::serve(listener, router(app.clone()), limits, tls, stop);
     tokio::select! {

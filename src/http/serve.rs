@@ -36,12 +36,15 @@ use crate::log_throttle::Throttle;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long a connection may take, and how many are served at once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
     /// Past it, new connections wait in the listen queue until one closes.
     pub max_connections: usize,
+    /// `max_connections` permits, one held by each open connection (and
+    /// read by `/metrics`).
+    pub slots: Arc<Semaphore>,
 }
 
 /// Serves `router` on `listener` until `stop` completes; then stops
@@ -60,11 +63,10 @@ pub async fn serve(
         .header_read_timeout(limits.idle_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
-            slot = take_slot(&slots, limits.max_connections) => slot,
+            slot = take_slot(&limits.slots, limits.max_connections) => slot,
             () = &mut stop => break,
         };
         // axum's `Listener` retries a failed accept itself (a client that

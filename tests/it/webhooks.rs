@@ -452,6 +452,21 @@ async fn slow_bodies_cannot_hold_more_than_the_body_budget() {
         .await;
     assert_eq!(busy.status(), 503);
     assert_eq!(busy.headers()["retry-after"], "5");
+    // What /metrics tells an operator meanwhile.
+    let metrics = app.metrics().await.text().await.expect("metrics");
+    for series in [
+        "smshook_body_bytes_reading 2048",
+        "smshook_body_bytes_reading_max 2048",
+        "smshook_connections_max 1024",
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}:\n{metrics}");
+    }
+    let open = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("smshook_connections_open "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("connections open");
+    assert!(open >= 3, "the two slow clients and this scrape: {open}");
     drop(slow);
     let taken = loop {
         let (status, answer) = app.send_body(p, &body).await;
