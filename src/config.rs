@@ -352,9 +352,6 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         raw.max_body_bytes_in_flight,
     )?;
     let max_connections = number(env, "SMSHOOK_MAX_CONNECTIONS", raw.max_connections)?;
-    if max_connections == 0 {
-        bail!("max_connections: must be at least 1");
-    }
     let ack_deadline = duration(env, "SMSHOOK_ACK_DEADLINE", raw.ack_deadline)?;
     let (idle_timeout, file_check_interval) =
         intervals(raw.idle_timeout, raw.file_check_interval, env)?;
@@ -366,7 +363,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
     let destinations = destinations(raw.destinations, &sources, env)?;
     let trusted_proxies = trusted_proxies(&raw.trusted_proxies, env)?;
     check_limits(
-        (max_body_bytes, in_flight),
+        (max_body_bytes, in_flight, max_connections),
         ack_deadline,
         raw.request_log.max_rows,
     )?;
@@ -495,10 +492,13 @@ fn number(env: &dyn Fn(&str) -> Option<String>, name: &str, file: usize) -> Resu
 }
 
 fn check_limits(
-    (max_body, in_flight): (usize, usize),
+    (max_body, in_flight, connections): (usize, usize, usize),
     deadline: Duration,
     max_rows: u64,
 ) -> Result<()> {
+    if connections == 0 {
+        bail!("max_connections: must be at least 1");
+    }
     if max_body == 0 {
         bail!("max_body_bytes: must be at least 1");
     }

@@ -59,6 +59,20 @@ impl IngestError {
     }
 }
 
+impl IngestError {
+    /// For a refusal the provider should send again soon (nothing was
+    /// stored): the status its provider retries, answered with
+    /// `Retry-After`.
+    pub fn retry_status(&self) -> Option<u16> {
+        match self {
+            Self::StorageUnavailable { retry_status, .. } | Self::Busy { retry_status } => {
+                Some(*retry_status)
+            }
+            _ => None,
+        }
+    }
+}
+
 fn signed_as_hint(provider: Option<&str>) -> String {
     provider.map_or_else(String::new, |name| {
         format!("; it is signed as {name} signs: is the source's provider right?")

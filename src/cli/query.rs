@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::ConfigArgs;
 use crate::event::{Event, RequestRecord};
-use chrono::{DateTime, Utc};
-
 use crate::store::{self, EventQuery, Order, RequestQuery, StoreOptions, TimeRange};
 
 #[derive(Debug, Args)]
@@ -91,9 +90,9 @@ struct Paging {
     #[arg(long, conflicts_with_all = ["before", "follow", "limit"])]
     all: bool,
     /// Print the newest page (or every row after --after or since
-    /// --since), then keep
-    /// printing rows as they are stored, until Ctrl-C. `-f --limit 0`
-    /// prints only what is stored from now on, as `tail -f -n 0`.
+    /// --since), then keep printing rows as they are stored, until Ctrl-C.
+    /// `-f --limit 0` prints only what is stored from now on, as `tail -f
+    /// -n 0`.
     #[arg(long, short)]
     follow: bool,
 }
@@ -336,26 +335,33 @@ pub async fn replay(args: &ReplayArgs) -> Result<ExitCode> {
 
 /// Ids of every event received at or after `since`, in arrival order.
 async fn ids_since(store: &dyn store::Store, since: DateTime<Utc>) -> Result<Vec<String>> {
+    let page = async |after: i64, order: Order, limit: u32| {
+        let received = TimeRange {
+            since: Some(since),
+            until: None,
+        };
+        let query = EventQuery {
+            after: Some(after),
+            limit,
+            order,
+            received,
+            ..Default::default()
+        };
+        store.events(&query).await
+    };
     let mut ids = Vec::new();
-    let mut after = Order::Asc.start();
-    loop {
-        let page = store
-            .events(&EventQuery {
-                after: Some(after),
-                limit: 1000,
-                received: TimeRange {
-                    since: Some(since),
-                    until: None,
-                },
-                ..Default::default()
-            })
-            .await?;
-        ids.extend(page.iter().map(|e| e.id.clone()));
-        match page.last() {
-            Some(last) if page.len() == 1000 => after = last.seq,
-            _ => return Ok(ids),
-        }
-    }
+    let from = (Order::Asc.start(), FOLLOW_PAGE);
+    each_page(
+        from,
+        page,
+        |e| e.seq,
+        |events: Vec<Event>| {
+            ids.extend(events.into_iter().map(|e| e.id));
+            Ok(true)
+        },
+    )
+    .await?;
+    Ok(ids)
 }
 
 /// What a listing prints and how it pages: the events' or the request
@@ -568,20 +574,40 @@ async fn follow<T: serde::Serialize>(
 /// Every row after `cursor`, in arrival order, `size` at a time; a closed
 /// stdout ends it quietly, as `head` closes it.
 async fn print_all<T: serde::Serialize>(
-    (mut cursor, size): (i64, u32),
+    from: (i64, u32),
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
     seq: fn(&T) -> i64,
     mut rows: Rows<T>,
 ) -> Result<ExitCode> {
+    each_page(from, page, seq, |items| match rows.print(&items) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true).map_err(Into::into),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads every row after `cursor` in arrival order, `size` at a time,
+/// handing each page to `each`, until a page comes back short or `each`
+/// says to stop (`false`).
+async fn each_page<T>(
+    (mut cursor, size): (i64, u32),
+    page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
+    seq: fn(&T) -> i64,
+    mut each: impl FnMut(Vec<T>) -> Result<bool>,
+) -> Result<()> {
     loop {
         let items = page(cursor, Order::Asc, size).await?;
-        match rows.print(&items) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-            other => other?,
+        let next = items
+            .last()
+            .map(seq)
+            .filter(|_| items.len() == size as usize);
+        if !each(items)? {
+            return Ok(());
         }
-        match items.last() {
-            Some(last) if items.len() == size as usize => cursor = seq(last),
-            _ => return Ok(ExitCode::SUCCESS),
+        match next {
+            Some(last) => cursor = last,
+            None => return Ok(()),
         }
     }
 }

@@ -148,14 +148,10 @@ async fn metrics(State(app): State<App>) -> Response {
         log_dropped: app.store.request_log_dropped(),
     };
     let capacity = super::metrics::Capacity {
-        connections_open: app
-            .max_connections
-            .saturating_sub(app.connection_slots.available_permits()),
-        connections_max: app.max_connections,
-        body_bytes_reading: app
-            .max_body_bytes_in_flight
-            .saturating_sub(app.body_budget.available_permits()),
-        body_bytes_max: app.max_body_bytes_in_flight,
+        connections_open: app.connections.in_use(),
+        connections_max: app.connections.max(),
+        body_bytes_reading: app.body_budget.in_use(),
+        body_bytes_max: app.body_budget.max(),
     };
     let text = app
         .metrics

@@ -16,6 +16,7 @@ use crate::config::{Config, Source};
 use crate::dispatch::{Destination, Dispatcher};
 use crate::signature::Secret;
 use crate::store::Store;
+use budget::Budget;
 
 /// Connections the kernel holds for us before we accept them. Rust's default
 /// is 128: more simultaneous connects than that (a provider draining its
@@ -28,6 +29,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
+mod budget;
 pub mod metrics;
 pub mod networks;
 mod proxies;
@@ -50,9 +52,9 @@ pub struct AppInner {
     pub sources: sources::Sources,
     pub store: Arc<dyn Store>,
     pub max_body_bytes: usize,
-    /// Body bytes the webhooks being read may still reserve, of
+    /// Body bytes the webhooks being read reserve, at most
     /// `max_body_bytes_in_flight` (`webhooks::reserve`).
-    pub body_budget: tokio::sync::Semaphore,
+    pub body_budget: Budget,
     /// Longest a webhook waits for its commit before 503/504.
     pub ack_deadline: Duration,
     /// `None`: the query API is off.
@@ -72,11 +74,8 @@ pub struct AppInner {
     pub trusted_proxies: TrustedProxies,
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
-    /// Most connections served at once, and the slots they take.
-    pub max_connections: usize,
-    pub connection_slots: Arc<tokio::sync::Semaphore>,
-    /// `max_body_bytes_in_flight`, the body budget's size.
-    pub max_body_bytes_in_flight: usize,
+    /// Open connections, at most `max_connections` (`serve`).
+    pub connections: Budget,
     /// Counters behind `/metrics`.
     pub metrics: metrics::Metrics,
     /// The dispatcher's delivery attempts, also for `/metrics`.
@@ -98,11 +97,7 @@ impl App {
             sources: sources::Sources::new(&config.sources),
             store,
             max_body_bytes: config.max_body_bytes,
-            body_budget: tokio::sync::Semaphore::new(
-                config
-                    .max_body_bytes_in_flight
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            ),
+            body_budget: Budget::new(config.max_body_bytes_in_flight),
             ack_deadline: config.ack_deadline,
             api_token: config.api_token.clone(),
             destinations: config.destinations.clone(),
@@ -113,13 +108,7 @@ impl App {
             stopping: tokio::sync::watch::Sender::new(false),
             trusted_proxies: config.trusted_proxies.clone(),
             idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections,
-            connection_slots: Arc::new(tokio::sync::Semaphore::new(
-                config
-                    .max_connections
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
-            max_body_bytes_in_flight: config.max_body_bytes_in_flight,
+            connections: Budget::new(config.max_connections),
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
             retention: config.retention,
@@ -230,8 +219,7 @@ pub async fn run_tls(
     };
     let limits = serve::Limits {
         idle_timeout: app.idle_timeout,
-        max_connections: app.max_connections,
-        slots: app.connection_slots.clone(),
+        connections: app.connections.clone(),
     };
     let served = serve::serve(listener, router(app.clone()), limits, tls, stop);
     tokio::select! {

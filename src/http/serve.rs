@@ -11,7 +11,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,10 +21,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::budget::Budget;
 use crate::log_throttle::Throttle;
 
 /// The most a connection buffers while reading a request head (hyper's
@@ -40,11 +40,9 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub struct Limits {
     /// Longest wait for a request head, idle keep-alive included.
     pub idle_timeout: Duration,
-    /// Past it, new connections wait in the listen queue until one closes.
-    pub max_connections: usize,
-    /// `max_connections` permits, one held by each open connection (and
-    /// read by `/metrics`).
-    pub slots: Arc<Semaphore>,
+    /// One unit held by each open connection, at most `max_connections`:
+    /// past it, new connections wait in the listen queue until one closes.
+    pub connections: Budget,
 }
 
 /// Serves `router` on `listener` until `stop` completes; then stops
@@ -66,7 +64,7 @@ pub async fn serve(
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
-            slot = take_slot(&limits.slots, limits.max_connections) => slot,
+            slot = take_slot(&limits.connections) => slot,
             () = &mut stop => break,
         };
         // axum's `Listener` retries a failed accept itself (a client that
@@ -91,22 +89,18 @@ pub async fn serve(
 /// Room for one more connection, waiting for one to close when all
 /// `max_connections` are open (and saying so in the log, at most once per
 /// interval).
-async fn take_slot(slots: &Arc<Semaphore>, max: usize) -> OwnedSemaphorePermit {
-    if let Ok(slot) = slots.clone().try_acquire_owned() {
+async fn take_slot(connections: &Budget) -> OwnedSemaphorePermit {
+    if let Some(slot) = connections.try_take_one() {
         return slot;
     }
     if let Some(skipped) = AT_MAX_CONNECTIONS.check() {
         tracing::warn!(
-            max_connections = max,
+            max_connections = connections.max(),
             skipped,
             "every connection slot is taken: new connections wait until one closes"
         );
     }
-    slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed")
+    connections.take_one().await
 }
 
 /// All connections open, for as long as a flood lasts: one log line per

@@ -287,11 +287,9 @@ fn reserve<'a>(
         return Err(IngestError::PayloadTooLarge { limit });
     }
     let permits = u32::try_from(declared).unwrap_or(u32::MAX);
-    app.body_budget
-        .try_acquire_many(permits)
-        .map_err(|_| IngestError::Busy {
-            retry_status: source.provider.retry_status,
-        })
+    app.body_budget.try_take(permits).ok_or(IngestError::Busy {
+        retry_status: source.provider.retry_status,
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -352,10 +350,7 @@ fn answer(error: &IngestError, message: &str) -> Response {
     };
     let body = json!({"error": error.code(), "message": message});
     let mut response = (status, Json(body)).into_response();
-    if matches!(
-        error,
-        IngestError::StorageUnavailable { .. } | IngestError::Busy { .. }
-    ) {
+    if error.retry_status().is_some() {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -35,7 +35,8 @@ pub struct EventQuery {
     pub source: Option<String>,
     pub event_type: Option<String>,
     pub message_id: Option<String>,
-    /// Only events from or to this number ([`number_condition`]).
+    /// Only events from or to this number, with or without its leading `+`
+    /// ([`EventQuery::conditions`]).
     pub number: Option<String>,
     /// Cursor: only events after this one in `order` (with
     /// [`Order::Desc`], events that arrived before it).
@@ -44,6 +45,18 @@ pub struct EventQuery {
     pub order: Order,
     /// Only events received in this range.
     pub received: TimeRange,
+}
+
+impl EventQuery {
+    /// The conditions beyond equality and the cursor, each with one `?` for
+    /// its value, as both backends add them: the number's, then the time
+    /// range's on `received_at` (a backend bounds `seq` for the range
+    /// itself, as its planner needs).
+    pub fn conditions(&self) -> Vec<(String, String)> {
+        let number = self.number.as_deref().map(number_condition);
+        let received = self.received.conditions("received_at");
+        number.into_iter().chain(received).collect()
+    }
 }
 
 /// Which way a listing of events or of the request log runs.
@@ -111,7 +124,7 @@ pub struct RequestQuery {
 /// (providers write E.164 numbers either way, and a `+` left unescaped in a
 /// URL's query arrives as a space). No index has the numbers: a listing by
 /// number reads every row of its range, so give it a time range too.
-pub fn number_condition(number: &str) -> (String, String) {
+fn number_condition(number: &str) -> (String, String) {
     let digits = number.trim().trim_start_matches('+').to_string();
     let sql = "? IN (ltrim(from_number, '+'), ltrim(to_number, '+'))";
     (sql.to_string(), digits)

@@ -830,15 +830,16 @@ fn counting(table: &str, columns: &str, conditions: Vec<(String, String)>) -> (S
 
 /// An events listing's conditions beyond its filters: the time range's
 /// bounds on `seq` (PostgreSQL reads a range of the primary key from all of
-/// them), the number's, and the range's on `received_at`.
+/// them), then the query's own.
 fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
     let (since, until) = q.received.event_seq_bounds();
     let since = since.map(|(sql, id)| (format!("seq > {sql}"), id));
     let until = until.map(|(sql, id)| (format!("seq < {sql}"), id));
-    let number = q.number.as_deref().map(super::number_condition);
-    let mut conditions: Vec<_> = since.into_iter().chain(until).chain(number).collect();
-    conditions.extend(q.received.conditions("received_at"));
-    conditions
+    since
+        .into_iter()
+        .chain(until)
+        .chain(q.conditions())
+        .collect()
 }
 
 fn event_count_from_row(r: &Row) -> Result<EventCount, StoreError> {

@@ -586,7 +586,7 @@ fn events_where(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
             ("type", &q.event_type),
             ("message_id", &q.message_id),
         ],
-        event_conditions(q),
+        q.conditions(),
     )
 }
 
@@ -637,15 +637,6 @@ fn grouped<T>(
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), row)?;
     rows.collect()
-}
-
-/// The number's condition, if any, then the time range's.
-fn event_conditions(q: &EventQuery) -> Vec<(String, String)> {
-    let number = q.number.as_deref().map(super::number_condition);
-    number
-        .into_iter()
-        .chain(q.received.conditions("received_at"))
-        .collect()
 }
 
 fn list_requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRecord>> {
