@@ -28,6 +28,10 @@ pub struct MessageState {
     /// The event that set the current status.
     pub status_event_id: String,
     pub updated_at: String,
+    /// One page of events ([`crate::store::Store::events`]): the first
+    /// 1,000, or fewer if their payloads pass `PAGE_PAYLOAD_BYTES` (8 MiB).
+    /// A message has a handful; anything past that is listed by
+    /// `/api/events?message_id=`.
     pub timeline: Vec<Event>,
 }
 

@@ -292,7 +292,11 @@ pub async fn deliveries(args: &DeliveriesArgs) -> Result<ExitCode> {
             ]
         },
     )?;
-    more_hint(&deliveries, |d| d.id, Order::Asc, args.limit);
+    let pages = Pages {
+        seq: |d: &store::Delivery| d.id,
+        more: full,
+    };
+    more_hint(&deliveries, pages, Order::Asc, args.limit);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,15 +355,10 @@ async fn ids_since(store: &dyn store::Store, since: DateTime<Utc>) -> Result<Vec
     };
     let mut ids = Vec::new();
     let from = (Order::Asc.start(), FOLLOW_PAGE);
-    each_page(
-        from,
-        page,
-        |e| e.seq,
-        |events: Vec<Event>| {
-            ids.extend(events.into_iter().map(|e| e.id));
-            Ok(true)
-        },
-    )
+    each_page(from, page, EVENTS.pages, |events: Vec<Event>| {
+        ids.extend(events.into_iter().map(|e| e.id));
+        Ok(true)
+    })
     .await?;
     Ok(ids)
 }
@@ -372,7 +371,7 @@ struct Listing<T> {
     /// aligned as rows arrive (an id is 30 characters, a time 24).
     widths: &'static [usize],
     row: fn(&T) -> Vec<String>,
-    seq: fn(&T) -> i64,
+    pages: Pages<T>,
     /// The newest row's cursor: where `--follow` goes on from without
     /// `--after`.
     newest: fn(store::Newest) -> i64,
@@ -384,7 +383,10 @@ const EVENTS: Listing<Event> = Listing {
     ],
     widths: &[30, 24, 14, 20, 20, 14, 14, 10],
     row: event_row,
-    seq: |e| e.seq,
+    pages: Pages {
+        seq: |e| e.seq,
+        more: store::more_events,
+    },
     newest: |n| n.events,
 };
 const REQUESTS: Listing<RequestRecord> = Listing {
@@ -399,9 +401,33 @@ const REQUESTS: Listing<RequestRecord> = Listing {
     ],
     widths: &[24, 14, 6, 19, 15, 7, 30],
     row: request_row,
-    seq: |r| r.seq,
+    pages: Pages {
+        seq: |r| r.seq,
+        more: full,
+    },
     newest: |n| n.requests,
 };
+/// How a listing's rows page.
+struct Pages<T> {
+    /// A row's cursor.
+    seq: fn(&T) -> i64,
+    /// Whether rows may follow a page read with a limit: it is full (a page
+    /// of events also ends at its payload bytes, `PAGE_PAYLOAD_BYTES`).
+    more: fn(&[T], u32) -> bool,
+}
+
+impl<T> Clone for Pages<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Pages<T> {}
+
+/// Whether a page read with `limit` is full.
+fn full<T>(page: &[T], limit: u32) -> bool {
+    page.len() >= limit as usize
+}
+
 /// Rows `--follow` reads at a time as it catches up.
 const FOLLOW_PAGE: u32 = 1000;
 /// How often `--follow` looks for new rows.
@@ -456,7 +482,7 @@ async fn list<T: serde::Serialize>(
     if paging.all {
         let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
         let from = paging.follow_from().unwrap_or(Order::Asc.start());
-        return print_all((from, FOLLOW_PAGE), page, listing.seq, rows).await;
+        return print_all((from, FOLLOW_PAGE), page, listing.pages, rows).await;
     }
     if paging.follow {
         let rows = Rows::new(paging.json, listing.headers, listing.widths, listing.row);
@@ -470,7 +496,7 @@ async fn list<T: serde::Serialize>(
                 (newest, tail)
             }
         };
-        return follow(from, &first, page, listing.seq, rows).await;
+        return follow(from, &first, page, listing.pages.seq, rows).await;
     }
     let (cursor, order) = paging.start();
     let items = match order {
@@ -478,7 +504,7 @@ async fn list<T: serde::Serialize>(
         Order::Desc => newest_page(&page, cursor, paging.limit).await?,
     };
     print_rows(paging.json, &items, listing.headers, listing.row)?;
-    more_hint(&items, listing.seq, order, paging.limit);
+    more_hint(&items, listing.pages, order, paging.limit);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -576,10 +602,10 @@ async fn follow<T: serde::Serialize>(
 async fn print_all<T: serde::Serialize>(
     from: (i64, u32),
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
-    seq: fn(&T) -> i64,
+    pages: Pages<T>,
     mut rows: Rows<T>,
 ) -> Result<ExitCode> {
-    each_page(from, page, seq, |items| match rows.print(&items) {
+    each_page(from, page, pages, |items| match rows.print(&items) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         other => other.map(|()| true).map_err(Into::into),
     })
@@ -588,20 +614,20 @@ async fn print_all<T: serde::Serialize>(
 }
 
 /// Reads every row after `cursor` in arrival order, `size` at a time,
-/// handing each page to `each`, until a page comes back short or `each`
-/// says to stop (`false`).
+/// handing each page to `each`, until a page is the last (`pages.more`) or
+/// `each` says to stop (`false`).
 async fn each_page<T>(
     (mut cursor, size): (i64, u32),
     page: impl AsyncFn(i64, Order, u32) -> Result<Vec<T>, store::StoreError>,
-    seq: fn(&T) -> i64,
+    pages: Pages<T>,
     mut each: impl FnMut(Vec<T>) -> Result<bool>,
 ) -> Result<()> {
     loop {
         let items = page(cursor, Order::Asc, size).await?;
         let next = items
             .last()
-            .map(seq)
-            .filter(|_| items.len() == size as usize);
+            .map(pages.seq)
+            .filter(|_| (pages.more)(&items, size));
         if !each(items)? {
             return Ok(());
         }
@@ -626,10 +652,11 @@ pub(super) async fn open(config: &ConfigArgs) -> Result<std::sync::Arc<dyn store
 
 /// On stderr, where the next page starts when this one was full: later
 /// rows after an `--after` page, earlier rows before the newest one.
-fn more_hint<T>(items: &[T], seq: fn(&T) -> i64, order: Order, limit: u32) {
-    if items.is_empty() || items.len() < limit as usize {
+fn more_hint<T>(items: &[T], pages: Pages<T>, order: Order, limit: u32) {
+    if items.is_empty() || !(pages.more)(items, limit) {
         return;
     }
+    let seq = pages.seq;
     match order {
         Order::Asc => eprintln!(
             "(more may follow: --after {})",
@@ -755,7 +782,11 @@ mod tests {
             Ok::<_, store::StoreError>(rows.copied().collect::<Vec<i64>>())
         };
         let rows = Rows::new(true, &["SEQ"], &[], |s: &i64| vec![s.to_string()]);
-        let done = print_all((0, 2), page, |s| *s, rows).await.expect("all");
+        let pages = Pages {
+            seq: |s: &i64| *s,
+            more: full,
+        };
+        let done = print_all((0, 2), page, pages, rows).await.expect("all");
         assert_eq!(done, ExitCode::SUCCESS);
         let asked = asked.into_inner().expect("lock");
         assert_eq!(asked, [(0, Order::Asc), (2, Order::Asc), (4, Order::Asc)]);

@@ -114,7 +114,7 @@ async fn tail(
                 return;
             }
         }
-        if page.len() == PAGE as usize {
+        if query.more_after(&page) {
             continue;
         }
         tokio::select! {

@@ -47,7 +47,41 @@ pub struct EventQuery {
     pub received: TimeRange,
 }
 
+/// The payload bytes one page of events holds: a page ends with the event
+/// that reaches it, even short of its `limit`. Without it a page of 1,000
+/// events, each payload up to `max_body_bytes`, could hold a gigabyte; with
+/// it a page holds at most this plus one payload. Every event is still
+/// listed, a page later: the next page starts after the last row.
+pub const PAGE_PAYLOAD_BYTES: usize = 8 << 20;
+
+/// Adds up payload bytes as a backend reads a page of events, and says when
+/// the page is done ([`PAGE_PAYLOAD_BYTES`]).
+#[derive(Debug, Default)]
+pub struct PageBudget(usize);
+
+impl PageBudget {
+    /// Counts `event` in; `true` once the page holds enough.
+    pub fn take(&mut self, event: &Event) -> bool {
+        self.0 += event.payload.get().len();
+        self.0 >= PAGE_PAYLOAD_BYTES
+    }
+}
+
+/// Whether events may follow `page`, read with `limit`
+/// ([`EventQuery::more_after`]).
+pub fn more_events(page: &[Event], limit: u32) -> bool {
+    let mut budget = PageBudget::default();
+    page.len() >= limit as usize || page.iter().any(|e| budget.take(e))
+}
+
 impl EventQuery {
+    /// Whether rows may follow `page`, as this query read it: it stopped at
+    /// its `limit` or at [`PAGE_PAYLOAD_BYTES`]. (A page that ends exactly
+    /// where the rows do says so too; the next is then empty.)
+    pub fn more_after(&self, page: &[Event]) -> bool {
+        more_events(page, self.limit)
+    }
+
     /// The conditions beyond equality and the cursor, each with one `?` for
     /// its value, as both backends add them: the number's, then the time
     /// range's on `received_at` (a backend bounds `seq` for the range
@@ -383,7 +417,9 @@ pub trait Store: Send + Sync + 'static {
     /// (and counted in the log) rather than slow the server down.
     fn record_request(&self, request: RequestRecord);
 
-    /// Events matching the query, in its order.
+    /// Events matching the query, in its order: at most `limit`, and no
+    /// more than fill [`PAGE_PAYLOAD_BYTES`] ([`EventQuery::more_after`]
+    /// tells whether rows may follow).
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError>;

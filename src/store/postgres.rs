@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures_core::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -28,8 +29,8 @@ use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, RequestCount, RequestQuery, Store,
-    StoreError, StoreOptions, TimeRange,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageBudget, RequestCount,
+    RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::log_throttle::Throttle;
@@ -138,6 +139,29 @@ impl PostgresStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// Runs an events listing built by `listing`, reading rows only until
+    /// the page holds enough ([`PageBudget`]): the rest are not decoded.
+    async fn list_events(
+        &self,
+        sql: &str,
+        params: &[Box<dyn ToSql + Sync + Send>],
+    ) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let params = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync));
+        let rows = client.query_raw(sql, params).await.map_err(unavailable)?;
+        let mut rows = std::pin::pin!(rows);
+        let (mut page, mut budget) = (Vec::new(), PageBudget::default());
+        while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            let event = event_from_row(&row.map_err(unavailable)?)?;
+            let full = budget.take(&event);
+            page.push(event);
+            if full {
+                break;
+            }
+        }
+        Ok(page)
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -912,7 +936,7 @@ impl Store for PostgresStore {
             (q.after, q.order),
             q.limit,
         );
-        self.list(&sql, &params, event_from_row).await
+        self.list_events(&sql, &params).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {

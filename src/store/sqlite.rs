@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, RequestCount, RequestQuery, Store,
-    StoreError, StoreOptions, TimeRange,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageBudget, RequestCount,
+    RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
 use crate::message::StatusRow;
@@ -550,7 +550,16 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
     let (sql, values) = events_sql(q, through);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
-    rows.collect()
+    let (mut page, mut budget) = (Vec::new(), PageBudget::default());
+    for event in rows {
+        let event = event?;
+        let full = budget.take(&event);
+        page.push(event);
+        if full {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {

@@ -188,6 +188,33 @@ async fn events_and_requests_in_a_time_range(backend: Backend) {
     app.stop().await;
 }
 
+/// Ten webhooks of about 1 MB: a page asked for 1,000 events ends at the one
+/// that takes its payloads to 8 MiB, with a `next` cursor (the server no
+/// longer holds a page of large events in memory at once), and following
+/// `next` lists every event once.
+#[tokio::test]
+async fn a_page_of_large_events_ends_early_and_next_lists_the_rest() {
+    let app = TestApp::spawn().await;
+    let integify = provider("integify");
+    let pad = "x".repeat(1_000_000);
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let body = format!(r#"{{"id":"evt_big_{i}","type":"sms.received","pad":"{pad}"}}"#);
+        let (status, answer) = app.send_body(integify, body.as_bytes()).await;
+        assert_eq!(status, 200, "{answer}");
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    let (status, first) = app.api("/api/events?limit=1000").await;
+    assert_eq!(status, 200);
+    assert_eq!(first["events"].as_array().expect("events").len(), 9);
+    assert!(
+        first["next"].is_string(),
+        "a short page with more behind it"
+    );
+    assert_eq!(every_page(&app, "/api/events?limit=1000").await, sent);
+    app.stop().await;
+}
+
 /// The ids of every event on every page of `path`, following `next`.
 async fn every_page(app: &TestApp, path: &str) -> Vec<String> {
     let mut seen = Vec::new();

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use smshook::event::{EventFields, NewEvent, RequestRecord, new_event_id, now_rfc3339};
-use smshook::store::{EventQuery, Newest, Order, RequestQuery, Store, StoreError, TimeRange};
+use smshook::store::{
+    EventQuery, Newest, Order, PAGE_PAYLOAD_BYTES, RequestQuery, Store, StoreError, TimeRange,
+};
 
 use crate::support::{Backend, open_url};
 
@@ -14,7 +16,8 @@ crate::on_both_backends!(
     closed_store_refuses_writes,
     a_database_a_newer_smshook_migrated_is_refused,
     time_ranges_list_what_was_received_in_them,
-    a_number_lists_the_events_from_or_to_it
+    a_number_lists_the_events_from_or_to_it,
+    a_page_of_events_ends_at_its_payload_bytes
 );
 
 /// A fresh store on `backend` (SQLite in a temporary directory, kept alive
@@ -396,6 +399,50 @@ async fn a_number_lists_the_events_from_or_to_it(backend: Backend) {
         let keys: Vec<String> = events.iter().map(payload_id).collect();
         assert_eq!(keys, expected, "{asked:?}");
     }
+    store.close().await;
+}
+
+/// Twenty events of 1 MiB each: a page of up to 1,000 ends at the event that
+/// takes it to `PAGE_PAYLOAD_BYTES` (8 MiB), says more may follow, and the
+/// pages after it list the rest, each once.
+async fn a_page_of_events_ends_at_its_payload_bytes(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let pad = "x".repeat(1 << 20);
+    let keys: Vec<String> = (0..20).map(|i| format!("big{i:02}")).collect();
+    for key in &keys {
+        let mut new = event("s", key, "message.received", None);
+        new.payload = format!(r#"{{"id":"{key}","pad":"{pad}"}}"#);
+        let log = request("s", 200, "accepted");
+        store.insert_event(new, log).await.expect("insert");
+    }
+    let (mut listed, mut sizes, mut after) = (Vec::new(), Vec::new(), None);
+    loop {
+        let q = EventQuery {
+            after,
+            limit: 1000,
+            ..Default::default()
+        };
+        let page = store.events(&q).await.expect("events");
+        let bytes: usize = page.iter().map(|e| e.payload.get().len()).sum();
+        assert!(bytes < PAGE_PAYLOAD_BYTES + (2 << 20), "{bytes} bytes");
+        sizes.push(page.len());
+        listed.extend(page.iter().map(payload_id));
+        after = page.last().map(|e| e.seq);
+        if !q.more_after(&page) {
+            break;
+        }
+    }
+    assert_eq!(sizes, [8, 8, 4]);
+    assert_eq!(listed, keys);
+    let newest = EventQuery {
+        limit: 1000,
+        order: Order::Desc,
+        ..Default::default()
+    };
+    let page = store.events(&newest).await.expect("events");
+    let ids: Vec<String> = page.iter().map(payload_id).collect();
+    assert_eq!(ids, keys[12..].iter().rev().cloned().collect::<Vec<_>>());
+    assert!(newest.more_after(&page));
     store.close().await;
 }
 
