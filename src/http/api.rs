@@ -34,6 +34,16 @@ struct Page<T> {
     next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// `items` under `rows`, with the last one's cursor (`seq`) as `next`
+    /// when `more` may follow: a full page may have more behind it, a short
+    /// one is the end.
+    fn of(rows: &'static str, items: Vec<T>, more: bool, seq: fn(&T) -> i64) -> Json<Self> {
+        let next = items.last().filter(|_| more).map(|i| seq(i).to_string());
+        Json(Self { rows, items, next })
+    }
+}
+
 impl<T: Serialize> Serialize for Page<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(2))?;
@@ -225,12 +235,8 @@ async fn list_events(
         received: time_range(p.since.as_deref(), p.until.as_deref())?,
     };
     let events = app.store.events(&query).await?;
-    let next = next_cursor(events.last().map(|e| e.seq), query.more_after(&events));
-    Ok(Json(Page {
-        rows: "events",
-        items: events,
-        next,
-    }))
+    let more = query.more_after(&events);
+    Ok(Page::of("events", events, more, |e| e.seq))
 }
 
 async fn get_event(
@@ -261,12 +267,7 @@ async fn list_requests(
     };
     let requests = app.store.requests(&query).await?;
     let more = requests.len() == limit as usize;
-    let next = next_cursor(requests.last().map(|r| r.seq), more);
-    Ok(Json(Page {
-        rows: "requests",
-        items: requests,
-        next,
-    }))
+    Ok(Page::of("requests", requests, more, |r| r.seq))
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,12 +382,7 @@ async fn list_deliveries(
     };
     let deliveries = app.store.deliveries(&query).await?;
     let more = deliveries.len() == limit as usize;
-    let next = next_cursor(deliveries.last().map(|d| d.id), more);
-    Ok(Json(Page {
-        rows: "deliveries",
-        items: deliveries,
-        next,
-    }))
+    Ok(Page::of("deliveries", deliveries, more, |d| d.id))
 }
 
 async fn get_delivery(
@@ -495,11 +491,6 @@ pub(super) fn time_range(since: Option<&str>, until: Option<&str>) -> Result<Tim
         since: parse("since", since)?,
         until: parse("until", until)?,
     })
-}
-
-/// A full page may have more behind it; a short one is the end.
-fn next_cursor(last_seq: Option<i64>, more: bool) -> Option<String> {
-    more.then_some(last_seq).flatten().map(|s| s.to_string())
 }
 
 /// The OpenAPI 3.1 description of the webhook endpoint and this API
