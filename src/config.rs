@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::dispatch::{Destination, Filter, Target};
+use crate::dispatch::{Brokers, Destination, Filter, Target};
 use crate::http::{Networks, TrustedProxies};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
@@ -51,8 +51,8 @@ pub struct Config {
     pub sources: Vec<Source>,
     /// Where stored events are handed to the application.
     pub destinations: Vec<Destination>,
-    /// The NATS server NATS destinations publish to.
-    pub nats_url: Option<String>,
+    /// The NATS and Redis servers queue destinations reach.
+    pub brokers: Brokers,
     /// Bearer token for `/api/*` (`SMSHOOK_API_TOKEN`); `None` turns the API off.
     pub api_token: Option<Secret>,
     /// Proxies whose `X-Forwarded-For` names the client in the request log.
@@ -129,6 +129,7 @@ struct FileConfig {
     #[serde(default)]
     destinations: Vec<DestinationFile>,
     nats_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +139,8 @@ struct DestinationFile {
     url: Option<String>,
     subject: Option<String>,
     stream: Option<String>,
+    redis_stream: Option<String>,
+    redis_max_len: Option<u64>,
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -361,6 +364,11 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         env_sources(env)?
     };
     let destinations = destinations(raw.destinations, &sources, env)?;
+    let brokers = Brokers {
+        nats_url: env("SMSHOOK_NATS_URL").or(raw.nats_url),
+        redis_url: env("SMSHOOK_REDIS_URL").or(raw.redis_url),
+    };
+    check_brokers(&destinations, &brokers)?;
     let trusted_proxies = trusted_proxies(&raw.trusted_proxies, env)?;
     check_limits(
         (max_body_bytes, in_flight, max_connections),
@@ -386,7 +394,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
         request_log_max_rows: raw.request_log.max_rows,
         retention,
         sources,
-        nats_url: env("SMSHOOK_NATS_URL").or(raw.nats_url),
+        brokers,
         destinations,
         api_token: env("SMSHOOK_API_TOKEN")
             .filter(|t| !t.is_empty())
@@ -699,10 +707,46 @@ fn destination(
     })
 }
 
-/// `url` (with a Standard Webhooks secret) or `subject` (NATS), not both.
+/// A queue destination needs its server's URL: said at start-up, not by
+/// every delivery failing. A Redis URL is checked without being repeated
+/// (it may hold a password).
+fn check_brokers(destinations: &[Destination], brokers: &Brokers) -> Result<()> {
+    for d in destinations {
+        let (kind, url, key) = match d.target {
+            Target::Http { .. } => continue,
+            Target::Nats { .. } => ("NATS", &brokers.nats_url, "nats_url"),
+            Target::Redis { .. } => ("Redis", &brokers.redis_url, "redis_url"),
+        };
+        if url.is_none() {
+            bail!(
+                "destination {:?} goes to {kind}: set {key} (or SMSHOOK_{})",
+                d.name,
+                key.to_uppercase()
+            );
+        }
+    }
+    if let Some(url) = &brokers.redis_url
+        && ::redis::Client::open(url.as_str()).is_err()
+    {
+        bail!("redis_url: not a redis://, rediss:// or unix:// URL");
+    }
+    Ok(())
+}
+
+/// `url` (with a Standard Webhooks secret), `subject` (NATS) or
+/// `redis_stream` (Redis Streams): exactly one.
 fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
-    match (&d.url, &d.subject) {
-        (Some(url), None) => {
+    if d.redis_stream.is_none() && d.redis_max_len.is_some() {
+        bail!("redis_max_len: only for a Redis destination (redis_stream)");
+    }
+    if d.subject.is_none() && d.stream.is_some() {
+        bail!(
+            "stream: only for a NATS destination (subject); a Redis one names its stream in redis_stream"
+        );
+    }
+    match (&d.url, &d.subject, &d.redis_stream) {
+        (None, None, Some(stream)) => redis_target(stream, d.redis_max_len),
+        (Some(url), None, None) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("url: {url:?} must be an http:// or https:// URL");
             }
@@ -721,12 +765,30 @@ fn target(d: &DestinationFile, env: &dyn Fn(&str) -> Option<String>) -> Result<T
                 .context("secret")?;
             Ok(Target::http(url, keys))
         }
-        (None, Some(subject)) if !subject.trim().is_empty() => Ok(Target::Nats {
+        (None, Some(subject), None) if !subject.trim().is_empty() => Ok(Target::Nats {
             subject: subject.clone(),
             stream: d.stream.clone(),
         }),
-        _ => bail!("exactly one of url (HTTP) or subject (NATS JetStream) must be set"),
+        _ => bail!(
+            "exactly one of url (HTTP), subject (NATS JetStream) or redis_stream (Redis Streams) must be set"
+        ),
     }
+}
+
+fn redis_target(stream: &str, max_len: Option<u64>) -> Result<Target> {
+    if stream.trim().is_empty() {
+        bail!("redis_stream: empty");
+    }
+    if crate::dispatch::redis::slot_tag(stream).is_none() {
+        bail!("redis_stream: {stream:?} has a `}}` but no {{hash tag}}: give it one, or no braces");
+    }
+    if max_len == Some(0) {
+        bail!("redis_max_len: 0 would keep no entries; leave it out to keep them all");
+    }
+    Ok(Target::Redis {
+        stream: stream.to_string(),
+        max_len,
+    })
 }
 
 /// Without a config file: one source per provider whose secret variable is
@@ -1072,6 +1134,59 @@ mod tests {
         for memory in ["database = ':memory:'", "database = 'sqlite://:memory:'"] {
             let e = err(memory);
             assert!(e.contains("database") && e.contains("in-memory"), "{e}");
+        }
+    }
+
+    /// Queue destinations: exactly one kind each, their server's URL
+    /// required at start-up, and a Redis URL's password never repeated.
+    #[test]
+    fn queue_destinations_need_their_server() {
+        let source = "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\n";
+        let with = |table: &str, rest: &str| {
+            format!("{rest}\n{source}[[destinations]]\nname='q'\n{table}")
+        };
+        let err = |toml: &str| format!("{:#}", load(Some(toml), &[]).expect_err("must fail"));
+        let redis = "redis_stream='sms:events'\nredis_max_len=1000";
+        let e = err(&with(redis, ""));
+        assert!(e.contains("set redis_url (or SMSHOOK_REDIS_URL)"), "{e}");
+        let e = err(&with("subject='sms.{type}'", ""));
+        assert!(e.contains("set nats_url (or SMSHOOK_NATS_URL)"), "{e}");
+        let c = load(
+            Some(&with(redis, "redis_url='redis://127.0.0.1:6379'")),
+            &[],
+        )
+        .expect("loads");
+        let expected = Target::Redis {
+            stream: "sms:events".into(),
+            max_len: Some(1000),
+        };
+        assert!(c.destinations[0].target.same_place(&expected));
+        let vars = [("SMSHOOK_REDIS_URL", "rediss://:hunter2@cache:6380/0")];
+        let c = load(Some(&with(redis, "")), &vars).expect("the variable serves");
+        assert_eq!(c.brokers.redis_url.as_deref(), Some(vars[0].1));
+        let e = err(&with(redis, "redis_url='http://:hunter2@cache'"));
+        assert!(
+            e.contains("redis_url: not a redis://") && !e.contains("hunter2"),
+            "{e}"
+        );
+        for (table, expected) in [
+            ("redis_stream='s'\nurl='http://x/h'", "exactly one of url"),
+            (
+                "redis_stream='s'\nstream='S'",
+                "stream: only for a NATS destination",
+            ),
+            (
+                "subject='a'\nredis_max_len=5",
+                "redis_max_len: only for a Redis",
+            ),
+            ("redis_stream='s'\nredis_max_len=0", "redis_max_len: 0"),
+            ("redis_stream='a{}b'", "no {hash tag}"),
+        ] {
+            let e = err(&with(table, "redis_url='redis://r'\nnats_url='nats://n'"));
+            assert!(
+                e.contains("destinations[0]") && e.contains(expected),
+                "{table}: {e}"
+            );
         }
     }
 

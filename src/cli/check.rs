@@ -81,6 +81,10 @@ fn target(target: &Target) -> String {
             Some(stream) => format!("NATS subject {subject} (stream {stream})"),
             None => format!("NATS subject {subject}"),
         },
+        Target::Redis { stream, max_len } => match max_len {
+            Some(n) => format!("Redis stream {stream} (about {n} entries kept)"),
+            None => format!("Redis stream {stream}"),
+        },
     }
 }
 

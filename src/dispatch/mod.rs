@@ -19,6 +19,7 @@ use crate::store::{AttemptRecord, DeliveryUpdate, DueDelivery, Store};
 
 pub mod http;
 pub mod nats;
+pub mod redis;
 
 /// How long a claimed delivery stays ours; past it, another worker (or
 /// replica) may take it, so a worker that died does not strand it.
@@ -129,6 +130,19 @@ pub enum Target {
         subject: String,
         stream: Option<String>,
     },
+    /// Add an entry to a Redis stream (`XADD`), trimmed to about `max_len`
+    /// entries when set.
+    Redis {
+        stream: String,
+        max_len: Option<u64>,
+    },
+}
+
+/// The servers queue destinations reach: `nats_url` and `redis_url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Brokers {
+    pub nats_url: Option<String>,
+    pub redis_url: Option<String>,
 }
 
 impl Target {
@@ -140,7 +154,7 @@ impl Target {
     }
 
     /// The same place, whatever the keys.
-    fn same_place(&self, other: &Target) -> bool {
+    pub(crate) fn same_place(&self, other: &Target) -> bool {
         match (self, other) {
             (Target::Http { url: a, .. }, Target::Http { url: b, .. }) => a == b,
             (
@@ -150,6 +164,13 @@ impl Target {
                     stream: other_stream,
                 },
             ) => subject == other_subject && stream == other_stream,
+            (
+                Target::Redis { stream, max_len },
+                Target::Redis {
+                    stream: other_stream,
+                    max_len: other_max_len,
+                },
+            ) => stream == other_stream && max_len == other_max_len,
             _ => false,
         }
     }
@@ -297,6 +318,7 @@ pub struct Dispatcher {
     destinations: Arc<HashMap<String, Destination>>,
     client: reqwest::Client,
     nats: Arc<nats::Connection>,
+    redis: Arc<redis::Connection>,
     clock: Clock,
     /// Wakes the loop early (a new event with deliveries was stored).
     pub wake: Arc<Notify>,
@@ -355,12 +377,8 @@ impl AttemptCounts {
 }
 
 impl Dispatcher {
-    /// `nats_url`: the server NATS destinations publish to.
-    pub fn new(
-        store: Arc<dyn Store>,
-        destinations: &[Destination],
-        nats_url: Option<String>,
-    ) -> Self {
+    /// `brokers`: the servers NATS and Redis destinations reach.
+    pub fn new(store: Arc<dyn Store>, destinations: &[Destination], brokers: &Brokers) -> Self {
         Self {
             store,
             destinations: Arc::new(
@@ -373,7 +391,8 @@ impl Dispatcher {
                 .user_agent(concat!("smshook/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default(),
-            nats: Arc::new(nats::Connection::new(nats_url)),
+            nats: Arc::new(nats::Connection::new(brokers.nats_url.clone())),
+            redis: Arc::new(redis::Connection::new(brokers.redis_url.clone())),
             clock: Clock::new(),
             wake: Arc::new(Notify::new()),
             pressure: Arc::new(Pressure::new()),
@@ -454,6 +473,7 @@ impl Dispatcher {
             destinations: self.destinations.clone(),
             client: self.client.clone(),
             nats: self.nats.clone(),
+            redis: self.redis.clone(),
             clock: self.clock,
             attempts: self.attempts.clone(),
         }
@@ -465,6 +485,7 @@ struct Worker {
     destinations: Arc<HashMap<String, Destination>>,
     client: reqwest::Client,
     nats: Arc<nats::Connection>,
+    redis: Arc<redis::Connection>,
     clock: Clock,
     attempts: Arc<AttemptCounts>,
 }
@@ -519,6 +540,13 @@ impl Worker {
                 self.nats
                     .publish(subject, stream.as_deref(), d.timeout, &due.event)
                     .await
+            }
+            Target::Redis { stream, max_len } => {
+                let stream = redis::Stream {
+                    key: stream,
+                    max_len: *max_len,
+                };
+                self.redis.add(&stream, d.timeout, due.id, &due.event).await
             }
         };
         let attempts = due.attempts as usize + 1;
@@ -598,7 +626,7 @@ mod tests {
     fn keys(d: &Destination) -> Arc<Vec<http::SigningKey>> {
         match &d.target {
             Target::Http { keys, .. } => keys.current(),
-            Target::Nats { .. } => panic!("not HTTP"),
+            _ => panic!("not HTTP"),
         }
     }
 

@@ -60,7 +60,8 @@ pub struct AppInner {
     /// `None`: the query API is off.
     pub api_token: Option<Secret>,
     pub destinations: Vec<Destination>,
-    pub nats_url: Option<String>,
+    /// The servers NATS and Redis destinations reach.
+    pub brokers: crate::dispatch::Brokers,
     /// Wakes the dispatcher when an event with deliveries is stored, so the
     /// hand-off starts at once instead of at the next poll.
     pub dispatch_wake: Arc<Notify>,
@@ -101,7 +102,7 @@ impl App {
             ack_deadline: config.ack_deadline,
             api_token: config.api_token.clone(),
             destinations: config.destinations.clone(),
-            nats_url: config.nats_url.clone(),
+            brokers: config.brokers.clone(),
             dispatch_wake: Arc::new(Notify::new()),
             pressure: Arc::new(crate::dispatch::Pressure::new()),
             commits: tokio::sync::watch::Sender::new(0),
@@ -191,7 +192,7 @@ pub async fn run_tls(
     let store = app.store.clone();
     let stop_dispatch = Arc::new(Notify::new());
     let dispatcher = (!app.destinations.is_empty()).then(|| {
-        let mut d = Dispatcher::new(store.clone(), &app.destinations, app.nats_url.clone());
+        let mut d = Dispatcher::new(store.clone(), &app.destinations, &app.brokers);
         d.wake = app.dispatch_wake.clone();
         d.pressure = app.pressure.clone();
         d.attempts = app.attempts.clone();

@@ -363,12 +363,14 @@ fn check_prints_what_would_run_and_never_a_secret() {
     std::fs::write(&secrets, "old-s3cret\nnew-s3cret\n").expect("write");
     let path = dir.path().join("smshook.toml");
     let config = format!(
-        "[[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n\
+        "nats_url = \"nats://127.0.0.1:4222\"\nredis_url = \"redis://:r3dispa55@cache:6379\"\n\
+         [[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n\
          [[sources]]\nname = \"mg\"\nprovider = \"msgine\"\nsecrets = [\"m5ecret\"]\n\
          allowed_ips = [\"52.89.214.238\", \"10.0.0.0/8\"]\n\
          [[destinations]]\nname = \"app\"\nurl = \"https://u:pa55@app.internal/hooks?token=t0k\"\n\
          secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
-         [[destinations]]\nname = \"q\"\nsubject = \"sms.{{type}}\"\n",
+         [[destinations]]\nname = \"q\"\nsubject = \"sms.{{type}}\"\n\
+         [[destinations]]\nname = \"r\"\nredis_stream = \"sms:events\"\n",
         secrets.display().to_string()
     );
     std::fs::write(&path, config).expect("write");
@@ -397,13 +399,14 @@ fn check_prints_what_would_run_and_never_a_secret() {
         "source: POST /webhooks/mg (msgine, 1 secret, from 52.89.214.238/32, 10.0.0.0/8)",
         "destination: app -> https://app.internal/hooks (1 signing secret)",
         "destination: q -> NATS subject sms.{type}",
+        "destination: r -> Redis stream sms:events",
         "query API: off",
         "limits: bodies up to 1048576 bytes, 67108864 bytes being read at once, \
          1024 connections, 4s to answer",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
-    for secret in ["s3cret", "m5ecret", "pa55", "t0k", "MfKQ9r8G"] {
+    for secret in ["s3cret", "m5ecret", "pa55", "t0k", "MfKQ9r8G", "r3dispa55"] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }
 }

@@ -58,7 +58,9 @@ fn start(
     destinations: &[Destination],
 ) -> (Arc<Notify>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(Notify::new());
-    let task = tokio::spawn(Dispatcher::new(store.clone(), destinations, None).run(stop.clone()));
+    let task = tokio::spawn(
+        Dispatcher::new(store.clone(), destinations, &Default::default()).run(stop.clone()),
+    );
     (stop, task)
 }
 
@@ -297,22 +299,10 @@ async fn replay_and_bulk_retry_over_the_api(backend: Backend) {
         "the original payload travels along"
     );
 
-    let replayed = app
-        .client
-        .post(app.url(&format!("/api/events/{event_id}/replay")))
-        .bearer_auth(crate::support::TOKEN)
-        .send()
-        .await;
-    assert_eq!(replayed.expect("send").status(), 202);
+    assert_eq!(app.replay(&event_id).await, 202);
     let again = receiver.next().await;
     assert_eq!(again.headers["webhook-id"], event_id.as_str());
-    let missing = app
-        .client
-        .post(app.url("/api/events/evt_nope/replay"))
-        .bearer_auth(crate::support::TOKEN)
-        .send()
-        .await;
-    assert_eq!(missing.expect("send").status(), 404);
+    assert_eq!(app.replay("evt_nope").await, 404);
 
     // The attempt is recorded just after the receiver answers: wait for it.
     let page = eventually(

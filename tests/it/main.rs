@@ -11,6 +11,7 @@ mod openapi;
 mod postgres;
 mod powercut;
 mod receiver;
+mod redis;
 mod reload;
 mod retention;
 mod status;

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use smshook::dispatch::{Destination, Filter, Target};
+use smshook::dispatch::{Brokers, Destination, Filter, Target};
 
-use crate::support::{TOKEN, TestApp, TestOptions, provider, skip_notice};
+use crate::support::{TestApp, TestOptions, skip_notice};
 
 fn nats_url() -> Option<String> {
     let url = std::env::var("SMSHOOK_TEST_NATS_URL").ok();
@@ -34,25 +34,14 @@ async fn events_are_published_once_with_their_id_and_read_back() {
     };
     let options = TestOptions {
         destinations: vec![destination],
-        nats_url: Some(url.clone()),
+        brokers: Brokers {
+            nats_url: Some(url.clone()),
+            redis_url: None,
+        },
         ..Default::default()
     };
     let app = TestApp::spawn_with(options).await;
-    let mut ids = Vec::new();
-    for t in ["sms.delivered", "sms.received"] {
-        let (_, status, answer) = app.send_sample(provider("integify"), t).await;
-        assert_eq!(status, 200);
-        ids.push(answer["event_id"].as_str().expect("id").to_string());
-    }
-    wait_delivered(&app, 2).await;
-    let replay = app
-        .client
-        .post(app.url(&format!("/api/events/{}/replay", ids[0])))
-        .bearer_auth(TOKEN)
-        .send()
-        .await;
-    assert_eq!(replay.expect("send").status(), 202);
-    wait_delivered(&app, 3).await;
+    let ids = app.two_events_and_a_replay().await;
 
     let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
     let mut stream = js.get_stream(&stream_name).await.expect("stream exists");
@@ -91,18 +80,4 @@ async fn events_are_published_once_with_their_id_and_read_back() {
     }
     let _ = js.delete_stream(&stream_name).await;
     app.stop().await;
-}
-
-async fn wait_delivered(app: &TestApp, n: usize) {
-    for _ in 0..100 {
-        let (_, page) = app.api("/api/deliveries?state=delivered").await;
-        if page["deliveries"].as_array().is_some_and(|d| d.len() == n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{n} deliveries were not made: {}",
-        app.api("/api/deliveries").await.1
-    );
 }

@@ -133,7 +133,7 @@ macro_rules! on_both_backends {
 pub struct TestOptions {
     pub backend: Backend,
     pub destinations: Vec<smshook::dispatch::Destination>,
-    pub nats_url: Option<String>,
+    pub brokers: smshook::dispatch::Brokers,
     pub database: Option<PathBuf>,
     pub store: Option<Arc<dyn Store>>,
     pub ack_deadline: Duration,
@@ -153,7 +153,7 @@ impl Default for TestOptions {
         Self {
             backend: Backend::Sqlite,
             destinations: Vec::new(),
-            nats_url: None,
+            brokers: Default::default(),
             database: None,
             store: None,
             ack_deadline: Duration::from_secs(4),
@@ -255,7 +255,7 @@ impl TestApp {
             retention: None,
             sources: limited(all_sources(), o.allowed_ips),
             destinations: o.destinations.clone(),
-            nats_url: o.nats_url.clone(),
+            brokers: o.brokers.clone(),
             api_token: o.api_token.map(Secret::new),
             trusted_proxies: smshook::http::TrustedProxies::parse(o.trusted_proxies)
                 .expect("trusted proxies"),
@@ -380,6 +380,49 @@ impl TestApp {
             .expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/events/{id}/replay` with the bearer token; its status.
+    pub async fn replay(&self, event_id: &str) -> u16 {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/events/{event_id}/replay")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request");
+        response.status().as_u16()
+    }
+
+    /// Two Integify events (sms.delivered, sms.received) for the app's one
+    /// destination, then the first replayed: their ids, once the three
+    /// deliveries are made.
+    pub async fn two_events_and_a_replay(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for t in ["sms.delivered", "sms.received"] {
+            let (_, status, answer) = self.send_sample(provider("integify"), t).await;
+            assert_eq!(status, 200);
+            ids.push(answer["event_id"].as_str().expect("id").to_string());
+        }
+        self.wait_deliveries("delivered", 2).await;
+        assert_eq!(self.replay(&ids[0]).await, 202);
+        self.wait_deliveries("delivered", 3).await;
+        ids
+    }
+
+    /// Waits (5 s at most) until `n` deliveries are in `state`; the listing.
+    pub async fn wait_deliveries(&self, state: &str, n: usize) -> Value {
+        for _ in 0..100 {
+            let (_, page) = self.api(&format!("/api/deliveries?state={state}")).await;
+            if page["deliveries"].as_array().is_some_and(|d| d.len() == n) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{n} deliveries never {state}: {}",
+            self.api("/api/deliveries").await.1
+        );
     }
 
     pub async fn events(&self, query: &str) -> Vec<Value> {

@@ -16,7 +16,7 @@ use crate::durability::{Server, serve_command, start};
 use crate::support::{provider, secret_for};
 
 /// A self-signed certificate for 127.0.0.1, or `None` (said on stderr).
-fn self_signed(dir: &Path, name: &str) -> Option<TlsFiles> {
+pub fn self_signed(dir: &Path, name: &str) -> Option<TlsFiles> {
     let files = TlsFiles {
         cert: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
