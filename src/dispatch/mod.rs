@@ -28,6 +28,14 @@ const LEASE: Duration = Duration::from_secs(300);
 const CLAIM_LIMIT: u32 = 256;
 /// Deliveries claimed per round while ingestion is saturated.
 const BUSY_CLAIM_LIMIT: u32 = 64;
+/// Event payload bytes the dispatcher holds at once, being sent and
+/// claimed: each send takes its payload's length from this budget, and a
+/// claim asks for no more deliveries than the budget holds of the last
+/// claim's payloads (`BUSY_CLAIM_LIMIT` for the first). SMS events of a
+/// kilobyte or two never reach it, and go 256 at a time; events near a
+/// `max_body_bytes` of 1 MiB go 16 at a time, where 256 sent and 256
+/// claimed held about a gigabyte.
+const PAYLOAD_BUDGET: usize = 16 << 20;
 /// How often the outbox is polled when nothing wakes the dispatcher.
 const POLL: Duration = Duration::from_secs(1);
 /// More webhook requests than this in flight at once means ingestion is
@@ -402,19 +410,27 @@ impl Dispatcher {
 
     pub async fn run(self, stop: Arc<Notify>) {
         let sending = Arc::new(Semaphore::new(CLAIM_LIMIT as usize));
+        let payloads = Arc::new(Semaphore::new(PAYLOAD_BUDGET));
         let (done, results) = mpsc::channel(CLAIM_LIMIT as usize * 4);
         let recorder = tokio::spawn(record(self.store.clone(), results));
+        let mut mean_payload = None;
         loop {
-            let claimed = self.claim().await;
+            let claimed = self
+                .claim(claim_limit(self.pressure.busy(), mean_payload))
+                .await;
             let idle = claimed.is_empty();
+            mean_payload = mean(&claimed).or(mean_payload);
             for due in claimed {
                 let Ok(permit) = sending.clone().acquire_owned().await else {
+                    return;
+                };
+                let Ok(bytes) = payloads.clone().acquire_many_owned(weight(&due)).await else {
                     return;
                 };
                 let (worker, done) = (self.worker(), done.clone());
                 tokio::spawn(async move {
                     let _ = done.send(worker.attempt(due).await).await;
-                    drop(permit);
+                    drop((permit, bytes));
                 });
             }
             // Ingestion first: while it is saturated, pause between rounds
@@ -438,24 +454,10 @@ impl Dispatcher {
         let _ = recorder.await;
     }
 
-    /// Big rounds amortize the claim and record transactions; small ones
-    /// while a flood of webhooks needs the resources.
-    fn claim_limit(&self) -> u32 {
-        if self.pressure.busy() {
-            BUSY_CLAIM_LIMIT
-        } else {
-            CLAIM_LIMIT
-        }
-    }
-
-    async fn claim(&self) -> Vec<DueDelivery> {
+    async fn claim(&self, limit: u32) -> Vec<DueDelivery> {
         match self
             .store
-            .claim_deliveries(
-                self.clock.now_ms(),
-                LEASE.as_millis() as i64,
-                self.claim_limit(),
-            )
+            .claim_deliveries(self.clock.now_ms(), LEASE.as_millis() as i64, limit)
             .await
         {
             Ok(due) => due,
@@ -567,6 +569,31 @@ impl Worker {
     }
 }
 
+/// Deliveries to claim. Big rounds amortize the claim and record
+/// transactions; small ones while a flood of webhooks needs the resources
+/// (`busy`); and no more than [`PAYLOAD_BUDGET`] holds of payloads the size
+/// of the last claim's (`mean_payload`; unknown before the first).
+fn claim_limit(busy: bool, mean_payload: Option<usize>) -> u32 {
+    let by_count = if busy { BUSY_CLAIM_LIMIT } else { CLAIM_LIMIT };
+    let by_bytes = match mean_payload {
+        Some(mean) => u32::try_from(PAYLOAD_BUDGET / mean.max(1)).unwrap_or(u32::MAX),
+        None => BUSY_CLAIM_LIMIT,
+    };
+    by_count.min(by_bytes).max(1)
+}
+
+/// The mean payload length of a claim; `None` for an empty one.
+fn mean(claimed: &[DueDelivery]) -> Option<usize> {
+    let total: usize = claimed.iter().map(|d| d.event.payload.get().len()).sum();
+    total.checked_div(claimed.len())
+}
+
+/// What a delivery takes from [`PAYLOAD_BUDGET`] while it is sent: its
+/// payload's length, at least 1 and at most the whole budget.
+fn weight(due: &DueDelivery) -> u32 {
+    due.event.payload.get().len().clamp(1, PAYLOAD_BUDGET) as u32
+}
+
 /// Writes attempt results in batches (one transaction for all that are
 /// waiting), retrying a failed write a few times. A result never written is
 /// not lost work: the lease runs out and the delivery is sent again.
@@ -621,6 +648,18 @@ mod tests {
         let bytes = format!("{secret:0>16}");
         http::SigningKey::parse(&base64::engine::general_purpose::STANDARD.encode(bytes))
             .expect("key")
+    }
+
+    /// Claims are sized by count, then by what the payload budget holds of
+    /// the last claim's payloads; the first, sizes unknown, is a small one.
+    #[test]
+    fn claims_shrink_for_large_payloads() {
+        assert_eq!(claim_limit(false, Some(1_500)), CLAIM_LIMIT);
+        assert_eq!(claim_limit(true, Some(1_500)), BUSY_CLAIM_LIMIT);
+        assert_eq!(claim_limit(false, None), BUSY_CLAIM_LIMIT);
+        assert_eq!(claim_limit(false, Some(1 << 20)), 16);
+        assert_eq!(claim_limit(false, Some(64 << 20)), 1, "one at least");
+        assert_eq!(claim_limit(false, Some(0)), CLAIM_LIMIT);
     }
 
     fn keys(d: &Destination) -> Arc<Vec<http::SigningKey>> {

@@ -22,6 +22,11 @@ crate::on_both_backends!(
 
 /// An event with a pending delivery to `destination`, stored directly.
 async fn stored_event(store: &Arc<dyn Store>, destination: &str) -> String {
+    stored_payload(store, destination, r#"{"id":"x"}"#.into()).await
+}
+
+/// [`stored_event`] with this payload.
+async fn stored_payload(store: &Arc<dyn Store>, destination: &str, payload: String) -> String {
     let event = NewEvent {
         id: new_event_id(),
         source: "integify".into(),
@@ -34,7 +39,7 @@ async fn stored_event(store: &Arc<dyn Store>, destination: &str) -> String {
         },
         opt_out: None,
         received_at: now_rfc3339(),
-        payload: r#"{"id":"x"}"#.into(),
+        payload,
         destinations: vec![destination.into()],
     };
     let request = smshook::event::RequestRecord {
@@ -128,6 +133,30 @@ async fn signed_delivery_retries_after_500_and_honours_429_retry_after() {
         "every attempt is recorded"
     );
     store.close().await;
+}
+
+/// Forty events of 1 MB for an endpoint that never answers: the dispatcher
+/// sends the 16 that its payload budget (16 MiB) holds, and no more while
+/// they hang, where it once held 256 such sends and 256 claimed beside them.
+#[tokio::test]
+async fn large_payloads_are_sent_a_budget_at_a_time() {
+    let store: Arc<dyn Store> = Arc::new(MemoryOutbox::default());
+    let mut receiver = TestReceiver::start(vec![Reply::Hang; 40]).await;
+    let mut destination = receiver.destination("app", &[10]);
+    destination.timeout = Duration::from_secs(60);
+    let pad = "x".repeat(1_000_000);
+    for i in 0..40 {
+        let payload = format!(r#"{{"id":"big{i}","pad":"{pad}"}}"#);
+        stored_payload(&store, "app", payload).await;
+    }
+    let (stop, task) = start(&store, &[destination]);
+    for _ in 0..16 {
+        receiver.next().await;
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), receiver.next()).await;
+    assert!(more.is_err(), "a 17th send while 16 MB were in flight");
+    stop.notify_one();
+    task.abort();
 }
 
 #[tokio::test(start_paused = true)]
