@@ -14,7 +14,7 @@ use anyhow::Result;
 use super::ConfigArgs;
 use super::redact_url;
 use crate::config::Config;
-use crate::dispatch::Target;
+use crate::dispatch::{Brokers, Target};
 
 pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
@@ -48,7 +48,8 @@ fn summary(config: &Config) -> String {
         );
     }
     for d in &config.destinations {
-        let _ = writeln!(out, "destination: {} -> {}", d.name, target(&d.target));
+        let place = target(&d.target, &config.brokers);
+        let _ = writeln!(out, "destination: {} -> {place}", d.name);
     }
     let api = match config.api_token {
         Some(_) => "on (bearer token from SMSHOOK_API_TOKEN)",
@@ -71,20 +72,30 @@ fn summary(config: &Config) -> String {
     out
 }
 
-fn target(target: &Target) -> String {
+/// Where a destination's events go; a queue's server named without its
+/// credentials.
+fn target(target: &Target, brokers: &Brokers) -> String {
+    let server =
+        |url: &Option<String>| url.as_deref().map_or_else(String::new, without_credentials);
     match target {
         Target::Http { url, keys } => {
             let keys = count(keys.current().len(), "signing secret");
             format!("{} ({keys})", without_credentials(url))
         }
-        Target::Nats { subject, stream } => match stream {
-            Some(stream) => format!("NATS subject {subject} (stream {stream})"),
-            None => format!("NATS subject {subject}"),
-        },
-        Target::Redis { stream, max_len } => match max_len {
-            Some(n) => format!("Redis stream {stream} (about {n} entries kept)"),
-            None => format!("Redis stream {stream}"),
-        },
+        Target::Nats { subject, stream } => {
+            let at = server(&brokers.nats_url);
+            match stream {
+                Some(stream) => format!("NATS subject {subject} (stream {stream}) at {at}"),
+                None => format!("NATS subject {subject} at {at}"),
+            }
+        }
+        Target::Redis { stream, max_len } => {
+            let at = server(&brokers.redis_url);
+            match max_len {
+                Some(n) => format!("Redis stream {stream} at {at} (about {n} entries kept)"),
+                None => format!("Redis stream {stream} at {at}"),
+            }
+        }
     }
 }
 

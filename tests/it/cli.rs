@@ -398,8 +398,8 @@ fn check_prints_what_would_run_and_never_a_secret() {
         "source: POST /webhooks/ig (integify, 2 secrets, from any address)",
         "source: POST /webhooks/mg (msgine, 1 secret, from 52.89.214.238/32, 10.0.0.0/8)",
         "destination: app -> https://app.internal/hooks (1 signing secret)",
-        "destination: q -> NATS subject sms.{type}",
-        "destination: r -> Redis stream sms:events",
+        "destination: q -> NATS subject sms.{type} at nats://127.0.0.1:4222",
+        "destination: r -> Redis stream sms:events at redis://cache:6379",
         "query API: off",
         "limits: bodies up to 1048576 bytes, 67108864 bytes being read at once, \
          1024 connections, 4s to answer",
