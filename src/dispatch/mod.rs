@@ -153,6 +153,16 @@ pub struct Brokers {
     pub redis_url: Option<String>,
 }
 
+impl Brokers {
+    /// The keys whose URL differs in `new`: a change takes a restart
+    /// (connections are made once), so a reload names them, never the URLs.
+    pub fn changed(&self, new: &Brokers) -> Vec<&'static str> {
+        let nats = (self.nats_url != new.nats_url).then_some("nats_url");
+        let redis = (self.redis_url != new.redis_url).then_some("redis_url");
+        nats.into_iter().chain(redis).collect()
+    }
+}
+
 impl Target {
     pub fn http(url: impl Into<String>, keys: Vec<http::SigningKey>) -> Self {
         Target::Http {
@@ -652,6 +662,20 @@ mod tests {
 
     /// Claims are sized by count, then by what the payload budget holds of
     /// the last claim's payloads; the first, sizes unknown, is a small one.
+    #[test]
+    fn a_reload_names_the_broker_urls_that_changed() {
+        let running = Brokers {
+            nats_url: Some("nats://a:4222".into()),
+            redis_url: None,
+        };
+        assert!(running.changed(&running.clone()).is_empty());
+        let new = Brokers {
+            nats_url: Some("nats://b:4222".into()),
+            redis_url: Some("redis://r".into()),
+        };
+        assert_eq!(running.changed(&new), ["nats_url", "redis_url"]);
+    }
+
     #[test]
     fn claims_shrink_for_large_payloads() {
         assert_eq!(claim_limit(false, Some(1_500)), CLAIM_LIMIT);

@@ -140,6 +140,10 @@ impl App {
         if !sources.need_restart.is_empty() {
             tracing::warn!(sources = %sources.need_restart.join(", "), "sources added, removed or given another provider: restart smshook to apply");
         }
+        let brokers = self.brokers.changed(&config.brokers);
+        if !brokers.is_empty() {
+            tracing::warn!(changed = %brokers.join(", "), "queue server URLs changed: restart smshook to apply");
+        }
         if !destinations.need_restart.is_empty() {
             tracing::warn!(destinations = %destinations.need_restart.join(", "), "destinations added, removed or changed other than their secrets: restart smshook to apply");
         }
