@@ -54,24 +54,32 @@ pub struct EventQuery {
 /// listed, a page later: the next page starts after the last row.
 pub const PAGE_PAYLOAD_BYTES: usize = 8 << 20;
 
-/// Adds up payload bytes as a backend reads a page of events, and says when
-/// the page is done ([`PAGE_PAYLOAD_BYTES`]).
+/// A page of events as a backend reads it, row by row, until it holds
+/// [`PAGE_PAYLOAD_BYTES`].
 #[derive(Debug, Default)]
-pub struct PageBudget(usize);
+pub struct PageReader {
+    events: Vec<Event>,
+    bytes: usize,
+}
 
-impl PageBudget {
-    /// Counts `event` in; `true` once the page holds enough.
-    pub fn take(&mut self, event: &Event) -> bool {
-        self.0 += event.payload.get().len();
-        self.0 >= PAGE_PAYLOAD_BYTES
+impl PageReader {
+    /// Adds `event`; `false` once the page holds enough (read no more rows).
+    pub fn push(&mut self, event: Event) -> bool {
+        self.bytes += event.payload.get().len();
+        self.events.push(event);
+        self.bytes < PAGE_PAYLOAD_BYTES
+    }
+
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
     }
 }
 
 /// Whether events may follow `page`, read with `limit`
 /// ([`EventQuery::more_after`]).
 pub fn more_events(page: &[Event], limit: u32) -> bool {
-    let mut budget = PageBudget::default();
-    page.len() >= limit as usize || page.iter().any(|e| budget.take(e))
+    let bytes: usize = page.iter().map(|e| e.payload.get().len()).sum();
+    page.len() >= limit as usize || bytes >= PAGE_PAYLOAD_BYTES
 }
 
 impl EventQuery {

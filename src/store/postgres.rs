@@ -29,7 +29,7 @@ use super::queue::{InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageBudget, RequestCount,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
     RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
@@ -142,7 +142,7 @@ impl PostgresStore {
     }
 
     /// Runs an events listing built by `listing`, reading rows only until
-    /// the page holds enough ([`PageBudget`]): the rest are not decoded.
+    /// the page holds enough ([`PageReader`]): the rest are not decoded.
     async fn list_events(
         &self,
         sql: &str,
@@ -152,16 +152,13 @@ impl PostgresStore {
         let params = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync));
         let rows = client.query_raw(sql, params).await.map_err(unavailable)?;
         let mut rows = std::pin::pin!(rows);
-        let (mut page, mut budget) = (Vec::new(), PageBudget::default());
+        let mut page = PageReader::default();
         while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-            let event = event_from_row(&row.map_err(unavailable)?)?;
-            let full = budget.take(&event);
-            page.push(event);
-            if full {
+            if !page.push(event_from_row(&row.map_err(unavailable)?)?) {
                 break;
             }
         }
-        Ok(page)
+        Ok(page.into_events())
     }
 
     async fn client(&self) -> Result<Object, StoreError> {

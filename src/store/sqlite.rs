@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageBudget, RequestCount,
+    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
     RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
@@ -550,16 +550,13 @@ fn list_events(conn: &Connection, q: &EventQuery, through: i64) -> rusqlite::Res
     let (sql, values) = events_sql(q, through);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
-    let (mut page, mut budget) = (Vec::new(), PageBudget::default());
+    let mut page = PageReader::default();
     for event in rows {
-        let event = event?;
-        let full = budget.take(&event);
-        page.push(event);
-        if full {
+        if !page.push(event?) {
             break;
         }
     }
-    Ok(page)
+    Ok(page.into_events())
 }
 
 fn events_sql(q: &EventQuery, through: i64) -> (String, Vec<SqlValue>) {
