@@ -57,9 +57,7 @@ impl IngestError {
             Self::StorageUnavailable { .. } => "storage_unavailable",
         }
     }
-}
 
-impl IngestError {
     /// For a refusal the provider should send again soon (nothing was
     /// stored): the status its provider retries, answered with
     /// `Retry-After`.

@@ -2,14 +2,13 @@
 //! health endpoints. Errors are one [`ApiError`] enum with a JSON body; 5xx
 //! answers never carry internal text.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
@@ -96,31 +95,25 @@ impl IntoResponse for ApiError {
 
 /// Query parameters, refused as a JSON `invalid_query` error (not axum's
 /// plain-text rejection) when they do not parse.
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(value) = Query::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
-        Ok(Self(value))
-    }
-}
 
 /// Path parameters, refused as a JSON `invalid_query` error when they do
 /// not parse (a delivery id past `i64`, a `%FF` that is not UTF-8).
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::InvalidQuery(e.body_text())
+    }
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(value) = Path::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
-        Ok(Self(value))
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::InvalidQuery(e.body_text())
     }
 }
 
@@ -179,8 +172,8 @@ async fn metrics(State(app): State<App>) -> Response {
         log_dropped: app.store.request_log_dropped(),
     };
     let capacity = super::metrics::Capacity {
-        connections_open: app.connections.in_use(),
-        connections_max: app.connections.max(),
+        connections_open: app.connection_limits.connections.in_use(),
+        connections_max: app.connection_limits.connections.max(),
         body_bytes_reading: app.body_budget.in_use(),
         body_bytes_max: app.body_budget.max(),
     };

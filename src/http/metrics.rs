@@ -202,7 +202,6 @@ impl Metrics {
     }
 }
 
-/// What a scrape reads from the store.
 /// How much of the server's limits is in use, read at each scrape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Capacity {
@@ -212,6 +211,7 @@ pub struct Capacity {
     pub body_bytes_max: usize,
 }
 
+/// What a scrape reads from the store.
 pub struct StoreReadings {
     /// `None` when the store could not be read: `smshook_store_up` is 0.
     pub backlog: Option<Vec<BacklogCount>>,

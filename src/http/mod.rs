@@ -73,10 +73,9 @@ pub struct AppInner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Whose `X-Forwarded-For` names the client in the request log.
     pub trusted_proxies: TrustedProxies,
-    /// Longest wait for a request head, idle keep-alive included.
-    pub idle_timeout: Duration,
-    /// Open connections, at most `max_connections` (`serve`).
-    pub connections: Budget,
+    /// The deadline for request heads and the open connections, at most
+    /// `max_connections` (`serve`).
+    pub connection_limits: serve::Limits,
     /// Counters behind `/metrics`.
     pub metrics: metrics::Metrics,
     /// The dispatcher's delivery attempts, also for `/metrics`.
@@ -108,8 +107,10 @@ impl App {
             commits: tokio::sync::watch::Sender::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
             trusted_proxies: config.trusted_proxies.clone(),
-            idle_timeout: config.idle_timeout,
-            connections: Budget::new(config.max_connections),
+            connection_limits: serve::Limits {
+                idle_timeout: config.idle_timeout,
+                connections: Budget::new(config.max_connections),
+            },
             metrics: metrics::Metrics::new(config.sources.iter().map(|s| s.name.as_str())),
             attempts: Arc::new(crate::dispatch::AttemptCounts::new(&config.destinations)),
             retention: config.retention,
@@ -222,10 +223,7 @@ pub async fn run_tls(
         stop_streams.send_replace(true);
         signal.notify_one();
     };
-    let limits = serve::Limits {
-        idle_timeout: app.idle_timeout,
-        connections: app.connections.clone(),
-    };
+    let limits = app.connection_limits.clone();
     let served = serve::serve(listener, router(app.clone()), limits, tls, stop);
     tokio::select! {
         () = served => {}

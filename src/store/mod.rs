@@ -325,11 +325,11 @@ impl Counts {
                 });
             }
             let last = outcomes.last_mut().expect("pushed");
-            *(if delivered {
-                &mut last.delivered
+            if delivered {
+                last.delivered += c.count;
             } else {
-                &mut last.failed
-            }) += c.count;
+                last.failed += c.count;
+            }
         }
         outcomes
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use smshook::dispatch::redis::{Connection, Stream};
 use smshook::dispatch::{Answer, Brokers, Destination, Filter, Target};
-use smshook::event::{Event, EventFields};
+use smshook::event::Event;
+use smshook::store::Store;
 
 use crate::support::{TestApp, TestOptions, provider, skip_notice};
 
@@ -119,7 +120,7 @@ async fn a_retried_delivery_is_added_once_and_max_len_trims() {
         key: &stream,
         max_len: None,
     };
-    let event = event("evt_redis_once");
+    let event = event().await;
     for delivery in [41, 41, 41, 42] {
         let answer = connection
             .add(&plain, Duration::from_secs(5), delivery, &event)
@@ -278,18 +279,13 @@ impl Drop for TlsRedis {
     }
 }
 
-fn event(id: &str) -> Event {
-    Event {
-        seq: 1,
-        id: id.into(),
-        source: "integify".into(),
-        provider: "integify".into(),
-        fields: EventFields {
-            event_type: "message.delivered".into(),
-            ..Default::default()
-        },
-        opt_out: None,
-        received_at: String::new(),
-        payload: serde_json::value::RawValue::from_string("{}".into()).expect("json"),
-    }
+/// A stored event, as the dispatcher hands it over (from the in-memory
+/// store, which keeps what it is given).
+async fn event() -> Event {
+    let store = crate::memory::MemoryOutbox::default();
+    let new = crate::storage::event("integify", "k", "message.delivered", None);
+    let id = new.id.clone();
+    let log = crate::storage::request("integify", 200, "accepted");
+    store.insert_event(new, log).await.expect("insert");
+    store.event(&id).await.expect("read").expect("stored")
 }
