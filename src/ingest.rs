@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::parse_object;
-use crate::signature::{self, SignatureError};
+use crate::providers::{Provider, Scheme};
+use crate::signature::{self, SignatureError, ed25519};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -77,25 +78,78 @@ fn signed_as_hint(provider: Option<&str>) -> String {
     })
 }
 
+fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
+    match source.provider.scheme {
+        Scheme::Hmac => signature::verify(signed.signature, body, &source.secrets),
+        Scheme::Ed25519 { .. } => {
+            let now = chrono::Utc::now().timestamp();
+            ed25519::verify(
+                signed.signature,
+                signed.timestamp,
+                body,
+                &source.secrets,
+                now,
+            )
+        }
+    }
+}
+
 /// Lowercase hex SHA-256 of the body: request-log fingerprint and the
 /// dedupe key of last resort.
 pub fn body_sha256(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+/// The headers a webhook's signature came in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signed<'a> {
+    pub signature: Option<&'a [u8]>,
+    /// The Unix time an Ed25519 provider signs with the body.
+    pub timestamp: Option<&'a [u8]>,
+}
+
+impl<'a> Signed<'a> {
+    /// An HMAC provider's one header.
+    pub fn header(signature: Option<&'a [u8]>) -> Self {
+        Self {
+            signature,
+            timestamp: None,
+        }
+    }
+
+    /// The headers `provider` signs in, looked up with `get`.
+    pub fn from_headers(provider: &Provider, get: impl Fn(&str) -> Option<&'a [u8]>) -> Self {
+        Self {
+            signature: get(provider.signature_header),
+            timestamp: match provider.scheme {
+                Scheme::Hmac => None,
+                Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
+            },
+        }
+    }
+
+    /// The headers `provider` signs in, from the pairs [`Provider::sign`] made.
+    pub fn from_pairs(provider: &Provider, pairs: &'a [(&str, String)]) -> Self {
+        Self::from_headers(provider, |name| {
+            pairs
+                .iter()
+                .find(|(header, _)| *header == name)
+                .map(|(_, value)| value.as_bytes())
+        })
+    }
+}
+
 /// Verifies, parses and normalizes one webhook for `source`.
 pub fn prepare(
     source: &Source,
-    signature: Option<&[u8]>,
+    signed: Signed,
     body: &[u8],
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
-    signature::verify(signature, body, &source.secrets).map_err(|cause| {
-        IngestError::InvalidSignature {
-            header: source.provider.signature_header,
-            cause,
-            signed_as: None,
-        }
+    verify(source, signed, body).map_err(|cause| IngestError::InvalidSignature {
+        header: source.provider.signature_header,
+        cause,
+        signed_as: None,
     })?;
     // JSON is UTF-8: checked once here, for the parser and the stored text.
     let text = std::str::from_utf8(body)
@@ -144,7 +198,7 @@ mod tests {
     fn run(body: &[u8], sig: Option<String>) -> Result<NewEvent, IngestError> {
         prepare(
             &source(),
-            sig.as_deref().map(str::as_bytes),
+            Signed::header(sig.as_deref().map(str::as_bytes)),
             body,
             "t".into(),
         )

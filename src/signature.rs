@@ -1,11 +1,14 @@
 //! HMAC-SHA256 webhook signatures: computing them the way providers do, and
 //! checking a received header against every secret of a source in constant time.
+//! Telnyx's Ed25519 signatures are in [`ed25519`].
 
 use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
+
+pub mod ed25519;
 
 /// A shared secret (webhook secret or API token). `Debug` never shows it, so a
 /// secret cannot leak through a log line or an error message.
@@ -68,6 +71,14 @@ pub enum SignatureError {
     Malformed,
     #[error("the signature does not match any configured secret")]
     Mismatch,
+    #[error("the signature header is not a base64 Ed25519 signature")]
+    MalformedEd25519,
+    #[error("the timestamp header is missing or not a Unix time in seconds")]
+    BadTimestamp,
+    #[error(
+        "the timestamp is more than 5 minutes away from this server's clock (a replayed webhook, or a clock that is off)"
+    )]
+    Stale,
 }
 
 /// HMAC-SHA256 of `body` under `key`.

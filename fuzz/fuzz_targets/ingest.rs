@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 use smshook::config::Source;
 use smshook::ingest;
 use smshook::providers::ALL;
-use smshook::signature::{Secret, sign_hex};
+use smshook::signature::Secret;
+
+/// Signs for every provider: an HMAC secret, and an Ed25519 seed in base64.
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else {
@@ -19,12 +22,16 @@ fuzz_target!(|data: &[u8]| {
     let source = Source {
         name: "fuzz".into(),
         provider,
-        secrets: vec![Secret::new("fuzz-secret")],
+        secrets: vec![Secret::new(provider.verifier_for(KEY).expect("key"))],
         allowed: None,
     };
-    let header = sign_hex(&source.secrets[0], body, provider.signature_prefix);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let headers = provider.sign(KEY, body, now).expect("signed");
+    let signed = ingest::Signed::from_pairs(provider, &headers);
     let at = "2026-12-03T00:00:00.000Z".to_string();
-    let result = ingest::prepare(&source, Some(header.as_bytes()), body, at);
+    let result = ingest::prepare(&source, signed, body, at);
     let object = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body);
     match result {
         Ok(event) => {

@@ -165,6 +165,14 @@ impl Plan {
 pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
+    if provider.scheme != providers::Scheme::Hmac {
+        // Each request would need its own Ed25519 signature and timestamp:
+        // the load generator would measure itself.
+        anyhow::bail!(
+            "bench floods providers that sign with HMAC; {} signs with Ed25519",
+            provider.name
+        );
+    }
     let template = Template::new(provider, &args.event_type)?;
     // One file descriptor per connection, as for the server.
     super::raise_open_file_limit();

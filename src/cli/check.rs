@@ -15,6 +15,7 @@ use super::ConfigArgs;
 use super::redact_url;
 use crate::config::Config;
 use crate::dispatch::{Brokers, Target};
+use crate::providers::Provider;
 
 pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
     let config = args.load()?;
@@ -26,6 +27,21 @@ pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
         println!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For a source that answers sooner than `ack_deadline`, since its
+/// provider waits less: how soon, and why.
+fn sooner(provider: &Provider, ack_deadline: std::time::Duration) -> String {
+    let allowed = provider.ack_deadline(ack_deadline);
+    match provider.answer_timeout {
+        Some(limit) if allowed < ack_deadline => format!(
+            "; {} to answer, as {} waits {}",
+            humantime::format_duration(allowed),
+            provider.name,
+            humantime::format_duration(limit)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// What `serve` would run with this configuration, one line per item.
@@ -40,11 +56,12 @@ fn summary(config: &Config) -> String {
     for s in &config.sources {
         let _ = writeln!(
             out,
-            "source: POST /webhooks/{} ({}, {}, from {})",
+            "source: POST /webhooks/{} ({}, {}, from {}{})",
             s.name,
             s.provider.name,
-            count(s.secrets.len(), "secret"),
-            s.allowed_text()
+            count(s.secrets.len(), s.provider.secret_noun()),
+            s.allowed_text(),
+            sooner(s.provider, config.ack_deadline)
         );
     }
     for d in &config.destinations {

@@ -61,8 +61,10 @@ enum Command {
     Replay(query::ReplayArgs),
     /// Send a realistic, correctly signed sample webhook to a URL.
     Send(send::SendArgs),
-    /// Print the signature header a provider would send for the body on stdin.
+    /// Print the signature header(s) a provider would send for the body on stdin.
     Sign(send::SignArgs),
+    /// Print a fresh Ed25519 key pair for trying a Telnyx source with `send`.
+    Keypair,
     /// Flood a server with distinct signed events and print throughput and latency.
     Bench(bench::BenchArgs),
     /// Print a completion script for a shell, e.g. `smshook completions bash
@@ -214,6 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Stats(args) => stats::stats(&args).await,
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
+            Command::Keypair => send::keypair(),
             Command::Bench(args) => bench::bench(&args).await,
             Command::Config | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }

@@ -1,6 +1,8 @@
 //! `smshook send` and `smshook sign`: make webhooks exactly as a provider
 //! would — a realistic sample with fresh ids, signed the provider's way — to
-//! test a receiver (this one or any other) without the provider.
+//! test a receiver (this one or any other) without the provider; and
+//! `smshook keypair`, the Ed25519 keys to do that for Telnyx, which signs
+//! with a private key of its own.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::providers::{self, Provider, SampleIds};
-use crate::signature::{Secret, sign_hex};
+use crate::signature::ed25519::KeyPair;
 use crate::tls_client::{Verify, client_config};
 
 #[derive(Debug, Args)]
@@ -22,7 +24,7 @@ pub struct SendArgs {
     /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/integify.
     #[arg(long)]
     url: String,
-    /// Secret to sign with.
+    /// Secret to sign with (for telnyx, a private key from `smshook keypair`).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// Send this file's bytes instead of a generated sample.
@@ -37,6 +39,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct SignArgs {
     provider: String,
+    /// Secret to sign with (for telnyx, a private key from `smshook keypair`).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
 }
@@ -64,15 +67,13 @@ pub async fn send(args: &SendArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => sample_body(provider, &args.event_type, &SampleIds::fresh())?,
     };
-    let signature = sign_hex(
-        &Secret::new(args.secret.clone()),
-        &body,
-        provider.signature_prefix,
-    );
-    let response = client(args.ca.as_deref())?
+    let mut request = client(args.ca.as_deref())?
         .post(&args.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(provider.signature_header, signature)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in signed(provider, &args.secret, &body)? {
+        request = request.header(name, value);
+    }
+    let response = request
         .body(body)
         .send()
         .await
@@ -104,12 +105,32 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from stdin")?;
-    let signature = sign_hex(
-        &Secret::new(args.secret.clone()),
-        &body,
-        provider.signature_prefix,
+    for (name, value) in signed(provider, &args.secret, &body)? {
+        println!("{}: {value}", header_name(name));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The headers `provider` signs `body` in, now.
+fn signed(provider: &Provider, secret: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>> {
+    let now = chrono::Utc::now().timestamp();
+    provider
+        .sign(secret, body, now)
+        .map_err(|e| anyhow::anyhow!("--secret: {e}"))
+}
+
+/// `smshook keypair`: a fresh Ed25519 key pair, to try a Telnyx source
+/// without Telnyx. Telnyx signs with its own private key; yours signs only
+/// what `smshook send` makes.
+pub fn keypair() -> Result<ExitCode> {
+    let (private, public) = KeyPair::generate();
+    println!("# The public key goes in the source's secrets (or SMSHOOK_TELNYX_PUBLIC_KEY);");
+    println!(
+        "# the private key signs test webhooks: smshook send telnyx ... --secret <private key>."
     );
-    println!("{}: {signature}", header_name(provider.signature_header));
+    println!("# A real Telnyx source takes the public key from Telnyx's portal instead.");
+    println!("public_key = \"{public}\"");
+    println!("private_key = \"{private}\"");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,6 +158,7 @@ mod tests {
 
     #[test]
     fn header_names_read_as_documented() {
+        assert_eq!(header_name("telnyx-timestamp"), "Telnyx-Timestamp");
         assert_eq!(header_name("x-textus-signature"), "X-TextUs-Signature");
         assert_eq!(header_name("x-webhook-signature"), "X-Webhook-Signature");
     }

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::App;
 use crate::config::Source;
 use crate::event::{RequestRecord, now_rfc3339};
-use crate::ingest::{self, IngestError};
+use crate::ingest::{self, IngestError, Signed};
 use crate::log_throttle::Throttle;
 use crate::signature::SignatureError;
 use crate::store::StoreError;
@@ -96,18 +96,17 @@ async fn take(
         Err(e) => return refuse(app, record, e),
     };
     record.size = bytes.len() as u64;
-    let signature = parts
-        .headers
-        .get(source.provider.signature_header)
-        .map(HeaderValue::as_bytes);
-    let mut event = match ingest::prepare(source, signature, &bytes, record.at.clone()) {
+    let signed = Signed::from_headers(source.provider, |name| {
+        parts.headers.get(name).map(HeaderValue::as_bytes)
+    });
+    let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
         Ok(event) => event,
         Err(e) => return refuse(app, with_hash(record, &bytes), signed_as(e, &parts.headers)),
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
-    let deadline = arrived + app.ack_deadline;
-    match store_within(app, event, record.clone(), deadline).await {
+    let allowed = source.provider.ack_deadline(app.ack_deadline);
+    match store_within(app, event, record.clone(), arrived, allowed).await {
         Ok(inserted) => {
             let took = arrived.elapsed();
             app.metrics.accepted(&source.name, inserted.duplicate, took);
@@ -129,18 +128,20 @@ fn not_stored(app: &App, source: &Source, record: RequestRecord, cause: &StoreEr
     refuse(app, record, error)
 }
 
-/// Stores the event, or says why it is not committed by `deadline`.
+/// Stores the event, or says why it is not committed `allowed` after it
+/// arrived.
 async fn store_within(
     app: &App,
     event: crate::event::NewEvent,
     record: RequestRecord,
-    deadline: tokio::time::Instant,
+    arrived: tokio::time::Instant,
+    allowed: std::time::Duration,
 ) -> Result<crate::event::Inserted, StoreError> {
+    let deadline = arrived + allowed;
     match tokio::time::timeout_at(deadline, app.store.insert_event(event, record)).await {
         Ok(stored) => stored,
         Err(_) => Err(StoreError::Unavailable(format!(
-            "not committed within {:?}",
-            app.ack_deadline
+            "not committed within {allowed:?}"
         ))),
     }
 }

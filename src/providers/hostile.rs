@@ -9,24 +9,33 @@ use serde_json::{Map, Value, json};
 
 use crate::config::Source;
 use crate::event::NewEvent;
-use crate::ingest::{IngestError, prepare};
+use crate::ingest::{IngestError, Signed, prepare};
 use crate::providers::{ALL, Provider, SampleIds};
-use crate::signature::{Secret, sign_hex};
+use crate::signature::Secret;
 
 fn source(provider: &'static Provider) -> Source {
     Source {
         name: "src".into(),
         provider,
-        secrets: vec![Secret::new("hostile-test-secret")],
+        secrets: vec![Secret::new(
+            provider.verifier_for(super::TEST_SIGNING_KEY).expect("key"),
+        )],
         allowed: None,
     }
 }
 
 fn ingest(source: &Source, body: &[u8]) -> Result<NewEvent, IngestError> {
-    let header = sign_hex(&source.secrets[0], body, source.provider.signature_prefix);
+    let headers = source
+        .provider
+        .sign(
+            super::TEST_SIGNING_KEY,
+            body,
+            chrono::Utc::now().timestamp(),
+        )
+        .expect("signed");
     prepare(
         source,
-        Some(header.as_bytes()),
+        Signed::from_pairs(source.provider, &headers),
         body,
         "2026-12-02T00:00:00.000Z".into(),
     )

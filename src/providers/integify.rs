@@ -5,13 +5,14 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, text, time, type_for_status};
+use super::{Provider, SampleIds, Scheme, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
     name: "integify",
     signature_header: "x-integify-signature",
     signature_prefix: "sha256=",
+    scheme: Scheme::Hmac,
     event_types: &[
         "sms.delivered",
         "sms.failed",

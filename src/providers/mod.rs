@@ -2,11 +2,15 @@
 //! webhooks. A provider is data plus two small functions; adding one means a
 //! new file here and one line in [`ALL`].
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use chrono::{DateTime, Datelike, Utc};
 
 use crate::event::{Normalized, format_time};
+use crate::signature::Secret;
+use crate::signature::ed25519::{self, KeyPair};
 use payload::{Node, Object};
 
 pub mod integify;
@@ -14,6 +18,7 @@ pub mod msgine;
 pub mod notifly;
 pub mod payload;
 pub mod private_number;
+pub mod telnyx;
 pub mod textus;
 
 #[cfg(test)]
@@ -26,6 +31,7 @@ pub static ALL: &[&Provider] = &[
     &textus::PROVIDER,
     &private_number::PROVIDER,
     &notifly::PROVIDER,
+    &telnyx::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -36,13 +42,14 @@ pub struct Provider {
     pub signature_header: &'static str,
     /// What the provider puts before the hex digest (`sha256=` or nothing).
     pub signature_prefix: &'static str,
+    pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
     /// Status to answer when the event cannot be stored in time: one the
     /// provider treats as transient and retries.
     pub retry_status: u16,
     /// How long the provider waits for an answer, where its documentation
-    /// says: `ack_deadline` should stay below it (`Config::warnings`).
+    /// says: a source's `ack_deadline` stays below it ([`Provider::ack_deadline`]).
     pub answer_timeout: Option<std::time::Duration>,
     /// The provider's documentation asks not to filter its webhooks by
     /// address (they change): `allowed_ips` on its source is warned about.
@@ -51,11 +58,98 @@ pub struct Provider {
     pub sample: fn(&str, &SampleIds) -> Value,
 }
 
+/// How a provider signs its webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// HMAC-SHA256 of the raw body under a shared secret, as hex after
+    /// `signature_prefix`.
+    Hmac,
+    /// Ed25519 over `{timestamp}|{raw body}` under the provider's private
+    /// key, as base64; the Unix time in `timestamp_header`
+    /// (`signature::ed25519`). A source keeps the public key.
+    Ed25519 { timestamp_header: &'static str },
+}
+
+/// How much sooner than a provider's documented answer timeout a source
+/// answers when storage is slow, so the provider sees a status to retry on
+/// rather than its own timeout (network and queueing take the rest).
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
 impl Provider {
     /// The environment variable whose value enables a source for this
-    /// provider when no config file is given, e.g. `SMSHOOK_PRIVATE_NUMBER_SECRET`.
+    /// provider when no config file is given, e.g. `SMSHOOK_PRIVATE_NUMBER_SECRET`,
+    /// or `SMSHOOK_TELNYX_PUBLIC_KEY` where the source verifies with a public key.
     pub fn secret_env_var(&self) -> String {
-        format!("SMSHOOK_{}_SECRET", self.env_name())
+        let what = match self.scheme {
+            Scheme::Hmac => "SECRET",
+            Scheme::Ed25519 { .. } => "PUBLIC_KEY",
+        };
+        format!("SMSHOOK_{}_{what}", self.env_name())
+    }
+
+    /// What a source of this provider verifies with, for messages.
+    pub fn secret_noun(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Hmac => "secret",
+            Scheme::Ed25519 { .. } => "public key",
+        }
+    }
+
+    /// The headers this provider would send `body` with, signed with
+    /// `secret` at Unix time `now`: the shared secret, or for an Ed25519
+    /// provider the private key (`smshook send`, `sign`, tests).
+    pub fn sign(
+        &self,
+        secret: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Vec<(&'static str, String)>, String> {
+        Ok(match self.scheme {
+            Scheme::Hmac => {
+                let tag =
+                    crate::signature::sign_hex(&Secret::new(secret), body, self.signature_prefix);
+                vec![(self.signature_header, tag)]
+            }
+            Scheme::Ed25519 { timestamp_header } => {
+                let key = KeyPair::from_seed(secret)?;
+                vec![
+                    (self.signature_header, key.sign(now, body)),
+                    (timestamp_header, now.to_string()),
+                ]
+            }
+        })
+    }
+
+    /// What a source of this provider takes to verify webhooks signed with
+    /// `signing`: the same shared secret, or the private key's public key.
+    pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
+        match self.scheme {
+            Scheme::Hmac => Ok(signing.to_string()),
+            Scheme::Ed25519 { .. } => KeyPair::from_seed(signing).map(|k| k.public()),
+        }
+    }
+
+    /// Checks one configured secret: an Ed25519 provider takes a public key.
+    pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
+        match self.scheme {
+            Scheme::Hmac => Ok(()),
+            Scheme::Ed25519 { .. } if ed25519::public_key(secret.expose()).is_some() => Ok(()),
+            Scheme::Ed25519 { .. } => Err(format!(
+                "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",
+                self.name
+            )),
+        }
+    }
+
+    /// How long a source of this provider may take to store a webhook
+    /// before answering that it could not (`ack_deadline`): the configured
+    /// deadline, but never past the provider's documented answer timeout
+    /// less [`ANSWER_MARGIN`] (Telnyx waits 2 s: 1.5 s).
+    pub fn ack_deadline(&self, configured: Duration) -> Duration {
+        match self.answer_timeout {
+            Some(limit) => configured.min(limit.saturating_sub(ANSWER_MARGIN)),
+            None => configured,
+        }
     }
 
     /// Its source's `allowed_ips` without a config file, e.g.
@@ -183,6 +277,11 @@ pub fn compound_key(id: Option<&str>, event: Option<&str>) -> Option<String> {
     Some(format!("{}:{}", id?, event.unwrap_or("")))
 }
 
+/// A key that signs for every provider in tests: an HMAC secret, and the
+/// base64 of an Ed25519 seed (bytes 0 to 31).
+#[cfg(test)]
+pub const TEST_SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// Normalizes a JSON value as if it had arrived as a body (tests).
 #[cfg(test)]
 pub fn normalize_json(normalize: fn(&Object) -> Normalized, v: &Value) -> Normalized {
@@ -217,6 +316,20 @@ mod tests {
                 assert!(n.dedupe_key.is_some(), "{} {t} has no dedupe key", p.name);
             }
         }
+    }
+
+    /// Storage that is slow is answered before the provider gives up:
+    /// MsGine waits 5 s, Telnyx 2 s, Integify 10 s.
+    #[test]
+    fn an_ack_deadline_stays_below_each_providers_answer_timeout() {
+        let secs = Duration::from_secs_f64;
+        assert_eq!(msgine::PROVIDER.ack_deadline(secs(4.0)), secs(4.0));
+        assert_eq!(msgine::PROVIDER.ack_deadline(secs(9.0)), secs(4.5));
+        assert_eq!(telnyx::PROVIDER.ack_deadline(secs(4.0)), secs(1.5));
+        assert_eq!(telnyx::PROVIDER.ack_deadline(secs(1.0)), secs(1.0));
+        assert_eq!(integify::PROVIDER.ack_deadline(secs(9.0)), secs(9.0));
+        assert_eq!(notifly::PROVIDER.answer_timeout, None);
+        assert_eq!(notifly::PROVIDER.ack_deadline(secs(60.0)), secs(60.0));
     }
 
     #[test]

@@ -5,13 +5,14 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, compound_key, text, time, type_for_status};
+use super::{Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
     name: "msgine",
     signature_header: "x-msgine-signature",
     signature_prefix: "",
+    scheme: Scheme::Hmac,
     event_types: &["message.sent", "message.delivered", "message.failed"],
     retry_status: 503,
     answer_timeout: Some(std::time::Duration::from_secs(5)),

@@ -6,13 +6,14 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, text, time};
+use super::{Provider, SampleIds, Scheme, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
     name: "notifly",
     signature_header: "x-notifly-signature",
     signature_prefix: "",
+    scheme: Scheme::Hmac,
     event_types: &[
         "message.created",
         "message.updated",

@@ -5,13 +5,14 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, compound_key, text, time};
+use super::{Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
     name: "private-number",
     signature_header: "x-webhook-signature",
     signature_prefix: "sha256=",
+    scheme: Scheme::Hmac,
     event_types: &["sms.received"],
     retry_status: 503,
     answer_timeout: None,

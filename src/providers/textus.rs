@@ -9,13 +9,14 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, compound_key, text, time, type_for_status};
+use super::{Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
     name: "textus",
     signature_header: "x-textus-signature",
     signature_prefix: "",
+    scheme: Scheme::Hmac,
     event_types: &[
         "message.received",
         "message.delivered",

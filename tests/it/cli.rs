@@ -434,6 +434,97 @@ fn check_refuses_what_serve_would_refuse() {
     );
 }
 
+/// `smshook keypair` makes the keys to try a Telnyx source: the public one
+/// configures the source (`check` calls it that, and says the source
+/// answers within Telnyx's 2 s), the private one signs what `send` and
+/// `sign` make. A source given something else, an HMAC secret say, is
+/// refused at start-up without the value being shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keypair_signs_for_a_telnyx_source_that_verifies_with_its_public_key() {
+    let out = smshook(&["keypair"], None);
+    assert!(out.status.success());
+    let pair: toml::Table = toml::from_str(&stdout(&out)).expect("TOML");
+    let public = pair["public_key"].as_str().expect("public_key").to_string();
+    let private = pair["private_key"]
+        .as_str()
+        .expect("private_key")
+        .to_string();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |secret: &str| {
+        let path = dir.path().join("smshook.toml");
+        let text =
+            format!("[[sources]]\nname = \"tx\"\nprovider = \"telnyx\"\nsecrets = [{secret:?}]\n");
+        std::fs::write(&path, text).expect("write");
+        smshook(&["check", "--config", &path.display().to_string()], None)
+    };
+    let good = config(&public);
+    assert!(
+        stdout(&good).contains(
+            "source: POST /webhooks/tx (telnyx, 1 public key, from any address; 1s 500ms to answer, as telnyx waits 2s)"
+        ),
+        "{}{}",
+        stdout(&good),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = config("whsec-hmac-s3cret");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("sources[0]") && err.contains("secrets") && err.contains("public key"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let signed = smshook(&["sign", "telnyx", "--secret", &private], Some(b"{}"));
+    let text = stdout(&signed);
+    let header = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_string()
+    };
+    let signature = header("Telnyx-Signature-Ed25519: ");
+    let timestamp = header("Telnyx-Timestamp: ");
+    let now: i64 = timestamp.parse().expect("Unix seconds");
+    let keys = [smshook::signature::Secret::new(public.clone())];
+    let verified = smshook::signature::ed25519::verify(
+        Some(signature.as_bytes()),
+        Some(timestamp.as_bytes()),
+        b"{}",
+        &keys,
+        now,
+    );
+    assert_eq!(verified, Ok(()));
+
+    // `send` against a server whose telnyx source verifies with the public
+    // key of the test's own private key.
+    let app = TestApp::on(Backend::Sqlite).await;
+    let url = app.url("/webhooks/telnyx");
+    let args = [
+        "send",
+        "telnyx",
+        "message.finalized",
+        "--url",
+        &url,
+        "--secret",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(secret_for("telnyx"));
+    let sent = smshook_beside_server(args.clone()).await;
+    assert!(stdout(&sent).starts_with("200 OK"), "{}", stdout(&sent));
+    *args.last_mut().expect("secret") = private;
+    let other_key = smshook_beside_server(args).await;
+    assert!(
+        stdout(&other_key).starts_with("401"),
+        "{}",
+        stdout(&other_key)
+    );
+    let events = app.events("source=telnyx").await;
+    assert_eq!(events[0]["type"], "message.delivered");
+    app.stop().await;
+}
+
 /// Runs `smshook bench` against `url` off the runtime and returns its JSON.
 async fn bench(url: &str, extra: &[&str]) -> Value {
     let secret = secret_for("integify");

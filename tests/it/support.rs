@@ -11,7 +11,7 @@ use serde_json::Value;
 use smshook::config::{Config, Source};
 use smshook::http::{self, App};
 use smshook::providers::{self, Provider, SampleIds};
-use smshook::signature::{Secret, sign_hex};
+use smshook::signature::Secret;
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,12 +20,31 @@ pub const TOKEN: &str = "test-api-token";
 
 /// The secret the test app gives `provider`'s source.
 pub fn secret_for(provider: &str) -> String {
-    format!("whsec-{provider}-current")
+    signing_key(format!("whsec-{provider}-current"), provider)
 }
 
 /// The older secret still accepted on every source (rotation).
 pub fn old_secret_for(provider: &str) -> String {
-    format!("whsec-{provider}-previous")
+    signing_key(format!("whsec-{provider}-previous"), provider)
+}
+
+/// A key that signs as `provider` does but that no source takes.
+pub fn wrong_secret_for(provider: &str) -> String {
+    signing_key(format!("whsec-{provider}-wrong"), provider)
+}
+
+/// `name` as an HMAC secret; for an Ed25519 provider, a private key made
+/// from it (base64 of its SHA-256, a 32-byte seed). The source verifies
+/// with `Provider::verifier_for` it.
+fn signing_key(name: String, provider: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    match providers::find(provider).map(|p| p.scheme) {
+        Some(providers::Scheme::Ed25519 { .. }) => {
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(name))
+        }
+        _ => name,
+    }
 }
 
 /// Which store a test runs on.
@@ -189,10 +208,10 @@ pub fn all_sources() -> Vec<Source> {
         .map(|p| Source {
             name: p.name.to_string(),
             provider: p,
-            secrets: vec![
-                Secret::new(old_secret_for(p.name)),
-                Secret::new(secret_for(p.name)),
-            ],
+            secrets: [old_secret_for(p.name), secret_for(p.name)]
+                .iter()
+                .map(|s| Secret::new(p.verifier_for(s).expect("a signing key")))
+                .collect(),
             allowed: None,
         })
         .collect()
@@ -337,10 +356,23 @@ impl TestApp {
         body: &[u8],
         secret: &str,
     ) -> reqwest::Response {
-        let signature = sign_hex(&Secret::new(secret), body, provider.signature_prefix);
-        self.client
-            .post(self.url(&format!("/webhooks/{source}")))
-            .header(provider.signature_header, signature)
+        let now = chrono::Utc::now().timestamp();
+        let headers = provider.sign(secret, body, now).expect("signed");
+        self.post_with(source, &headers, body).await
+    }
+
+    /// POSTs `body` to `/webhooks/<source>` with these headers.
+    pub async fn post_with(
+        &self,
+        source: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(&format!("/webhooks/{source}")));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request
             .header("content-type", "application/json")
             .body(body.to_vec())
             .send()

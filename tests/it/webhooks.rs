@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 use smshook::providers::{self, SampleIds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Backend, TestApp, TestOptions, old_secret_for, provider, secret_for};
+use crate::support::{
+    Backend, TestApp, TestOptions, old_secret_for, provider, secret_for, wrong_secret_for,
+};
 
 crate::on_both_backends!(
     every_provider_and_type_is_accepted_normalized_and_kept_verbatim,
@@ -22,6 +24,8 @@ crate::on_both_backends!(
     a_nul_character_in_any_field_is_stored_on_every_backend,
     a_nul_in_an_unknown_source_name_is_logged_and_breaks_nothing,
     unusual_but_valid_json_is_stored_verbatim,
+    telnyx_timestamps_are_signed_and_must_be_recent,
+    a_telnyx_retry_with_its_next_attempt_number_is_a_duplicate,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -117,11 +121,11 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     // field it never sent, wherever its type field is.
     for p in providers::ALL {
         let mut body = (p.sample)(p.event_types[0], &SampleIds::fresh());
-        let key = ["type", "event", "action"]
+        let key = ["/type", "/event", "/action", "/data/event_type"]
             .into_iter()
-            .find(|k| body.get(k).is_some())
+            .find(|k| body.pointer(k).is_some())
             .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
-        body[key] = json!("x.never_seen");
+        *body.pointer_mut(key).expect("type field") = json!("x.never_seen");
         body["unknown_extra"] = json!({"nested": [1, 2]});
         let body = serde_json::to_vec(&body).expect("json");
         let (status, answer) = app.send_body(p, &body).await;
@@ -219,7 +223,9 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
     for p in providers::ALL {
         let body =
             serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
-        let wrong = app.post_signed(p.name, p, &body, "not-the-secret").await;
+        let wrong = app
+            .post_signed(p.name, p, &body, &wrong_secret_for(p.name))
+            .await;
         assert_eq!(wrong.status(), 401, "{} wrong secret", p.name);
         assert_eq!(
             wrong.json::<Value>().await.expect("json")["error"],
@@ -229,19 +235,9 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         let mut tampered = body.clone();
         let last = tampered.len() - 2;
         tampered[last] ^= 1;
-        let signature = smshook::signature::sign_hex(
-            &smshook::signature::Secret::new(secret_for(p.name)),
-            &body,
-            p.signature_prefix,
-        );
-        let response = app
-            .client
-            .post(app.url(&format!("/webhooks/{}", p.name)))
-            .header(p.signature_header, signature)
-            .body(tampered)
-            .send()
-            .await
-            .expect("send");
+        let now = chrono::Utc::now().timestamp();
+        let headers = p.sign(&secret_for(p.name), &body, now).expect("signed");
+        let response = app.post_with(p.name, &headers, &tampered).await;
         assert_eq!(response.status(), 401, "{} tampered", p.name);
 
         let missing = app
@@ -855,6 +851,81 @@ async fn a_kept_alive_connection_is_closed_only_after_sitting_idle() {
     assert!(
         closed.await.is_ok(),
         "still open 20 s after its last request"
+    );
+    app.stop().await;
+}
+
+/// Telnyx signs `{timestamp}|{body}`: a webhook is refused without its
+/// timestamp, with one moved after signing (a replay made to look fresh),
+/// or with one more than five minutes from the server's clock (a replay
+/// of a captured webhook); each answer says which.
+async fn telnyx_timestamps_are_signed_and_must_be_recent(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("telnyx");
+    let body =
+        serde_json::to_vec(&(p.sample)("message.received", &SampleIds::fresh())).expect("json");
+    let key = secret_for("telnyx");
+    let now = chrono::Utc::now().timestamp();
+    let refusal = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 401);
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["error"], "invalid_signature");
+        answer["message"].as_str().expect("message").to_string()
+    };
+
+    let signed = p.sign(&key, &body, now).expect("signed");
+    let without_timestamp = &signed[..1];
+    let message = refusal(app.post_with("telnyx", without_timestamp, &body).await).await;
+    assert!(message.contains("timestamp header is missing"), "{message}");
+
+    let mut moved = signed.clone();
+    moved[1].1 = (now + 1).to_string();
+    let message = refusal(app.post_with("telnyx", &moved, &body).await).await;
+    assert!(message.contains("does not match"), "{message}");
+
+    for skew in [-301, 301] {
+        let stale = p.sign(&key, &body, now + skew).expect("signed");
+        let message = refusal(app.post_with("telnyx", &stale, &body).await).await;
+        assert!(message.contains("more than 5 minutes"), "{skew}: {message}");
+    }
+    let late_but_within = p.sign(&key, &body, now - 240).expect("signed");
+    let response = app.post_with("telnyx", &late_but_within, &body).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "four minutes old is within the window"
+    );
+
+    // The refusals are logged with the next commit, the 200's.
+    let log = app.requests().await;
+    let refused = log.iter().filter(|r| r["status"] == 401).count();
+    assert_eq!(refused, 4, "every refusal is in the request log: {log:?}");
+    app.stop().await;
+}
+
+/// Telnyx's retry carries the same event id with `meta.attempt` counted up:
+/// a different body, the same event, stored once.
+async fn a_telnyx_retry_with_its_next_attempt_number_is_a_duplicate(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("telnyx");
+    let mut event = (p.sample)("message.finalized", &SampleIds::fresh());
+    let (status, first) = app
+        .send_body(p, &serde_json::to_vec(&event).expect("json"))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    event["meta"]["attempt"] = json!(2);
+    let (status, retry) = app
+        .send_body(p, &serde_json::to_vec(&event).expect("json"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(retry["event_id"], first["event_id"]);
+    let stored = app.events("source=telnyx").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["type"], "message.delivered");
+    assert_eq!(
+        stored[0]["payload"]["meta"]["attempt"], 1,
+        "the first copy is kept"
     );
     app.stop().await;
 }

@@ -77,8 +77,9 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
 mod tests {
     use super::*;
     use crate::config::Source;
-    use crate::ingest::prepare;
-    use crate::signature::{Secret, sign_hex};
+    use crate::ingest::{Signed, prepare};
+    use crate::providers::TEST_SIGNING_KEY;
+    use crate::signature::Secret;
 
     #[test]
     fn every_sample_fills_into_distinct_valid_events() {
@@ -86,7 +87,9 @@ mod tests {
             let source = Source {
                 name: "bench".into(),
                 provider,
-                secrets: vec![Secret::new("template-test")],
+                secrets: vec![Secret::new(
+                    provider.verifier_for(TEST_SIGNING_KEY).expect("key"),
+                )],
                 allowed: None,
             };
             for event_type in provider.event_types {
@@ -94,9 +97,12 @@ mod tests {
                 let keys: Vec<String> = (0..3)
                     .map(|n| {
                         let body = template.fill(n);
-                        let header = sign_hex(&source.secrets[0], &body, provider.signature_prefix);
+                        let headers = provider
+                            .sign(TEST_SIGNING_KEY, &body, chrono::Utc::now().timestamp())
+                            .expect("signed");
+                        let signed = Signed::from_pairs(provider, &headers);
                         let now = "2026-12-02T00:00:00.000Z".to_string();
-                        let event = prepare(&source, Some(header.as_bytes()), &body, now)
+                        let event = prepare(&source, signed, &body, now)
                             .unwrap_or_else(|e| panic!("{} {event_type}: {e:?}", provider.name));
                         assert!(!String::from_utf8_lossy(&body).contains("BENCH"));
                         event.dedupe_key
