@@ -75,6 +75,8 @@ async fn normalized_fields_per_provider(backend: Backend) {
         ("textus", "contact.opted_out", "contact.opted_out"),
         ("private-number", "sms.received", "message.received"),
         ("notifly", "conversation.updated", "conversation.updated"),
+        ("telnyx", "message.finalized", "message.delivered"),
+        ("telnyx", "message.received", "message.received"),
     ];
     for (name, provider_type, normalized) in cases {
         let (_, status, answer) = app.send_sample(provider(name), provider_type).await;
@@ -97,6 +99,10 @@ async fn normalized_fields_per_provider(backend: Backend) {
     let inbound = &app.events("source=private-number").await[0];
     assert_eq!(inbound["from"], "+14155551234");
     assert_eq!(inbound["body"], "Hello, this is a test message");
+    let telnyx = &app.events("source=telnyx&type=message.received").await[0];
+    assert_eq!(telnyx["from"], "+13125550123");
+    assert_eq!(telnyx["to"], "+18445550001");
+    assert_eq!(telnyx["body"], "Is my order on its way?");
     let opt_out = &app.events("type=contact.opted_out").await[0];
     assert_eq!(opt_out["from"], "+13035551234");
     app.stop().await;
