@@ -223,6 +223,41 @@ async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost
     app.stop().await;
 }
 
+/// Telnyx waits 2 s for an answer: with storage stalled, its source answers
+/// 503 after 1.5 s however long `ack_deadline` allows, so Telnyx sees a
+/// status to retry on instead of its own timeout.
+#[tokio::test]
+async fn a_source_answers_before_its_providers_timeout_whatever_the_ack_deadline() {
+    let app = TestApp::spawn_with(TestOptions {
+        ack_deadline: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let lock = rusqlite::Connection::open(&app.db_path).expect("open");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the database");
+    let p = provider("telnyx");
+    let body =
+        serde_json::to_vec(&(p.sample)("message.finalized", &SampleIds::fresh())).expect("json");
+    let started = Instant::now();
+    let (status, answer) = app.send_body(p, &body).await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "answered at Telnyx's cap, not the 30 s deadline: {took:?}"
+    );
+    lock.execute_batch("ROLLBACK").expect("unlock");
+    let (status, _) = app.send_body(p, &body).await;
+    assert_eq!(status, 200, "the provider's retry succeeds");
+    assert_eq!(
+        app.events("source=telnyx").await.len(),
+        1,
+        "stored exactly once"
+    );
+    app.stop().await;
+}
+
 async fn a_restart_keeps_every_acknowledged_event(backend: Backend) {
     let app = Arc::new(TestApp::on(backend.clone()).await);
     let tasks: Vec<_> = (0..100)
