@@ -9,7 +9,7 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::parse_object;
 use crate::providers::{Provider, Scheme};
-use crate::signature::{self, SignatureError, ed25519};
+use crate::signature::{self, SignatureError, ed25519, jwt};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,14 @@ pub enum IngestError {
         cause: SignatureError,
         signed_as: Option<&'static str>,
     },
+    /// No signature from a provider that signs every webhook but one sent
+    /// after an internal error of its own, and asks for a 5xx so that it
+    /// signs the retry (Vonage).
+    #[error("the webhook is not signed ({header}); send it again, signed")]
+    Unsigned {
+        header: &'static str,
+        retry_status: u16,
+    },
     #[error("the body is not a JSON object: {0}")]
     MalformedJson(String),
     /// The bodies being read already hold `max_body_bytes_in_flight`.
@@ -53,6 +61,7 @@ impl IngestError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature { .. } => "invalid_signature",
+            Self::Unsigned { .. } => "unsigned",
             Self::MalformedJson(_) => "malformed_json",
             Self::Busy { .. } => "server_busy",
             Self::StorageUnavailable { .. } => "storage_unavailable",
@@ -64,9 +73,9 @@ impl IngestError {
     /// `Retry-After`.
     pub fn retry_status(&self) -> Option<u16> {
         match self {
-            Self::StorageUnavailable { retry_status, .. } | Self::Busy { retry_status } => {
-                Some(*retry_status)
-            }
+            Self::StorageUnavailable { retry_status, .. }
+            | Self::Busy { retry_status }
+            | Self::Unsigned { retry_status, .. } => Some(*retry_status),
             _ => None,
         }
     }
@@ -76,6 +85,21 @@ fn signed_as_hint(provider: Option<&str>) -> String {
     provider.map_or_else(String::new, |name| {
         format!("; it is signed as {name} signs: is the source's provider right?")
     })
+}
+
+fn refusal(source: &Source, cause: SignatureError) -> IngestError {
+    let provider = source.provider;
+    match (provider.scheme, cause) {
+        (Scheme::Jwt, SignatureError::Missing) => IngestError::Unsigned {
+            header: provider.signature_header,
+            retry_status: provider.retry_status,
+        },
+        _ => IngestError::InvalidSignature {
+            header: provider.signature_header,
+            cause,
+            signed_as: None,
+        },
+    }
 }
 
 fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
@@ -91,6 +115,7 @@ fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureE
                 now,
             )
         }
+        Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets),
     }
 }
 
@@ -122,7 +147,7 @@ impl<'a> Signed<'a> {
         Self {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
-                Scheme::Hmac => None,
+                Scheme::Hmac | Scheme::Jwt => None,
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
             },
         }
@@ -146,11 +171,7 @@ pub fn prepare(
     body: &[u8],
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
-    verify(source, signed, body).map_err(|cause| IngestError::InvalidSignature {
-        header: source.provider.signature_header,
-        cause,
-        signed_as: None,
-    })?;
+    verify(source, signed, body).map_err(|cause| refusal(source, cause))?;
     // JSON is UTF-8: checked once here, for the parser and the stored text.
     let text = std::str::from_utf8(body)
         .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;

@@ -1,6 +1,6 @@
 //! HMAC-SHA256 webhook signatures: computing them the way providers do, and
 //! checking a received header against every secret of a source in constant time.
-//! Telnyx's Ed25519 signatures are in [`ed25519`].
+//! Telnyx's Ed25519 signatures are in [`ed25519`], Vonage's HS256 tokens in [`jwt`].
 
 use std::fmt;
 
@@ -9,6 +9,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 pub mod ed25519;
+pub mod jwt;
 
 /// A shared secret (webhook secret or API token). `Debug` never shows it, so a
 /// secret cannot leak through a log line or an error message.
@@ -79,6 +80,10 @@ pub enum SignatureError {
         "the timestamp is more than 5 minutes away from this server's clock (a replayed webhook, or a clock that is off)"
     )]
     Stale,
+    #[error("the Authorization header is not a Bearer JWT signed with HS256")]
+    MalformedJwt,
+    #[error("the token's payload_hash is not the SHA-256 of the body")]
+    PayloadHash,
 }
 
 /// HMAC-SHA256 of `body` under `key`.

@@ -345,7 +345,8 @@ fn answer(error: &IngestError, message: &str) -> Response {
         IngestError::BadBody(_) | IngestError::MalformedJson(_) => StatusCode::BAD_REQUEST,
         IngestError::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
         IngestError::StorageUnavailable { retry_status, .. }
-        | IngestError::Busy { retry_status } => {
+        | IngestError::Busy { retry_status }
+        | IngestError::Unsigned { retry_status, .. } => {
             StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
         }
     };

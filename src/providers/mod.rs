@@ -20,6 +20,7 @@ pub mod payload;
 pub mod private_number;
 pub mod telnyx;
 pub mod textus;
+pub mod vonage;
 
 #[cfg(test)]
 mod hostile;
@@ -32,6 +33,7 @@ pub static ALL: &[&Provider] = &[
     &private_number::PROVIDER,
     &notifly::PROVIDER,
     &telnyx::PROVIDER,
+    &vonage::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -69,6 +71,12 @@ pub enum Scheme {
     /// key, as base64; the Unix time in `timestamp_header`
     /// (`signature::ed25519`). A source keeps the public key.
     Ed25519 { timestamp_header: &'static str },
+    /// An HS256 JWT in `signature_header` (`Authorization: Bearer …`) under
+    /// a shared secret, whose `payload_hash` claim is the body's SHA-256
+    /// (`signature::jwt`). A webhook without one is answered `retry_status`:
+    /// Vonage sends one unsigned only after an internal error, and asks for
+    /// a 5xx so it signs the retry.
+    Jwt,
 }
 
 /// How much sooner than a provider's documented answer timeout a source
@@ -82,7 +90,7 @@ impl Provider {
     /// or `SMSHOOK_TELNYX_PUBLIC_KEY` where the source verifies with a public key.
     pub fn secret_env_var(&self) -> String {
         let what = match self.scheme {
-            Scheme::Hmac => "SECRET",
+            Scheme::Hmac | Scheme::Jwt => "SECRET",
             Scheme::Ed25519 { .. } => "PUBLIC_KEY",
         };
         format!("SMSHOOK_{}_{what}", self.env_name())
@@ -91,7 +99,7 @@ impl Provider {
     /// What a source of this provider verifies with, for messages.
     pub fn secret_noun(&self) -> &'static str {
         match self.scheme {
-            Scheme::Hmac => "secret",
+            Scheme::Hmac | Scheme::Jwt => "secret",
             Scheme::Ed25519 { .. } => "public key",
         }
     }
@@ -118,6 +126,10 @@ impl Provider {
                     (timestamp_header, now.to_string()),
                 ]
             }
+            Scheme::Jwt => {
+                let token = crate::signature::jwt::sign(&Secret::new(secret), body, now);
+                vec![(self.signature_header, token)]
+            }
         })
     }
 
@@ -125,7 +137,7 @@ impl Provider {
     /// `signing`: the same shared secret, or the private key's public key.
     pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
         match self.scheme {
-            Scheme::Hmac => Ok(signing.to_string()),
+            Scheme::Hmac | Scheme::Jwt => Ok(signing.to_string()),
             Scheme::Ed25519 { .. } => KeyPair::from_seed(signing).map(|k| k.public()),
         }
     }
@@ -133,7 +145,7 @@ impl Provider {
     /// Checks one configured secret: an Ed25519 provider takes a public key.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
         match self.scheme {
-            Scheme::Hmac => Ok(()),
+            Scheme::Hmac | Scheme::Jwt => Ok(()),
             Scheme::Ed25519 { .. } if ed25519::public_key(secret.expose()).is_some() => Ok(()),
             Scheme::Ed25519 { .. } => Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",

@@ -26,6 +26,7 @@ crate::on_both_backends!(
     unusual_but_valid_json_is_stored_verbatim,
     telnyx_timestamps_are_signed_and_must_be_recent,
     a_telnyx_retry_with_its_next_attempt_number_is_a_duplicate,
+    vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -127,7 +128,7 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     // field it never sent, wherever its type field is.
     for p in providers::ALL {
         let mut body = (p.sample)(p.event_types[0], &SampleIds::fresh());
-        let key = ["/type", "/event", "/action", "/data/event_type"]
+        let key = ["/type", "/event", "/action", "/data/event_type", "/status"]
             .into_iter()
             .find(|k| body.pointer(k).is_some())
             .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
@@ -253,6 +254,15 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             .send()
             .await
             .expect("send");
+        if p.scheme == providers::Scheme::Jwt {
+            // Vonage sends a webhook unsigned only after an error of its
+            // own, and asks for a 5xx so that it signs the retry.
+            assert_eq!(missing.status(), 503, "{} unsigned", p.name);
+            assert!(missing.headers().contains_key("retry-after"));
+            let answer: Value = missing.json().await.expect("json");
+            assert_eq!(answer["error"], "unsigned");
+            continue;
+        }
         assert_eq!(missing.status(), 401, "{} missing header", p.name);
         let answer: Value = missing.json().await.expect("json");
         assert_eq!(
@@ -933,5 +943,53 @@ async fn a_telnyx_retry_with_its_next_attempt_number_is_a_duplicate(backend: Bac
         stored[0]["payload"]["meta"]["attempt"], 1,
         "the first copy is kept"
     );
+    app.stop().await;
+}
+
+/// Vonage's token is HS256 over its claims, whose `payload_hash` is the
+/// body's SHA-256: a valid token sent with another body is refused, and
+/// says why. A webhook it sends unsigned (after an error of its own) is
+/// answered 503, and its signed retry is stored; the message's statuses
+/// arrive as separate events of one message.
+async fn vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("vonage");
+    let ids = SampleIds::fresh();
+    let submitted = serde_json::to_vec(&(p.sample)("submitted", &ids)).expect("json");
+    let delivered = serde_json::to_vec(&(p.sample)("delivered", &ids)).expect("json");
+    let now = chrono::Utc::now().timestamp();
+
+    let token_for_other_body = p
+        .sign(&secret_for("vonage"), &submitted, now)
+        .expect("signed");
+    let response = app
+        .post_with("vonage", &token_for_other_body, &delivered)
+        .await;
+    assert_eq!(response.status(), 401);
+    let answer: Value = response.json().await.expect("json");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("payload_hash")),
+        "{answer}"
+    );
+
+    let unsigned = app.post_with("vonage", &[], &submitted).await;
+    assert_eq!(unsigned.status(), 503);
+    let (status, first) = app.send_body(p, &submitted).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = app.send_body(p, &delivered).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        first["event_id"], second["event_id"],
+        "two events of one message"
+    );
+    let (_, again) = app.send_body(p, &delivered).await;
+    assert_eq!(again["duplicate"], true);
+
+    let (status, message) = app.api(&format!("/api/messages/{}", ids.message_id)).await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["status"], "delivered");
+    assert_eq!(app.events("source=vonage").await.len(), 2);
     app.stop().await;
 }
