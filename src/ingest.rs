@@ -87,6 +87,7 @@ fn signed_as_hint(provider: Option<&str>) -> String {
     })
 }
 
+/// How `source` refuses a webhook whose signature check failed with `cause`.
 fn refusal(source: &Source, cause: SignatureError) -> IngestError {
     let provider = source.provider;
     match (provider.scheme, cause) {
@@ -102,6 +103,7 @@ fn refusal(source: &Source, cause: SignatureError) -> IngestError {
     }
 }
 
+/// Checks the signed headers the way `source`'s provider signs.
 fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
     match source.provider.scheme {
         Scheme::Hmac => signature::verify(signed.signature, body, &source.secrets),

@@ -193,34 +193,12 @@ async fn a_wal_that_cannot_be_synced_is_never_acknowledged() {
 
 #[tokio::test]
 async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost() {
-    let app = TestApp::spawn_with(TestOptions {
-        ack_deadline: Duration::from_millis(400),
-        ..Default::default()
-    })
-    .await;
-    let lock = rusqlite::Connection::open(&app.db_path).expect("open");
-    lock.execute_batch("BEGIN EXCLUSIVE")
-        .expect("lock the database");
-    let p = provider("msgine");
-    let body =
-        serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
-    let started = Instant::now();
-    let (status, answer) = app.send_body(p, &body).await;
-    assert_eq!(status, 503, "{answer}");
+    let took =
+        stalled_then_retried(Duration::from_millis(400), "msgine", "message.delivered").await;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered near the deadline, took {:?}",
-        started.elapsed()
+        took < Duration::from_secs(2),
+        "answered near the deadline, took {took:?}"
     );
-    lock.execute_batch("ROLLBACK").expect("unlock");
-    let (status, _) = app.send_body(p, &body).await;
-    assert_eq!(status, 200, "the provider's retry succeeds");
-    assert_eq!(
-        app.events("source=msgine").await.len(),
-        1,
-        "stored exactly once"
-    );
-    app.stop().await;
 }
 
 /// Telnyx waits 2 s for an answer: with storage stalled, its source answers
@@ -228,34 +206,43 @@ async fn storage_slower_than_the_ack_deadline_is_503_in_time_and_nothing_is_lost
 /// status to retry on instead of its own timeout.
 #[tokio::test]
 async fn a_source_answers_before_its_providers_timeout_whatever_the_ack_deadline() {
+    let took = stalled_then_retried(Duration::from_secs(30), "telnyx", "message.finalized").await;
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "answered at Telnyx's cap, not the 30 s deadline: {took:?}"
+    );
+}
+
+/// Sends a sample of `provider`'s `event_type` while another connection
+/// holds the database locked, with `ack_deadline`: it must be answered 503,
+/// and its retry, once the lock is gone, stored once. Returns how long the
+/// 503 took.
+async fn stalled_then_retried(
+    ack_deadline: Duration,
+    provider_name: &str,
+    event_type: &str,
+) -> Duration {
     let app = TestApp::spawn_with(TestOptions {
-        ack_deadline: Duration::from_secs(30),
+        ack_deadline,
         ..Default::default()
     })
     .await;
     let lock = rusqlite::Connection::open(&app.db_path).expect("open");
     lock.execute_batch("BEGIN EXCLUSIVE")
         .expect("lock the database");
-    let p = provider("telnyx");
-    let body =
-        serde_json::to_vec(&(p.sample)("message.finalized", &SampleIds::fresh())).expect("json");
+    let p = provider(provider_name);
+    let body = serde_json::to_vec(&(p.sample)(event_type, &SampleIds::fresh())).expect("json");
     let started = Instant::now();
     let (status, answer) = app.send_body(p, &body).await;
     let took = started.elapsed();
     assert_eq!(status, 503, "{answer}");
-    assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
-        "answered at Telnyx's cap, not the 30 s deadline: {took:?}"
-    );
     lock.execute_batch("ROLLBACK").expect("unlock");
     let (status, _) = app.send_body(p, &body).await;
     assert_eq!(status, 200, "the provider's retry succeeds");
-    assert_eq!(
-        app.events("source=telnyx").await.len(),
-        1,
-        "stored exactly once"
-    );
+    let stored = app.events(&format!("source={provider_name}")).await;
+    assert_eq!(stored.len(), 1, "stored exactly once");
     app.stop().await;
+    took
 }
 
 async fn a_restart_keeps_every_acknowledged_event(backend: Backend) {
