@@ -600,17 +600,9 @@ fn checked(provider: &Provider, secrets: Vec<Secret>) -> Result<Vec<Secret>> {
     for (i, secret) in secrets.iter().enumerate() {
         provider
             .check_secret(secret)
-            .map_err(|e| anyhow::anyhow!("the {} one: {e}", ordinal(i)))?;
+            .map_err(|e| anyhow::anyhow!("entry {}: {e}", i + 1))?;
     }
     Ok(secrets)
-}
-
-fn ordinal(i: usize) -> String {
-    match i {
-        0 => "first".into(),
-        1 => "second".into(),
-        n => format!("#{}", n + 1),
-    }
 }
 
 /// The secrets given by exactly one of the config key `inline` (`list`), an

@@ -67,18 +67,6 @@ impl IngestError {
             Self::StorageUnavailable { .. } => "storage_unavailable",
         }
     }
-
-    /// For a refusal the provider should send again soon (nothing was
-    /// stored): the status its provider retries, answered with
-    /// `Retry-After`.
-    pub fn retry_status(&self) -> Option<u16> {
-        match self {
-            Self::StorageUnavailable { retry_status, .. }
-            | Self::Busy { retry_status }
-            | Self::Unsigned { retry_status, .. } => Some(*retry_status),
-            _ => None,
-        }
-    }
 }
 
 fn signed_as_hint(provider: Option<&str>) -> String {

@@ -165,7 +165,8 @@ fn nibble(digit: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn secrets(values: &[&str]) -> Vec<Secret> {
+    /// Secrets from their values (also for `jwt`'s tests).
+    pub(super) fn secrets(values: &[&str]) -> Vec<Secret> {
         values.iter().map(|v| Secret::new(*v)).collect()
     }
 

@@ -166,10 +166,10 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     if provider.scheme != providers::Scheme::Hmac {
-        // Each request would need its own Ed25519 signature and timestamp:
-        // the load generator would measure itself.
+        // Each request would need its own Ed25519 signature or JWT, made
+        // at send time: the load generator would measure itself.
         anyhow::bail!(
-            "bench floods providers that sign with HMAC; {} signs with Ed25519",
+            "bench floods providers that sign the body with HMAC; {} signs each request anew with the time, which would measure the load generator itself",
             provider.name
         );
     }

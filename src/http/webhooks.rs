@@ -352,7 +352,9 @@ fn answer(error: &IngestError, message: &str) -> Response {
     };
     let body = json!({"error": error.code(), "message": message});
     let mut response = (status, Json(body)).into_response();
-    if error.retry_status().is_some() {
+    // Every 5xx here means nothing was stored and the provider should send
+    // it again (its retry status: 503, or TextUs's 504).
+    if status.is_server_error() {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

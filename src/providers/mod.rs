@@ -44,7 +44,7 @@ pub struct Provider {
     pub signature_header: &'static str,
     /// What the provider puts before the hex digest (`sha256=` or nothing).
     pub signature_prefix: &'static str,
-    /// HMAC of the body, or Ed25519 with a timestamp (Telnyx).
+    /// HMAC of the body, Ed25519 with a timestamp (Telnyx), or a JWT (Vonage).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],

@@ -21,6 +21,11 @@ pub const TOLERANCE_SECS: i64 = 300;
 
 /// The 32 bytes of a public key given as base64, or `None` when it is not one.
 pub fn public_key(value: &str) -> Option<[u8; 32]> {
+    base64_32(value)
+}
+
+/// 32 bytes given as base64 (a public key, or a private key's seed).
+fn base64_32(value: &str) -> Option<[u8; 32]> {
     STANDARD.decode(value.trim()).ok()?.try_into().ok()
 }
 
@@ -78,7 +83,7 @@ pub struct KeyPair(Ed25519KeyPair);
 impl KeyPair {
     /// Reads a private key: base64 of its 32-byte seed.
     pub fn from_seed(value: &str) -> Result<Self, String> {
-        let seed = public_key(value).ok_or(
+        let seed = base64_32(value).ok_or(
             "an Ed25519 private key is the base64 of its 32-byte seed (see `smshook keypair`)",
         )?;
         Ed25519KeyPair::from_seed_unchecked(&seed)

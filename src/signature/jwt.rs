@@ -98,10 +98,7 @@ pub fn sign(secret: &Secret, body: &[u8], now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secrets(values: &[&str]) -> Vec<Secret> {
-        values.iter().map(|v| Secret::new(*v)).collect()
-    }
+    use crate::signature::tests::secrets;
 
     /// The token from jwt.io's HS256 example (secret `your-256-bit-secret`)
     /// has a valid signature but no `payload_hash`: this reads JWTs as
