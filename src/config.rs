@@ -14,6 +14,7 @@ use crate::dispatch::{Brokers, Destination, Filter, Target};
 use crate::http::{Networks, TrustedProxies};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
+use crate::signature::twilio::PublicUrl;
 
 /// The commented default configuration printed by `smshook config`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -83,6 +84,9 @@ pub struct Source {
     /// any. Checked before the body is read, against the address the
     /// request log records (the client behind a trusted proxy).
     pub allowed: Option<Networks>,
+    /// The URL the provider posts to, for a provider that signs it
+    /// (`public_url`; Twilio). Required for those, refused for others.
+    pub public_url: Option<PublicUrl>,
 }
 
 impl Source {
@@ -169,6 +173,7 @@ struct SourceFile {
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     allowed_ips: Option<Vec<String>>,
+    public_url: Option<String>,
 }
 
 impl Config {
@@ -549,12 +554,33 @@ fn file_source(s: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<So
     })?;
     let secrets = checked(provider, source_secrets(&s, env)?).context("secrets")?;
     let allowed = s.allowed_ips.as_deref().map(allowed_ips).transpose()?;
+    let public_url = public_url(provider, s.public_url.as_deref()).context("public_url")?;
     Ok(Source {
         name: s.name,
         provider,
         secrets,
         allowed,
+        public_url,
     })
+}
+
+/// A source's `public_url`: the URL its provider posts to, which it signs
+/// (Twilio). smshook cannot rebuild it from the request behind a proxy, so
+/// such a source must name it; any other source must not.
+fn public_url(provider: &Provider, text: Option<&str>) -> Result<Option<PublicUrl>> {
+    match (provider.signs_url(), text) {
+        (true, Some(text)) => Ok(Some(PublicUrl::parse(text).map_err(anyhow::Error::msg)?)),
+        (true, None) => bail!(
+            "{} signs the URL it posts to: set it here, e.g. \"https://hooks.example.com/webhooks/{}\"",
+            provider.name,
+            provider.name
+        ),
+        (false, Some(_)) => bail!(
+            "{} does not sign its URL; leave public_url out",
+            provider.name
+        ),
+        (false, None) => Ok(None),
+    }
 }
 
 /// A source's `allowed_ips`. An empty list is refused: it would answer
@@ -803,11 +829,15 @@ fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Source>> {
             .map(|v| allowed_ips(&split_list(&v, ',')).with_context(|| var.clone()))
             .transpose()?;
         let secrets = secrets.into_iter().map(Secret::new).collect();
+        let url_var = p.public_url_env_var();
+        let public_url =
+            public_url(p, env(&url_var).as_deref()).with_context(|| url_var.clone())?;
         sources.push(Source {
             name: p.name.to_string(),
             provider: p,
             secrets: checked(p, secrets).with_context(|| p.secret_env_var())?,
             allowed,
+            public_url,
         });
     }
     Ok(sources)
@@ -1018,6 +1048,47 @@ mod tests {
         assert!(e.contains("SMSHOOK_TRUSTED_PROXIES"), "{e}");
     }
 
+    /// Twilio signs the URL it posts to, which smshook cannot see behind a
+    /// proxy: its source names it, from the file or the environment.
+    #[test]
+    fn a_twilio_source_names_its_public_url() {
+        let err = |toml: &str, vars: &[(&str, &str)]| {
+            format!("{:#}", load(Some(toml), vars).expect_err("must fail"))
+        };
+        let twilio = "[[sources]]\nname='tw'\nprovider='twilio'\nsecrets=['token']\n";
+        let e = err(twilio, &[]);
+        assert!(
+            e.contains("sources[0]: public_url: twilio signs the URL"),
+            "{e}"
+        );
+        let url = "https://hooks.example.com/webhooks/tw";
+        let c = load(Some(&format!("{twilio}public_url='{url}'")), &[]).expect("loads");
+        assert_eq!(
+            c.sources[0].public_url.as_ref().map(|u| u.text.as_str()),
+            Some(url)
+        );
+        let e = err(&format!("{twilio}public_url='{url}?a=1'"), &[]);
+        assert!(
+            e.contains("public_url") && e.contains("leave the query out"),
+            "{e}"
+        );
+        let msgine = "[[sources]]\nname='mg'\nprovider='msgine'\nsecrets=['s']\n";
+        let e = err(&format!("{msgine}public_url='{url}'"), &[]);
+        assert!(e.contains("msgine does not sign its URL"), "{e}");
+        let e = format!(
+            "{:#}",
+            load(None, &[("SMSHOOK_TWILIO_SECRET", "token")]).expect_err("no URL")
+        );
+        assert!(e.contains("SMSHOOK_TWILIO_PUBLIC_URL"), "{e}");
+        let vars = [
+            ("SMSHOOK_TWILIO_SECRET", "token"),
+            ("SMSHOOK_TWILIO_PUBLIC_URL", url),
+        ];
+        let c = load(None, &vars).expect("loads");
+        assert_eq!(c.sources[0].name, "twilio");
+        assert!(c.sources[0].public_url.is_some());
+    }
+
     #[test]
     fn env_secrets_enable_sources() {
         let c = load(
@@ -1081,9 +1152,9 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let err = |toml: &str| format!("{:#}", load(Some(toml), &[]).expect_err("must fail"));
-        let e = err("[[sources]]\nname='a'\nprovider='twilio'\nsecrets=['s']");
+        let e = err("[[sources]]\nname='a'\nprovider='plivo'\nsecrets=['s']");
         assert!(
-            e.contains("sources[0]") && e.contains("provider") && e.contains("twilio"),
+            e.contains("sources[0]") && e.contains("provider") && e.contains("plivo"),
             "{e}"
         );
         let e = err("lisen = 'x'");

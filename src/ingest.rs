@@ -3,13 +3,15 @@
 //! normalization by the source's provider. Everything here is pure; the HTTP
 //! layer reads the body and the store commits the result.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
-use crate::providers::payload::parse_object;
+use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Provider, Scheme};
-use crate::signature::{self, SignatureError, ed25519, jwt};
+use crate::signature::{self, SignatureError, ed25519, jwt, twilio};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +108,30 @@ fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureE
             )
         }
         Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets),
+        // Config refuses a source of this provider without a public URL.
+        Scheme::UrlHmacSha1 => match &source.public_url {
+            Some(url) => twilio::verify(signed.signature, url, signed.query, body, &source.secrets),
+            None => Err(SignatureError::Mismatch),
+        },
     }
+}
+
+/// The JSON text stored for a verified body: the body itself, or a form
+/// body's parameters as a JSON object.
+fn payload_text<'b>(
+    source: &Source,
+    query: Option<&str>,
+    body: &'b [u8],
+) -> Result<Cow<'b, str>, IngestError> {
+    if source.provider.signs_url()
+        && let Some(params) = twilio::params(query, body)
+    {
+        return Ok(Cow::Owned(json_from_form(&params)));
+    }
+    // JSON is UTF-8: checked once here, for the parser and the stored text.
+    std::str::from_utf8(body)
+        .map(Cow::Borrowed)
+        .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))
 }
 
 /// Lowercase hex SHA-256 of the body: request-log fingerprint and the
@@ -121,6 +146,8 @@ pub struct Signed<'a> {
     pub signature: Option<&'a [u8]>,
     /// The Unix time an Ed25519 provider signs with the body.
     pub timestamp: Option<&'a [u8]>,
+    /// The request's query string, which a provider signing its URL signs.
+    pub query: Option<&'a str>,
 }
 
 impl<'a> Signed<'a> {
@@ -129,6 +156,7 @@ impl<'a> Signed<'a> {
         Self {
             signature,
             timestamp: None,
+            query: None,
         }
     }
 
@@ -137,9 +165,10 @@ impl<'a> Signed<'a> {
         Self {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
-                Scheme::Hmac | Scheme::Jwt => None,
+                Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => None,
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
             },
+            query: None,
         }
     }
 
@@ -162,10 +191,8 @@ pub fn prepare(
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
     verify(source, signed, body).map_err(|cause| refusal(source, cause))?;
-    // JSON is UTF-8: checked once here, for the parser and the stored text.
-    let text = std::str::from_utf8(body)
-        .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
-    let payload = parse_object(text).map_err(IngestError::MalformedJson)?;
+    let text = payload_text(source, signed.query, body)?;
+    let payload = parse_object(&text).map_err(IngestError::MalformedJson)?;
     let mut normalized = (source.provider.normalize)(&payload);
     let mut dedupe_key = normalized
         .dedupe_key
@@ -174,7 +201,7 @@ pub fn prepare(
     // has no other way to write it): one search of the body instead of one
     // per field (about 700 instructions per webhook saved). An id differing
     // only by NUL against U+FFFD would share a key; no provider's ids do.
-    if memchr::memmem::find(body, br"\u0000").is_some() {
+    if memchr::memmem::find(text.as_bytes(), br"\u0000").is_some() {
         normalized.fields.replace_nul();
         crate::event::replace_nul(&mut dedupe_key);
     }
@@ -186,7 +213,7 @@ pub fn prepare(
         opt_out: crate::optout::classify(&normalized.fields),
         fields: normalized.fields,
         received_at,
-        payload: text.to_string(),
+        payload: text.into_owned(),
         destinations: Vec::new(),
     })
 }
@@ -203,6 +230,7 @@ mod tests {
             provider: &providers::integify::PROVIDER,
             secrets: vec![Secret::new("s")],
             allowed: None,
+            public_url: None,
         }
     }
 

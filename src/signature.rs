@@ -1,6 +1,7 @@
 //! HMAC-SHA256 webhook signatures: computing them the way providers do, and
 //! checking a received header against every secret of a source in constant time.
-//! Telnyx's Ed25519 signatures are in [`ed25519`], Vonage's HS256 tokens in [`jwt`].
+//! Telnyx's Ed25519 signatures are in [`ed25519`], Vonage's HS256 tokens in
+//! [`jwt`], Twilio's HMAC-SHA1 over its URL and parameters in [`twilio`].
 
 use std::fmt;
 
@@ -10,6 +11,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 pub mod ed25519;
 pub mod jwt;
+pub mod twilio;
 
 /// A shared secret (webhook secret or API token). `Debug` never shows it, so a
 /// secret cannot leak through a log line or an error message.
@@ -84,6 +86,10 @@ pub enum SignatureError {
     MalformedJwt,
     #[error("the token's payload_hash is not the SHA-256 of the body")]
     PayloadHash,
+    #[error("the signature header is not a base64 HMAC-SHA1")]
+    MalformedSha1,
+    #[error("the query's bodySHA256 is not the SHA-256 of the body")]
+    BodyHash,
 }
 
 /// HMAC-SHA256 of `body` under `key`.

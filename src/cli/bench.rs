@@ -168,8 +168,13 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if provider.scheme != providers::Scheme::Hmac {
         // Each request would need its own Ed25519 signature or JWT, made
         // at send time: the load generator would measure itself.
+        let why = if provider.signs_url() {
+            "signs the URL it posts to with each form, and its samples' SIDs are no ids bench can vary"
+        } else {
+            "signs each request anew with the time, which would measure the load generator itself"
+        };
         anyhow::bail!(
-            "bench floods providers that sign the body with HMAC; {} signs each request anew with the time, which would measure the load generator itself",
+            "bench floods providers that sign the body with HMAC; {} {why}",
             provider.name
         );
     }

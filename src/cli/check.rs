@@ -56,11 +56,14 @@ fn summary(config: &Config) -> String {
     for s in &config.sources {
         let _ = writeln!(
             out,
-            "source: POST /webhooks/{} ({}, {}, from {}{})",
+            "source: POST /webhooks/{} ({}, {}, from {}{}{})",
             s.name,
             s.provider.name,
             count(s.secrets.len(), s.provider.secret_noun()),
             s.allowed_text(),
+            s.public_url
+                .as_ref()
+                .map_or(String::new(), |u| format!(", signed for {}", u.text)),
             sooner(s.provider, config.ack_deadline)
         );
     }

@@ -24,9 +24,15 @@ pub struct SendArgs {
     /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/integify.
     #[arg(long)]
     url: String,
-    /// Secret to sign with (for telnyx, a private key from `smshook keypair`).
+    /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
+    /// for twilio, the Auth Token).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
+    /// The URL a provider that signs its URL (twilio) is registered with,
+    /// query included, where it is not --url (a proxy in between, say): the
+    /// source's public_url. Default: --url.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Send this file's bytes instead of a generated sample.
     #[arg(long)]
     body: Option<PathBuf>,
@@ -42,6 +48,10 @@ pub struct SignArgs {
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
+    /// The URL the webhook is posted to, as registered with the provider,
+    /// query included: twilio signs it with the body.
+    #[arg(long)]
+    url: Option<String>,
 }
 
 fn provider(name: &str) -> Result<&'static Provider> {
@@ -49,7 +59,8 @@ fn provider(name: &str) -> Result<&'static Provider> {
         .with_context(|| format!("unknown provider {name:?} (known: {})", providers::names()))
 }
 
-/// A provider's sample payload for `event_type`, as compact JSON bytes.
+/// A provider's sample payload for `event_type`, as the provider sends it:
+/// compact JSON, or a form.
 pub fn sample_body(provider: &Provider, event_type: &str, ids: &SampleIds) -> Result<Vec<u8>> {
     if !provider.event_types.contains(&event_type) {
         bail!(
@@ -58,7 +69,7 @@ pub fn sample_body(provider: &Provider, event_type: &str, ids: &SampleIds) -> Re
             provider.event_types.join(", ")
         );
     }
-    Ok(serde_json::to_vec(&(provider.sample)(event_type, ids))?)
+    Ok(provider.encode(&(provider.sample)(event_type, ids)))
 }
 
 pub async fn send(args: &SendArgs) -> Result<ExitCode> {
@@ -69,8 +80,13 @@ pub async fn send(args: &SendArgs) -> Result<ExitCode> {
     };
     let mut request = client(args.ca.as_deref())?
         .post(&args.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    for (name, value) in signed(provider, &args.secret, &body)? {
+        .header(reqwest::header::CONTENT_TYPE, provider.content_type());
+    for (name, value) in signed(
+        provider,
+        &args.secret,
+        &body,
+        Some(args.public_url.as_ref().unwrap_or(&args.url)),
+    )? {
         request = request.header(name, value);
     }
     let response = request
@@ -105,17 +121,30 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from stdin")?;
-    for (name, value) in signed(provider, &args.secret, &body)? {
+    for (name, value) in signed(provider, &args.secret, &body, args.url.as_deref())? {
         println!("{}: {value}", header_name(name));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The headers `provider` signs `body` in, now.
-fn signed(provider: &Provider, secret: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>> {
+/// The headers `provider` signs `body` in, now, posted to `url`.
+fn signed(
+    provider: &Provider,
+    secret: &str,
+    body: &[u8],
+    url: Option<&str>,
+) -> Result<Vec<(&'static str, String)>> {
+    let url = match url {
+        Some(url) => url,
+        None if provider.signs_url() => bail!(
+            "{} signs the URL it posts to with the body: give it with --url",
+            provider.name
+        ),
+        None => "",
+    };
     let now = chrono::Utc::now().timestamp();
     provider
-        .sign(secret, body, now)
+        .sign(secret, body, now, url)
         .map_err(|e| anyhow::anyhow!("--secret: {e}"))
 }
 

@@ -68,6 +68,7 @@ mod tests {
             provider: crate::providers::find(provider).expect("provider"),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             allowed: None,
+            public_url: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::config::Source;
 use crate::event::{RequestRecord, now_rfc3339};
 use crate::ingest::{self, IngestError, Signed};
 use crate::log_throttle::Throttle;
+use crate::providers::Ack;
 use crate::signature::SignatureError;
 use crate::store::StoreError;
 
@@ -96,9 +97,10 @@ async fn take(
         Err(e) => return refuse(app, record, e),
     };
     record.size = bytes.len() as u64;
-    let signed = Signed::from_headers(source.provider, |name| {
+    let mut signed = Signed::from_headers(source.provider, |name| {
         parts.headers.get(name).map(HeaderValue::as_bytes)
     });
+    signed.query = parts.uri.query();
     let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
         Ok(event) => event,
         Err(e) => return refuse(app, with_hash(record, &bytes), signed_as(e, &parts.headers)),
@@ -110,7 +112,7 @@ async fn take(
         Ok(inserted) => {
             let took = arrived.elapsed();
             app.metrics.accepted(&source.name, inserted.duplicate, took);
-            acknowledge(app, inserted, hands_off)
+            acknowledge(app, source.provider.ack, inserted, hands_off)
         }
         Err(cause) => not_stored(app, source, with_hash(record, &bytes), &cause),
     }
@@ -147,15 +149,34 @@ async fn store_within(
 }
 
 /// The 200, after waking live streams and the dispatcher for a new event.
-fn acknowledge(app: &App, inserted: crate::event::Inserted, hands_off: bool) -> Response {
+fn acknowledge(app: &App, ack: Ack, inserted: crate::event::Inserted, hands_off: bool) -> Response {
     if !inserted.duplicate {
         app.commits.send_modify(|n| *n += 1);
         if hands_off {
             app.dispatch_wake.notify_one();
         }
     }
-    let json = HeaderValue::from_static("application/json");
-    ([(header::CONTENT_TYPE, json)], accepted_body(&inserted)).into_response()
+    match ack {
+        Ack::Json => {
+            let json = HeaderValue::from_static("application/json");
+            ([(header::CONTENT_TYPE, json)], accepted_body(&inserted)).into_response()
+        }
+        Ack::Twiml => twiml_ack(&inserted),
+    }
+}
+
+/// An empty TwiML document: Twilio sends no reply to the message. What the
+/// JSON answer says is in headers.
+fn twiml_ack(inserted: &crate::event::Inserted) -> Response {
+    const EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
+    let duplicate = if inserted.duplicate { "true" } else { "false" };
+    let mut response = ([(header::CONTENT_TYPE, "text/xml")], EMPTY).into_response();
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&inserted.event_id) {
+        headers.insert("smshook-event-id", id);
+    }
+    headers.insert("smshook-duplicate", HeaderValue::from_static(duplicate));
+    response
 }
 
 /// `{"ok":true,"event_id":"…","duplicate":…}`. Written by hand: our ids

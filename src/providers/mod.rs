@@ -20,6 +20,7 @@ pub mod payload;
 pub mod private_number;
 pub mod telnyx;
 pub mod textus;
+pub mod twilio;
 pub mod vonage;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub static ALL: &[&Provider] = &[
     &notifly::PROVIDER,
     &telnyx::PROVIDER,
     &vonage::PROVIDER,
+    &twilio::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -44,7 +46,8 @@ pub struct Provider {
     pub signature_header: &'static str,
     /// What the provider puts before the hex digest (`sha256=` or nothing).
     pub signature_prefix: &'static str,
-    /// HMAC of the body, Ed25519 with a timestamp (Telnyx), or a JWT (Vonage).
+    /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
+    /// or HMAC-SHA1 of the URL and form parameters (Twilio).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -57,6 +60,8 @@ pub struct Provider {
     /// The provider's documentation asks not to filter its webhooks by
     /// address (they change): `allowed_ips` on its source is warned about.
     pub addresses_change: bool,
+    /// What a stored webhook is answered with.
+    pub ack: Ack,
     pub normalize: fn(&Object) -> Normalized,
     pub sample: fn(&str, &SampleIds) -> Value,
 }
@@ -77,6 +82,21 @@ pub enum Scheme {
     /// Vonage sends one unsigned only after an internal error, and asks for
     /// a 5xx so it signs the retry.
     Jwt,
+    /// Base64 HMAC-SHA1 under a shared secret of the URL the webhook was
+    /// posted to, then its form parameters sorted (`signature::twilio`). The
+    /// body is form-encoded; the source names its public URL.
+    UrlHmacSha1,
+}
+
+/// The body of a `200` for a stored webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// `{"ok":true,"event_id":…,"duplicate":…}`.
+    Json,
+    /// An empty TwiML `<Response/>` (Twilio reads the answer to an inbound
+    /// message as instructions); the event id and whether it was a
+    /// duplicate in the `Smshook-Event-Id` and `Smshook-Duplicate` headers.
+    Twiml,
 }
 
 /// How much sooner than a provider's documented answer timeout a source
@@ -90,28 +110,66 @@ impl Provider {
     /// or `SMSHOOK_TELNYX_PUBLIC_KEY` where the source verifies with a public key.
     pub fn secret_env_var(&self) -> String {
         let what = match self.scheme {
-            Scheme::Hmac | Scheme::Jwt => "SECRET",
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => "SECRET",
             Scheme::Ed25519 { .. } => "PUBLIC_KEY",
         };
         format!("SMSHOOK_{}_{what}", self.env_name())
     }
 
+    /// Whether its signature covers the URL, so a source names the URL the
+    /// provider posts to (`public_url`).
+    pub fn signs_url(&self) -> bool {
+        self.scheme == Scheme::UrlHmacSha1
+    }
+
+    /// Its source's `public_url` without a config file, e.g.
+    /// `SMSHOOK_TWILIO_PUBLIC_URL`.
+    pub fn public_url_env_var(&self) -> String {
+        format!("SMSHOOK_{}_PUBLIC_URL", self.env_name())
+    }
+
+    /// The media type its webhooks' bodies are sent as.
+    pub fn content_type(&self) -> &'static str {
+        if self.signs_url() {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        }
+    }
+
+    /// A sample payload as this provider sends it: JSON, or for a form
+    /// provider each field as a parameter (`smshook send`, tests).
+    pub fn encode(&self, sample: &Value) -> Vec<u8> {
+        if !self.signs_url() {
+            return sample.to_string().into_bytes();
+        }
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in sample.as_object().into_iter().flatten() {
+            match value {
+                Value::String(text) => form.append_pair(name, text),
+                other => form.append_pair(name, &other.to_string()),
+            };
+        }
+        form.finish().into_bytes()
+    }
+
     /// What a source of this provider verifies with, for messages.
     pub fn secret_noun(&self) -> &'static str {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt => "secret",
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => "secret",
             Scheme::Ed25519 { .. } => "public key",
         }
     }
 
-    /// The headers this provider would send `body` with, signed with
-    /// `secret` at Unix time `now`: the shared secret, or for an Ed25519
-    /// provider the private key (`smshook send`, `sign`, tests).
+    /// The headers this provider would send `body` with, posted to `url`,
+    /// signed with `secret` at Unix time `now`: the shared secret, or for an
+    /// Ed25519 provider the private key (`smshook send`, `sign`, tests).
     pub fn sign(
         &self,
         secret: &str,
         body: &[u8],
         now: i64,
+        url: &str,
     ) -> Result<Vec<(&'static str, String)>, String> {
         Ok(match self.scheme {
             Scheme::Hmac => {
@@ -130,6 +188,10 @@ impl Provider {
                 let token = crate::signature::jwt::sign(&Secret::new(secret), body, now);
                 vec![(self.signature_header, token)]
             }
+            Scheme::UrlHmacSha1 => {
+                let tag = crate::signature::twilio::sign(secret, url, body);
+                vec![(self.signature_header, tag)]
+            }
         })
     }
 
@@ -137,7 +199,7 @@ impl Provider {
     /// `signing`: the same shared secret, or the private key's public key.
     pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt => Ok(signing.to_string()),
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => Ok(signing.to_string()),
             Scheme::Ed25519 { .. } => KeyPair::from_seed(signing).map(|k| k.public()),
         }
     }
@@ -145,7 +207,7 @@ impl Provider {
     /// Checks one configured secret: an Ed25519 provider takes a public key.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt => Ok(()),
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => Ok(()),
             Scheme::Ed25519 { .. } if ed25519::public_key(secret.expose()).is_some() => Ok(()),
             Scheme::Ed25519 { .. } => Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",
@@ -295,6 +357,28 @@ pub fn compound_key(id: Option<&str>, event: Option<&str>) -> Option<String> {
 #[cfg(test)]
 pub const TEST_SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// Where a test source of a provider that signs its URL says it is posted.
+#[cfg(test)]
+pub const TEST_URL: &str = "https://hooks.smshook.test/webhooks/src";
+
+/// A source named `src` of `provider`, verifying what [`TEST_SIGNING_KEY`]
+/// signs (posted to [`TEST_URL`]).
+#[cfg(test)]
+pub fn test_source(provider: &'static Provider) -> crate::config::Source {
+    use crate::signature::twilio::PublicUrl;
+    crate::config::Source {
+        name: "src".into(),
+        provider,
+        secrets: vec![Secret::new(
+            provider.verifier_for(TEST_SIGNING_KEY).expect("key"),
+        )],
+        allowed: None,
+        public_url: provider
+            .signs_url()
+            .then(|| PublicUrl::parse(TEST_URL).expect("a URL")),
+    }
+}
+
 /// Normalizes a JSON value as if it had arrived as a body (tests).
 #[cfg(test)]
 pub fn normalize_json(normalize: fn(&Object) -> Normalized, v: &Value) -> Normalized {
@@ -312,7 +396,7 @@ mod tests {
         for p in ALL {
             assert_eq!(find(p.name).map(|f| f.name), Some(p.name));
         }
-        assert!(find("twilio").is_none());
+        assert!(find("plivo").is_none());
         assert_eq!(
             private_number::PROVIDER.secret_env_var(),
             "SMSHOOK_PRIVATE_NUMBER_SECRET"
@@ -325,6 +409,7 @@ mod tests {
             for t in p.event_types {
                 let sample = (p.sample)(t, &SampleIds::fresh());
                 let n = normalize_json(p.normalize, &sample);
+                assert!(!p.encode(&sample).is_empty());
                 assert_eq!(n.fields.provider_type.as_deref(), Some(*t), "{}", p.name);
                 assert!(n.dedupe_key.is_some(), "{} {t} has no dedupe key", p.name);
             }

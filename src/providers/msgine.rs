@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
+use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -17,6 +17,7 @@ pub static PROVIDER: Provider = Provider {
     retry_status: 503,
     answer_timeout: Some(std::time::Duration::from_secs(5)),
     addresses_change: false,
+    ack: Ack::Json,
     normalize,
     sample,
 };

@@ -126,9 +126,56 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// A form body's parameters as the JSON object stored for it: each name
+/// once, in the order first sent, its value a string, or an array of
+/// strings when the name was sent more than once. Every parameter is kept.
+pub fn json_from_form(params: &[(Cow<str>, Cow<str>)]) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    let mut values: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for (name, value) in params {
+        values
+            .entry(name)
+            .or_insert_with(|| {
+                order.push(name);
+                Vec::new()
+            })
+            .push(value);
+    }
+    let mut text = String::from("{");
+    for name in order {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::Value::from(name).to_string());
+        text.push(':');
+        let value = match values[name].as_slice() {
+            [only] => serde_json::Value::from(*only),
+            many => many.iter().map(|v| serde_json::Value::from(*v)).collect(),
+        };
+        text.push_str(&value.to_string());
+    }
+    text.push('}');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_is_kept_whole_as_a_json_object() {
+        let form: Vec<_> = form_urlencoded::parse(
+            b"To=%2B1555&Body=caf%C3%A9+%22ok%22&MediaUrl=a&To=%2B1666&Empty=",
+        )
+        .collect();
+        let text = json_from_form(&form);
+        assert_eq!(
+            text,
+            r#"{"To":["+1555","+1666"],"Body":"café \"ok\"","MediaUrl":"a","Empty":""}"#
+        );
+        assert!(parse_object(&text).is_ok());
+        assert_eq!(json_from_form(&[]), "{}");
+    }
 
     #[test]
     fn borrows_plain_strings_and_unescapes_the_rest() {

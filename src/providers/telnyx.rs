@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::payload::{Node, Object};
-use super::{Provider, SampleIds, Scheme, at, text, time};
+use super::{Ack, Provider, SampleIds, Scheme, at, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -23,6 +23,7 @@ pub static PROVIDER: Provider = Provider {
     // three times per URL, and tries the failover URL.
     answer_timeout: Some(std::time::Duration::from_secs(2)),
     addresses_change: false,
+    ack: Ack::Json,
     normalize,
     sample,
 };

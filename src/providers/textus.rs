@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
+use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -30,6 +30,7 @@ pub static PROVIDER: Provider = Provider {
     retry_status: 504,
     answer_timeout: None,
     addresses_change: true,
+    ack: Ack::Json,
     normalize,
     sample,
 };

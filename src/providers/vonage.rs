@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Provider, SampleIds, Scheme, compound_key, text, time};
+use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -28,6 +28,7 @@ pub static PROVIDER: Provider = Provider {
     retry_status: 503,
     answer_timeout: None,
     addresses_change: false,
+    ack: Ack::Json,
     normalize,
     sample,
 };

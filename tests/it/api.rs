@@ -1,10 +1,9 @@
 //! The query API, the request log and the health endpoints.
 
 use serde_json::Value;
-use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
-use crate::support::{Backend, TestApp, TestOptions, provider, secret_for};
+use crate::support::{Backend, TestApp, TestOptions, provider, sample_bytes, secret_for};
 
 crate::on_both_backends!(
     events_page_in_arrival_order_with_filters,
@@ -286,7 +285,7 @@ async fn bad_queries_and_unknown_ids_are_clear_errors(backend: Backend) {
 async fn the_request_log_explains_every_answer_and_never_holds_a_secret(backend: Backend) {
     let app = TestApp::on(backend).await;
     let p = provider("integify");
-    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "sms.delivered");
     app.post_signed("integify", p, &body, "wrong-secret").await;
     app.post_unsigned("/webhooks/ghost").await;
     app.post_signed("integify", p, b"{oops", &secret_for("integify"))
@@ -402,8 +401,7 @@ async fn behind_a_trusted_proxy_the_log_names_the_client_and_otherwise_the_peer(
         })
         .await;
         let p = provider("integify");
-        let body =
-            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+        let body = sample_bytes(p, "sms.delivered");
         let signature = sign_hex(
             &Secret::new(secret_for("integify")),
             &body,

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestApp, secret_for};
+use crate::support::{Backend, TWILIO_PUBLIC_URL, TestApp, secret_for};
 
 /// The binary with `args`, its output piped, and no configuration from
 /// this process's environment.
@@ -86,6 +86,49 @@ fn sign_prints_the_header_a_provider_would_send() {
     );
     let out = smshook(&["sign", "textus", "--secret", "key"], Some(b"hello"));
     assert!(stdout(&out).starts_with("X-TextUs-Signature: 9307b3"));
+    // Twilio's own libraries' example: token 12345, this URL and form.
+    let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+    let form = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+    let out = smshook(
+        &["sign", "twilio", "--secret", "12345", "--url", url],
+        Some(form),
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    );
+    let out = smshook(&["sign", "twilio", "--secret", "12345"], Some(form));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
+}
+
+/// `send twilio` posts a form signed for the URL registered with Twilio,
+/// which is not the address it posts to when a proxy is in between.
+#[tokio::test]
+async fn send_signs_twilio_forms_for_the_public_url() {
+    let app = TestApp::on(Backend::Sqlite).await;
+    let url = app.url("/webhooks/twilio");
+    let send = |extra: &[&str]| {
+        let args = ["send", "twilio", "received", "--url", &url, "--secret"];
+        let args = args
+            .iter()
+            .map(|a| a.to_string())
+            .chain([secret_for("twilio")])
+            .chain(extra.iter().map(|a| a.to_string()));
+        smshook_beside_server(args.collect())
+    };
+    let out = send(&["--public-url", TWILIO_PUBLIC_URL]).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("<Response></Response>"));
+    let unproxied = send(&[]).await;
+    assert!(
+        stdout(&unproxied).starts_with("401"),
+        "signed for --url, not the public URL"
+    );
+    let events = app.events("source=twilio").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "message.received");
+    app.stop().await;
 }
 
 crate::on_both_backends!(send_delivers_a_signed_sample_and_events_reads_it_back);
@@ -344,14 +387,14 @@ fn bad_config_names_the_key() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[[sources]]\nname = \"x\"\nprovider = \"twilio\"\nsecrets = [\"s\"]\n",
+        "[[sources]]\nname = \"x\"\nprovider = \"plivo\"\nsecrets = [\"s\"]\n",
     )
     .expect("write");
     let out = smshook(&["serve", "--config", &path.display().to_string()], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("sources[0]") && err.contains("provider") && err.contains("twilio"),
+        err.contains("sources[0]") && err.contains("provider") && err.contains("plivo"),
         "{err}"
     );
 }

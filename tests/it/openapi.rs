@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use smshook::providers::SampleIds;
 
 use crate::receiver::TestReceiver;
-use crate::support::{TOKEN, TestApp, TestOptions, provider, secret_for};
+use crate::support::{TOKEN, TestApp, TestOptions, provider, sample_bytes, secret_for};
 
 const SPEC: &str = include_str!("../../docs/openapi.json");
 
@@ -173,7 +173,7 @@ async fn post(app: &TestApp, path: &str) -> reqwest::Response {
 async fn webhooks(spec: &mut Spec, app: &TestApp) {
     const WEBHOOK: &str = "/webhooks/{source}";
     let p = provider("integify");
-    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "sms.delivered");
     let secret = secret_for("integify");
     for duplicate in [false, true] {
         let answer = app.post_signed("integify", p, &body, &secret).await;
@@ -187,6 +187,12 @@ async fn webhooks(spec: &mut Spec, app: &TestApp) {
         .post_signed("textus", textus, &stop, &secret_for("textus"))
         .await;
     assert_eq!(spec.check("POST", WEBHOOK, answer).await.0, 200);
+    let twilio = provider("twilio");
+    let inbound = sample_bytes(twilio, "received");
+    let answer = app
+        .post_signed("twilio", twilio, &inbound, &secret_for("twilio"))
+        .await;
+    assert_eq!(spec.check("POST", WEBHOOK, answer).await.0, 200, "TwiML");
 
     let unsigned = app.post_unsigned("/webhooks/integify").await;
     assert_eq!(spec.check("POST", WEBHOOK, unsigned).await.0, 401);

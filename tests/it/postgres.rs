@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smshook::providers::SampleIds;
 use smshook::store::EventQuery;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::support::{Backend, TestApp, TestOptions, logged_503s, open_url, provider, stored_ids};
+use crate::support::{
+    Backend, TestApp, TestOptions, logged_503s, open_url, provider, sample_bytes, stored_ids,
+};
 
 async fn postgres() -> Option<String> {
     match Backend::postgres().await? {
@@ -30,8 +31,7 @@ async fn two_replicas_store_each_event_once_and_one_says_new() {
     let p = provider("integify");
     let mut tasks = Vec::new();
     for _ in 0..100 {
-        let body =
-            serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+        let body = sample_bytes(p, "sms.delivered");
         let (a, b) = (a.clone(), b.clone());
         tasks.push(tokio::spawn(async move {
             tokio::join!(a.send_body(p, &body), b.send_body(p, &body))
@@ -125,8 +125,7 @@ async fn an_unreachable_database_is_503_in_time_and_ingestion_resumes_by_itself(
     };
     let app = TestApp::spawn_with(options).await;
     let p = provider("msgine");
-    let body =
-        || serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
+    let body = || sample_bytes(p, "message.delivered");
     let mut acked = HashSet::new();
     for _ in 0..20 {
         let (status, answer) = app.send_body(p, &body()).await;

@@ -8,18 +8,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
 use crate::durability::{Server, send_event, serve_command, start, start_binary_with};
 use crate::receiver::{SECRET, TestReceiver};
-use crate::support::provider;
+use crate::support::{provider, sample_bytes};
 
 /// The status of a fresh Integify webhook to `/webhooks/rotating`, signed
 /// with `secret`.
 async fn status_signed_with(server: &Server, secret: &str) -> u16 {
     let p = provider("integify");
-    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "sms.delivered");
     let signature = sign_hex(&Secret::new(secret), &body, "sha256=");
     reqwest::Client::new()
         .post(format!("http://{}/webhooks/rotating", server.addr))

@@ -12,6 +12,7 @@ use smshook::config::{Config, Source};
 use smshook::http::{self, App};
 use smshook::providers::{self, Provider, SampleIds};
 use smshook::signature::Secret;
+use smshook::signature::twilio::PublicUrl;
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -201,6 +202,10 @@ pub struct TestApp {
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// Where Twilio would post, as the test's Twilio sources say: a public
+/// URL behind a proxy, not the test server's own address.
+pub const TWILIO_PUBLIC_URL: &str = "https://hooks.smshook.test/webhooks/twilio";
+
 /// One source per provider, named after it, accepting two secrets.
 pub fn all_sources() -> Vec<Source> {
     providers::ALL
@@ -213,8 +218,27 @@ pub fn all_sources() -> Vec<Source> {
                 .map(|s| Secret::new(p.verifier_for(s).expect("a signing key")))
                 .collect(),
             allowed: None,
+            public_url: p
+                .signs_url()
+                .then(|| PublicUrl::parse(TWILIO_PUBLIC_URL).expect("a URL")),
         })
         .collect()
+}
+
+/// The payload stored for `body`: the JSON itself, or a form's parameters
+/// as a JSON object.
+pub fn sent_payload(provider: &Provider, body: &[u8]) -> Value {
+    if provider.signs_url() {
+        let form: Vec<_> = form_urlencoded::parse(body).collect();
+        serde_json::from_str(&smshook::providers::payload::json_from_form(&form)).expect("json")
+    } else {
+        serde_json::from_slice(body).expect("json")
+    }
+}
+
+/// A fresh sample of `event_type` as `provider` sends it (JSON or a form).
+pub fn sample_bytes(provider: &Provider, event_type: &str) -> Vec<u8> {
+    provider.encode(&(provider.sample)(event_type, &SampleIds::fresh()))
 }
 
 /// `sources` with the `allowed_ips` named for them.
@@ -357,7 +381,10 @@ impl TestApp {
         secret: &str,
     ) -> reqwest::Response {
         let now = chrono::Utc::now().timestamp();
-        let headers = provider.sign(secret, body, now).expect("signed");
+        let mut headers = provider
+            .sign(secret, body, now, TWILIO_PUBLIC_URL)
+            .expect("signed");
+        headers.push(("content-type", provider.content_type().to_string()));
         self.post_with(source, &headers, body).await
     }
 
@@ -369,15 +396,13 @@ impl TestApp {
         body: &[u8],
     ) -> reqwest::Response {
         let mut request = self.client.post(self.url(&format!("/webhooks/{source}")));
+        if !headers.iter().any(|(name, _)| *name == "content-type") {
+            request = request.header("content-type", "application/json");
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        request
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("request")
+        request.body(body.to_vec()).send().await.expect("request")
     }
 
     /// A fresh sample of `event_type`, sent to the provider's own source with
@@ -387,8 +412,7 @@ impl TestApp {
         provider: &Provider,
         event_type: &str,
     ) -> (Vec<u8>, u16, Value) {
-        let body =
-            serde_json::to_vec(&(provider.sample)(event_type, &SampleIds::fresh())).expect("json");
+        let body = sample_bytes(provider, event_type);
         let (status, answer) = self.send_body(provider, &body).await;
         (body, status, answer)
     }
@@ -398,7 +422,7 @@ impl TestApp {
             .post_signed(provider.name, provider, body, &secret_for(provider.name))
             .await;
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        (status, answer_json(response).await)
     }
 
     /// GET an API path with the bearer token; returns status and JSON.
@@ -523,4 +547,27 @@ pub async fn logged_503s(url: &str) -> usize {
 
 pub fn provider(name: &str) -> &'static Provider {
     providers::find(name).expect("provider")
+}
+
+/// A webhook's answer as JSON: a TwiML acknowledgement (Twilio's) as the
+/// `{"ok","event_id","duplicate"}` its headers carry, so every provider's
+/// answers read alike.
+pub async fn answer_json(response: reqwest::Response) -> Value {
+    let headers = response.headers().clone();
+    if headers.get("content-type").is_some_and(|t| t == "text/xml") {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let body = response.text().await.expect("text");
+        assert!(body.ends_with("<Response></Response>"), "{body}");
+        return serde_json::json!({
+            "ok": true,
+            "event_id": header("smshook-event-id"),
+            "duplicate": header("smshook-duplicate").as_deref() == Some("true"),
+        });
+    }
+    response.json().await.unwrap_or(Value::Null)
 }

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use smshook::config::TlsFiles;
 use smshook::http::tls::Certificates;
-use smshook::providers::SampleIds;
 use smshook::signature::{Secret, sign_hex};
 
 use crate::durability::{Server, serve_command, start};
-use crate::support::{provider, secret_for};
+use crate::support::{provider, sample_bytes, secret_for};
 
 /// A self-signed certificate for 127.0.0.1, or `None` (said on stderr).
 pub fn self_signed(dir: &Path, name: &str) -> Option<TlsFiles> {
@@ -74,7 +73,7 @@ async fn the_binary_serves_webhooks_over_https() {
         .build()
         .expect("client");
     let p = provider("integify");
-    let body = serde_json::to_vec(&(p.sample)("sms.delivered", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "sms.delivered");
     let signature = sign_hex(&Secret::new(secret_for("integify")), &body, "sha256=");
     let answer = client
         .post(format!("https://{}/webhooks/integify", server.addr))

@@ -5,7 +5,8 @@ use smshook::providers::{self, SampleIds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    Backend, TestApp, TestOptions, old_secret_for, provider, secret_for, wrong_secret_for,
+    Backend, TWILIO_PUBLIC_URL, TestApp, TestOptions, old_secret_for, provider, sample_bytes,
+    secret_for, sent_payload, wrong_secret_for,
 };
 
 crate::on_both_backends!(
@@ -27,6 +28,8 @@ crate::on_both_backends!(
     telnyx_timestamps_are_signed_and_must_be_recent,
     a_telnyx_retry_with_its_next_attempt_number_is_a_duplicate,
     vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried,
+    twilio_signs_its_public_url_and_is_answered_in_twiml,
+    twilio_json_bodies_are_bound_by_their_hash,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -43,8 +46,11 @@ async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backen
             assert_eq!(event["source"], p.name);
             assert_eq!(event["provider"], p.name);
             assert_eq!(event["provider_type"], *t);
-            let sent: Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(event["payload"], sent, "payload is the original");
+            assert_eq!(
+                event["payload"],
+                sent_payload(p, &body),
+                "payload is the original"
+            );
             for field in [
                 "provider_event_id",
                 "message_id",
@@ -128,20 +134,33 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     // field it never sent, wherever its type field is.
     for p in providers::ALL {
         let mut body = (p.sample)(p.event_types[0], &SampleIds::fresh());
-        let key = ["/type", "/event", "/action", "/data/event_type", "/status"]
-            .into_iter()
-            .find(|k| body.pointer(k).is_some())
-            .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
+        let key = [
+            "/type",
+            "/event",
+            "/action",
+            "/data/event_type",
+            "/status",
+            "/MessageStatus",
+        ]
+        .into_iter()
+        .find(|k| body.pointer(k).is_some())
+        .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
         *body.pointer_mut(key).expect("type field") = json!("x.never_seen");
-        body["unknown_extra"] = json!({"nested": [1, 2]});
-        let body = serde_json::to_vec(&body).expect("json");
+        // A form's parameters are strings.
+        let extra = if p.signs_url() {
+            json!("a parameter never sent before")
+        } else {
+            json!({"nested": [1, 2]})
+        };
+        body["unknown_extra"] = extra.clone();
+        let body = p.encode(&body);
         let (status, answer) = app.send_body(p, &body).await;
         assert_eq!(status, 200, "{}: {answer}", p.name);
         let id = answer["event_id"].as_str().expect("id");
         let (_, event) = app.api(&format!("/api/events/{id}")).await;
         assert_eq!(event["provider_type"], "x.never_seen", "{}", p.name);
         assert_eq!(event["type"], "x.never_seen", "{}: kept as sent", p.name);
-        assert_eq!(event["payload"]["unknown_extra"]["nested"], json!([1, 2]));
+        assert_eq!(event["payload"]["unknown_extra"], extra);
     }
     app.stop().await;
 }
@@ -228,8 +247,7 @@ async fn unusual_but_valid_json_is_stored_verbatim(backend: Backend) {
 async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
     let app = TestApp::on(backend).await;
     for p in providers::ALL {
-        let body =
-            serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
+        let body = sample_bytes(p, p.event_types[0]);
         let wrong = app
             .post_signed(p.name, p, &body, &wrong_secret_for(p.name))
             .await;
@@ -243,7 +261,9 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         let last = tampered.len() - 2;
         tampered[last] ^= 1;
         let now = chrono::Utc::now().timestamp();
-        let headers = p.sign(&secret_for(p.name), &body, now).expect("signed");
+        let headers = p
+            .sign(&secret_for(p.name), &body, now, TWILIO_PUBLIC_URL)
+            .expect("signed");
         let response = app.post_with(p.name, &headers, &tampered).await;
         assert_eq!(response.status(), 401, "{} tampered", p.name);
 
@@ -283,8 +303,7 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
     // MsGine's webhook sent to the Integify source: which provider it
     // seems to come from, so a source set up with the wrong one shows.
     let msgine = provider("msgine");
-    let body =
-        serde_json::to_vec(&(msgine.sample)("message.sent", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(msgine, "message.sent");
     let crossed = app
         .post_signed("integify", msgine, &body, &secret_for("msgine"))
         .await;
@@ -320,14 +339,13 @@ async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
     let app = TestApp::on(backend).await;
     for p in providers::ALL {
         for secret in [old_secret_for(p.name), secret_for(p.name)] {
-            let body = serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh()))
-                .expect("json");
+            let body = sample_bytes(p, p.event_types[0]);
             let status = app.post_signed(p.name, p, &body, &secret).await.status();
             assert_eq!(status, 200, "{} with {secret}", p.name);
         }
     }
     let p = provider("private-number");
-    let body = serde_json::to_vec(&(p.sample)("sms.received", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "sms.received");
     let signature = smshook::signature::sign_hex(
         &smshook::signature::Secret::new(secret_for(p.name)),
         &body,
@@ -348,7 +366,9 @@ async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
 async fn malformed_json_is_400_after_a_valid_signature(backend: Backend) {
     let app = TestApp::on(backend).await;
     let bodies = [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""];
-    for (p, body) in providers::ALL.iter().flat_map(|p| bodies.map(|b| (p, b))) {
+    // Any bytes are a form: Twilio's JSON bodies are in its own test.
+    let json_providers = providers::ALL.iter().filter(|p| !p.signs_url());
+    for (p, body) in json_providers.flat_map(|p| bodies.map(|b| (p, b))) {
         let response = app.post_signed(p.name, p, body, &secret_for(p.name)).await;
         assert_eq!(
             response.status(),
@@ -539,8 +559,7 @@ async fn unknown_source_is_404_and_other_methods_405(backend: Backend) {
 async fn a_retry_is_stored_once_and_answered_with_the_original_id(backend: Backend) {
     let app = TestApp::on(backend).await;
     let p = provider("msgine");
-    let body =
-        serde_json::to_vec(&(p.sample)("message.delivered", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "message.delivered");
     let (_, first) = app.send_body(p, &body).await;
     let (status, second) = app.send_body(p, &body).await;
     assert_eq!(status, 200);
@@ -563,8 +582,7 @@ async fn every_providers_retries_are_stored_once(backend: Backend) {
     let app = TestApp::on(backend).await;
     for p in providers::ALL {
         for event_type in p.event_types {
-            let body =
-                serde_json::to_vec(&(p.sample)(event_type, &SampleIds::fresh())).expect("json");
+            let body = sample_bytes(p, event_type);
             let (_, first) = app.send_body(p, &body).await;
             let (status, again) = app.send_body(p, &body).await;
             assert_eq!(status, 200, "{} {event_type}", p.name);
@@ -581,8 +599,7 @@ async fn every_providers_retries_are_stored_once(backend: Backend) {
 async fn sixty_four_simultaneous_copies_store_one_row(backend: Backend) {
     let app = std::sync::Arc::new(TestApp::on(backend).await);
     for p in providers::ALL {
-        let body =
-            serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh())).expect("json");
+        let body = sample_bytes(p, p.event_types[0]);
         let answers = sixty_four_at_once(&app, p, body).await;
         assert!(answers.iter().all(|(s, _)| *s == 200), "{}", p.name);
         let fresh = answers
@@ -650,8 +667,7 @@ async fn a_source_limited_to_addresses_refuses_others_with_403() {
     let send = |p: &'static providers::Provider, from: Option<&'static str>| {
         let app = &app;
         async move {
-            let body = serde_json::to_vec(&(p.sample)(p.event_types[0], &SampleIds::fresh()))
-                .expect("json");
+            let body = sample_bytes(p, p.event_types[0]);
             let signature = smshook::signature::sign_hex(
                 &smshook::signature::Secret::new(secret_for(p.name)),
                 &body,
@@ -878,8 +894,7 @@ async fn a_kept_alive_connection_is_closed_only_after_sitting_idle() {
 async fn telnyx_timestamps_are_signed_and_must_be_recent(backend: Backend) {
     let app = TestApp::on(backend).await;
     let p = provider("telnyx");
-    let body =
-        serde_json::to_vec(&(p.sample)("message.received", &SampleIds::fresh())).expect("json");
+    let body = sample_bytes(p, "message.received");
     let key = secret_for("telnyx");
     let now = chrono::Utc::now().timestamp();
     let refusal = |response: reqwest::Response| async move {
@@ -889,7 +904,7 @@ async fn telnyx_timestamps_are_signed_and_must_be_recent(backend: Backend) {
         answer["message"].as_str().expect("message").to_string()
     };
 
-    let signed = p.sign(&key, &body, now).expect("signed");
+    let signed = p.sign(&key, &body, now, "").expect("signed");
     let without_timestamp = &signed[..1];
     let message = refusal(app.post_with("telnyx", without_timestamp, &body).await).await;
     assert!(message.contains("timestamp header is missing"), "{message}");
@@ -901,11 +916,11 @@ async fn telnyx_timestamps_are_signed_and_must_be_recent(backend: Backend) {
 
     // Well past the window either way: the server's clock reads a moment later.
     for skew in [-400, 400] {
-        let stale = p.sign(&key, &body, now + skew).expect("signed");
+        let stale = p.sign(&key, &body, now + skew, "").expect("signed");
         let message = refusal(app.post_with("telnyx", &stale, &body).await).await;
         assert!(message.contains("more than 5 minutes"), "{skew}: {message}");
     }
-    let late_but_within = p.sign(&key, &body, now - 240).expect("signed");
+    let late_but_within = p.sign(&key, &body, now - 240, "").expect("signed");
     let response = app.post_with("telnyx", &late_but_within, &body).await;
     assert_eq!(
         response.status(),
@@ -961,7 +976,7 @@ async fn vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried(backend:
     let now = chrono::Utc::now().timestamp();
 
     let token_for_other_body = p
-        .sign(&secret_for("vonage"), &submitted, now)
+        .sign(&secret_for("vonage"), &submitted, now, "")
         .expect("signed");
     let response = app
         .post_with("vonage", &token_for_other_body, &delivered)
@@ -992,5 +1007,123 @@ async fn vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried(backend:
     assert_eq!(status, 200, "{message}");
     assert_eq!(message["status"], "delivered");
     assert_eq!(app.events("source=vonage").await.len(), 2);
+    app.stop().await;
+}
+
+/// POSTs `body` to `/webhooks/twilio` with `query`, signed for `signed_url`.
+async fn post_twilio(
+    app: &TestApp,
+    query: &str,
+    body: &[u8],
+    signed_url: &str,
+) -> reqwest::Response {
+    let p = provider("twilio");
+    let mut headers = p
+        .sign(&secret_for("twilio"), body, 0, signed_url)
+        .expect("signed");
+    headers.push(("content-type", p.content_type().to_string()));
+    app.post_with(&format!("twilio{query}"), &headers, body)
+        .await
+}
+
+/// Twilio signs the URL registered with it, which smshook, behind a proxy,
+/// never sees: the source's public_url, plus the query the request carries,
+/// with or without the default port. An inbound message is answered with an
+/// empty TwiML document, so Twilio sends no reply and logs no error.
+async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("twilio");
+    let body = sample_bytes(p, "received");
+
+    let response = post_twilio(&app, "", &body, TWILIO_PUBLIC_URL).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/xml");
+    let id = response.headers()["smshook-event-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(response.headers()["smshook-duplicate"], "false");
+    let twiml = response.text().await.expect("text");
+    assert_eq!(
+        twiml,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#
+    );
+    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(event["from"], "+14155550101");
+    assert_eq!(event["body"], "Can I move my appointment to Friday?");
+    assert_eq!(event["payload"], sent_payload(p, &body));
+    assert_eq!(
+        event["payload"]["NumMedia"], "0",
+        "every parameter, as sent"
+    );
+
+    let again = post_twilio(&app, "", &body, TWILIO_PUBLIC_URL).await;
+    assert_eq!(again.headers()["smshook-event-id"], id.as_str());
+    assert_eq!(again.headers()["smshook-duplicate"], "true");
+
+    // Signed for the address smshook listens on, not the registered URL.
+    let own = post_twilio(&app, "", &body, &app.url("/webhooks/twilio")).await;
+    assert_eq!(own.status(), 401);
+    let answer: Value = own.json().await.expect("json");
+    assert_eq!(answer["error"], "invalid_signature");
+
+    let status = sample_bytes(p, "delivered");
+    let with_port = TWILIO_PUBLIC_URL.replace(".test/", ".test:443/");
+    assert_eq!(
+        post_twilio(&app, "", &status, &with_port).await.status(),
+        200
+    );
+
+    let failed = sample_bytes(p, "failed");
+    let query = "?tenant=acme&x=%2F";
+    let unsigned_query = post_twilio(&app, query, &failed, TWILIO_PUBLIC_URL).await;
+    assert_eq!(unsigned_query.status(), 401, "the query is signed too");
+    let signed_query = format!("{TWILIO_PUBLIC_URL}{query}");
+    assert_eq!(
+        post_twilio(&app, query, &failed, &signed_query)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.events("source=twilio").await.len(), 3);
+    app.stop().await;
+}
+
+/// A JSON body comes with its SHA-256 in the query (`bodySHA256`) and is
+/// signed without parameters: another body under the same signature is
+/// refused, and one that is not a JSON object is malformed.
+async fn twilio_json_bodies_are_bound_by_their_hash(backend: Backend) {
+    use sha2::Digest;
+    let app = TestApp::on(backend).await;
+    let hashed = |body: &[u8]| format!("?bodySHA256={}", hex::encode(sha2::Sha256::digest(body)));
+    let body = br#"{"MessageSid":"SM1","MessageStatus":"delivered","To":"+14155550101"}"#;
+    let query = hashed(body);
+    let signed = format!("{TWILIO_PUBLIC_URL}{query}");
+    let response = post_twilio(&app, &query, body, &signed).await;
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["smshook-event-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    assert_eq!(event["type"], "message.delivered");
+    assert_eq!(event["payload"]["To"], "+14155550101");
+
+    let other = br#"{"MessageSid":"SM1","MessageStatus":"failed"}"#;
+    let swapped = post_twilio(&app, &query, other, &signed).await;
+    assert_eq!(swapped.status(), 401);
+    let answer: Value = swapped.json().await.expect("json");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bodySHA256")),
+        "{answer}"
+    );
+
+    let array = b"[1,2]";
+    let query = hashed(array);
+    let response = post_twilio(&app, &query, array, &format!("{TWILIO_PUBLIC_URL}{query}")).await;
+    assert_eq!(response.status(), 400);
     app.stop().await;
 }

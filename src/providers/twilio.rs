@@ -1,0 +1,174 @@
+//! Twilio Programmable Messaging: form-encoded webhooks (`MessageSid`,
+//! `MessageStatus`, `From`, `To`, `Body`, …) signed in `X-Twilio-Signature`
+//! with HMAC-SHA1 over the registered URL and the sorted parameters
+//! (`signature::twilio`). A status callback names the message and its new
+//! status; an inbound message has `SmsStatus=received`. Neither carries an
+//! event id or a time, so the key is the message and its status.
+//!
+//! Twilio reads the answer to an inbound message as TwiML: a source answers
+//! an empty `<Response/>` (no reply is sent), not JSON, which Twilio's
+//! debugger would report as an error for every message.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::payload::Object;
+use super::{Ack, Provider, SampleIds, Scheme, compound_key, text};
+use crate::event::{EventFields, Normalized};
+
+pub static PROVIDER: Provider = Provider {
+    name: "twilio",
+    signature_header: "x-twilio-signature",
+    signature_prefix: "",
+    scheme: Scheme::UrlHmacSha1,
+    event_types: &[
+        "queued",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "received",
+        "read",
+    ],
+    retry_status: 503,
+    // Twilio's default read timeout (its "connection overrides" page).
+    answer_timeout: Some(std::time::Duration::from_secs(15)),
+    // Twilio publishes no address ranges for webhooks and asks that they be
+    // checked by signature.
+    addresses_change: true,
+    ack: Ack::Twiml,
+    normalize,
+    sample,
+};
+
+fn normalize(p: &Object) -> Normalized {
+    let message_id = text(p, &["MessageSid", "SmsSid", "SmsMessageSid"]);
+    let status = text(p, &["MessageStatus", "SmsStatus"]);
+    Normalized {
+        dedupe_key: compound_key(message_id.as_deref(), status.as_deref()),
+        fields: EventFields {
+            provider_event_id: None,
+            event_type: status
+                .as_deref()
+                .map_or("unknown", normalized_type)
+                .to_string(),
+            provider_type: status.clone(),
+            message_id,
+            from: text(p, &["From"]),
+            to: text(p, &["To"]),
+            body: text(p, &["Body"]),
+            status,
+            error_code: text(p, &["ErrorCode"]),
+            error_reason: text(p, &["ErrorMessage"]),
+            occurred_at: None,
+        },
+    }
+}
+
+/// Twilio's message statuses. `queued`, `accepted`, `scheduled`, `sending`
+/// and the others come before the message is sent, or have no normalized
+/// name: they keep their own.
+fn normalized_type(status: &str) -> &str {
+    match status {
+        "sent" => "message.sent",
+        "delivered" => "message.delivered",
+        "undelivered" | "failed" => "message.failed",
+        "received" => "message.received",
+        "read" => "message.read",
+        other => other,
+    }
+}
+
+/// A Twilio SID: two letters and 32 hex digits, the same for the same id.
+fn sid(prefix: &str, id: &str) -> String {
+    format!("{prefix}{}", hex::encode(&Sha256::digest(id)[..16]))
+}
+
+fn sample(event_type: &str, ids: &SampleIds) -> Value {
+    let message = sid("SM", &ids.message_id);
+    let account = sid("AC", "smshook");
+    let service = sid("MG", "smshook");
+    if event_type == "received" {
+        return json!({
+            "ToCountry": "US", "ToState": "CA", "SmsMessageSid": message, "NumMedia": "0",
+            "ToCity": "SAN FRANCISCO", "FromZip": "94105", "SmsSid": message,
+            "FromState": "CA", "SmsStatus": "received", "FromCity": "SAN FRANCISCO",
+            "Body": "Can I move my appointment to Friday?", "FromCountry": "US",
+            "To": "+14155550100", "MessagingServiceSid": service, "ToZip": "94107",
+            "NumSegments": "1", "MessageSid": message, "AccountSid": account,
+            "From": "+14155550101", "ApiVersion": "2010-04-01",
+        });
+    }
+    let mut status = json!({
+        "SmsSid": message, "SmsStatus": event_type, "MessageStatus": event_type,
+        "To": "+14155550101", "MessagingServiceSid": service, "MessageSid": message,
+        "AccountSid": account, "From": "+14155550100", "ApiVersion": "2010-04-01",
+    });
+    if matches!(event_type, "undelivered" | "failed") {
+        status["ErrorCode"] = json!("30003");
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: Value) -> Normalized {
+        crate::providers::normalize_json(normalize, &v)
+    }
+
+    #[test]
+    fn an_inbound_message_is_received() {
+        let ids = SampleIds::fresh();
+        let n = norm(sample("received", &ids));
+        let message = sid("SM", &ids.message_id);
+        assert_eq!(n.dedupe_key, Some(format!("{message}:received")));
+        let f = n.fields;
+        assert_eq!(f.event_type, "message.received");
+        assert_eq!(f.message_id.as_deref(), Some(message.as_str()));
+        assert_eq!(f.from.as_deref(), Some("+14155550101"));
+        assert_eq!(f.to.as_deref(), Some("+14155550100"));
+        assert_eq!(
+            f.body.as_deref(),
+            Some("Can I move my appointment to Friday?")
+        );
+        assert!(message.starts_with("SM") && message.len() == 34);
+    }
+
+    #[test]
+    fn statuses_normalize_and_each_is_its_own_event() {
+        let ids = SampleIds::fresh();
+        let failed = norm(sample("undelivered", &ids));
+        assert_eq!(failed.fields.event_type, "message.failed");
+        assert_eq!(failed.fields.error_code.as_deref(), Some("30003"));
+        let delivered = norm(sample("delivered", &ids));
+        assert_eq!(delivered.fields.event_type, "message.delivered");
+        assert_eq!(delivered.fields.status.as_deref(), Some("delivered"));
+        assert_ne!(
+            delivered.dedupe_key, failed.dedupe_key,
+            "same message, two events"
+        );
+        assert_eq!(norm(sample("sent", &ids)).fields.event_type, "message.sent");
+        assert_eq!(norm(sample("queued", &ids)).fields.event_type, "queued");
+        // Only the older name: still read.
+        let old =
+            json!({"SmsSid": "SM1", "SmsStatus": "failed", "ErrorMessage": "Unknown destination"});
+        let old = norm(old);
+        assert_eq!(old.fields.event_type, "message.failed");
+        assert_eq!(
+            old.fields.error_reason.as_deref(),
+            Some("Unknown destination")
+        );
+        assert_eq!(old.dedupe_key.as_deref(), Some("SM1:failed"));
+    }
+
+    #[test]
+    fn a_stop_message_opts_its_sender_out() {
+        let mut stop = sample("received", &SampleIds::fresh());
+        stop["Body"] = json!("Stop");
+        stop["OptOutType"] = json!("STOP");
+        let n = norm(stop);
+        assert_eq!(crate::optout::classify(&n.fields), Some(true));
+    }
+}
