@@ -11,7 +11,8 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Provider, Scheme};
-use crate::signature::{self, SignatureError, ed25519, jwt, twilio};
+use crate::signature::twilio::{self, Params};
+use crate::signature::{self, SignatureError, ed25519, jwt};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +94,15 @@ fn refusal(source: &Source, cause: SignatureError) -> IngestError {
     }
 }
 
-/// Checks the signed headers the way `source`'s provider signs.
-fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
+/// Checks the signed headers the way `source`'s provider signs. A provider
+/// that signs form parameters gives back the ones it checked.
+fn verify<'b>(
+    source: &Source,
+    signed: Signed,
+    body: &'b [u8],
+) -> Result<Option<Params<'b>>, SignatureError> {
     match source.provider.scheme {
-        Scheme::Hmac => signature::verify(signed.signature, body, &source.secrets),
+        Scheme::Hmac => signature::verify(signed.signature, body, &source.secrets).map(|()| None),
         Scheme::Ed25519 { .. } => {
             let now = chrono::Utc::now().timestamp();
             ed25519::verify(
@@ -106,8 +112,9 @@ fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureE
                 &source.secrets,
                 now,
             )
+            .map(|()| None)
         }
-        Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets),
+        Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets).map(|()| None),
         // Config refuses a source of this provider without a public URL.
         Scheme::UrlHmacSha1 => match &source.public_url {
             Some(url) => twilio::verify(signed.signature, url, signed.query, body, &source.secrets),
@@ -116,16 +123,10 @@ fn verify(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureE
     }
 }
 
-/// The JSON text stored for a verified body: the body itself, or a form
-/// body's parameters as a JSON object.
-fn payload_text<'b>(
-    source: &Source,
-    query: Option<&str>,
-    body: &'b [u8],
-) -> Result<Cow<'b, str>, IngestError> {
-    if source.provider.signs_url()
-        && let Some(params) = twilio::params(query, body)
-    {
+/// The JSON text stored for a verified body: the body itself, or the form
+/// parameters verified, as a JSON object.
+fn payload_text<'b>(form: Option<Params>, body: &'b [u8]) -> Result<Cow<'b, str>, IngestError> {
+    if let Some(params) = form {
         return Ok(Cow::Owned(json_from_form(&params)));
     }
     // JSON is UTF-8: checked once here, for the parser and the stored text.
@@ -190,8 +191,8 @@ pub fn prepare(
     body: &[u8],
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
-    verify(source, signed, body).map_err(|cause| refusal(source, cause))?;
-    let text = payload_text(source, signed.query, body)?;
+    let form = verify(source, signed, body).map_err(|cause| refusal(source, cause))?;
+    let text = payload_text(form, body)?;
     let payload = parse_object(&text).map_err(IngestError::MalformedJson)?;
     let mut normalized = (source.provider.normalize)(&payload);
     let mut dedupe_key = normalized

@@ -120,10 +120,31 @@ pub fn verify(
     body: &[u8],
     secrets: &[Secret],
 ) -> Result<(), SignatureError> {
-    let tag = decode_header(header.ok_or(SignatureError::Missing)?)?;
+    let tag = decode_header(present(header)?)?;
+    any_matches(secrets.iter().map(|secret| secret.mac(body)), &tag)
+}
+
+/// A signature header's value without surrounding space; `Missing` when
+/// there is none, or only space (every scheme reads its header so).
+fn present(header: Option<&[u8]>) -> Result<&[u8], SignatureError> {
+    let value = header.map(<[u8]>::trim_ascii).unwrap_or_default();
+    if value.is_empty() {
+        Err(SignatureError::Missing)
+    } else {
+        Ok(value)
+    }
+}
+
+/// `Ok` when any of the tags computed under a source's secrets is `tag`.
+/// Every one is compared, in constant time, whatever matched, so timing
+/// reveals neither the tag nor which secret is in use.
+fn any_matches<const N: usize>(
+    computed: impl IntoIterator<Item = [u8; N]>,
+    tag: &[u8; N],
+) -> Result<(), SignatureError> {
     let mut matched = Choice::from(0);
-    for secret in secrets {
-        matched |= secret.mac(body).ct_eq(&tag);
+    for candidate in computed {
+        matched |= candidate.ct_eq(tag);
     }
     if bool::from(matched) {
         Ok(())
@@ -132,11 +153,16 @@ pub fn verify(
     }
 }
 
-fn decode_header(raw: &[u8]) -> Result<[u8; 32], SignatureError> {
-    let value = raw.trim_ascii();
-    if value.is_empty() {
-        return Err(SignatureError::Missing);
-    }
+/// Exactly `N` bytes written in base64 by `engine` (a key, a signature, a
+/// tag), or `None`.
+fn base64_array<const N: usize>(
+    engine: &impl base64::Engine,
+    text: impl AsRef<[u8]>,
+) -> Option<[u8; N]> {
+    engine.decode(text).ok()?.try_into().ok()
+}
+
+fn decode_header(value: &[u8]) -> Result<[u8; 32], SignatureError> {
     let hex_part = match value.get(..7) {
         Some(prefix) if prefix.eq_ignore_ascii_case(b"sha256=") => &value[7..],
         _ => value,

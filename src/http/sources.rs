@@ -1,8 +1,8 @@
 //! The configured sources as the webhook handler sees them, replaceable
 //! while serving: a reload (SIGHUP, or a changed secret file) gives running
-//! sources their new secrets (and allowed addresses) without a restart, so
-//! a secret can be rotated with no gap in which a provider's webhooks are
-//! refused.
+//! sources their new secrets (and allowed addresses, and public URL)
+//! without a restart, so a secret can be rotated with no gap in which a
+//! provider's webhooks are refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +28,8 @@ impl Sources {
         self.0.current()
     }
 
-    /// Gives each source the secrets and `allowed_ips` `config` has for the
-    /// source of the same name and provider. Sources added, removed or
+    /// Gives each source the secrets, `allowed_ips` and `public_url`
+    /// `config` has for the source of the same name and provider. Sources added, removed or
     /// given another provider need a restart (the metrics and the routes
     /// are set up for the sources at start-up).
     pub fn reload(&self, config: &Config) -> Reload {
@@ -38,9 +38,15 @@ impl Sources {
         for new in &config.sources {
             match map.get_mut(&new.name) {
                 Some(old) if old.provider.name == new.provider.name => {
-                    if old.secrets != new.secrets || old.allowed != new.allowed {
+                    // What verifies a webhook reloads together: a
+                    // `public_url` moves with the host, as a secret rotates.
+                    if old.secrets != new.secrets
+                        || old.allowed != new.allowed
+                        || old.public_url != new.public_url
+                    {
                         old.secrets = new.secrets.clone();
                         old.allowed = new.allowed.clone();
+                        old.public_url = new.public_url.clone();
                         reload.changed.push((new.name.clone(), new.secrets.len()));
                     }
                 }
@@ -143,5 +149,23 @@ mod tests {
         let open = sources.reload(&config(vec![source("mg", "msgine", &["s"])]));
         assert_eq!(open.changed.len(), 1);
         assert!(sources.current()["mg"].admits(ip("198.51.100.1")));
+    }
+
+    /// A Twilio source moved to another host keeps taking webhooks signed
+    /// for the new URL from the next request on.
+    #[test]
+    fn a_public_url_reloads_like_secrets() {
+        use crate::signature::twilio::PublicUrl;
+        let at = |url: &str| {
+            let mut s = source("tw", "twilio", &["token"]);
+            s.public_url = Some(PublicUrl::parse(url).expect("a URL"));
+            s
+        };
+        let sources = Sources::new(&[at("https://old.example/webhooks/tw")]);
+        let reload = sources.reload(&config(vec![at("https://new.example/webhooks/tw")]));
+        assert_eq!(reload.changed, vec![("tw".to_string(), 1)]);
+        let now = sources.current();
+        let url = now["tw"].public_url.as_ref().map(|u| u.text.as_str());
+        assert_eq!(url, Some("https://new.example/webhooks/tw"));
     }
 }

@@ -129,7 +129,7 @@ fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, Inge
         )
     });
     let expected = if provider.signs_url() {
-        super::payload::json_from_form(&form_urlencoded::parse(body).collect::<Vec<_>>())
+        super::payload::form_body_json(body)
     } else {
         String::from_utf8(body.to_vec()).expect("a JSON object is UTF-8")
     };

@@ -126,6 +126,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// The JSON object stored for a form body (`json_from_form` of its
+/// parameters).
+pub fn form_body_json(body: &[u8]) -> String {
+    json_from_form(&form_urlencoded::parse(body).collect::<Vec<_>>())
+}
+
 /// A form body's parameters as the JSON object stored for it: each name
 /// once, in the order first sent, its value a string, or an array of
 /// strings when the name was sent more than once. Every parameter is kept.
@@ -164,11 +170,8 @@ mod tests {
 
     #[test]
     fn a_form_is_kept_whole_as_a_json_object() {
-        let form: Vec<_> = form_urlencoded::parse(
-            b"To=%2B1555&Body=caf%C3%A9+%22ok%22&MediaUrl=a&To=%2B1666&Empty=",
-        )
-        .collect();
-        let text = json_from_form(&form);
+        let text =
+            form_body_json(b"To=%2B1555&Body=caf%C3%A9+%22ok%22&MediaUrl=a&To=%2B1666&Empty=");
         assert_eq!(
             text,
             r#"{"To":["+1555","+1666"],"Body":"café \"ok\"","MediaUrl":"a","Empty":""}"#

@@ -167,7 +167,6 @@ mod tests {
     fn a_stop_message_opts_its_sender_out() {
         let mut stop = sample("received", &SampleIds::fresh());
         stop["Body"] = json!("Stop");
-        stop["OptOutType"] = json!("STOP");
         let n = norm(stop);
         assert_eq!(crate::optout::classify(&n.fields), Some(true));
     }

@@ -26,7 +26,7 @@ pub fn public_key(value: &str) -> Option<[u8; 32]> {
 
 /// 32 bytes given as base64 (a public key, or a private key's seed).
 fn base64_32(value: &str) -> Option<[u8; 32]> {
-    STANDARD.decode(value.trim()).ok()?.try_into().ok()
+    super::base64_array(&STANDARD, value.trim())
 }
 
 /// Checks `signature` (base64) over `timestamp|body` against each key, and
@@ -39,14 +39,7 @@ pub fn verify(
     keys: &[Secret],
     now: i64,
 ) -> Result<(), SignatureError> {
-    let signature = signature.map(<[u8]>::trim_ascii).unwrap_or_default();
-    if signature.is_empty() {
-        return Err(SignatureError::Missing);
-    }
-    let signature = STANDARD
-        .decode(signature)
-        .ok()
-        .filter(|s| s.len() == 64)
+    let signature: [u8; 64] = super::base64_array(&STANDARD, super::present(signature)?)
         .ok_or(SignatureError::MalformedEd25519)?;
     let timestamp = timestamp.map(<[u8]>::trim_ascii).unwrap_or_default();
     let seconds = std::str::from_utf8(timestamp)

@@ -13,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
 
 use super::{Secret, SignatureError};
 
@@ -35,29 +34,17 @@ pub fn verify(
     body: &[u8],
     secrets: &[Secret],
 ) -> Result<(), SignatureError> {
-    let value = authorization.map(<[u8]>::trim_ascii).unwrap_or_default();
-    if value.is_empty() {
-        return Err(SignatureError::Missing);
-    }
-    let token = bearer(value).ok_or(SignatureError::MalformedJwt)?;
+    let token = bearer(super::present(authorization)?).ok_or(SignatureError::MalformedJwt)?;
     let (signed, signature) = token.rsplit_once('.').ok_or(SignatureError::MalformedJwt)?;
     let (header, claims) = signed.split_once('.').ok_or(SignatureError::MalformedJwt)?;
     let header: Header = decode_json(header).ok_or(SignatureError::MalformedJwt)?;
     if header.alg != "HS256" {
         return Err(SignatureError::MalformedJwt);
     }
-    let tag: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(signature)
-        .ok()
-        .and_then(|t| t.try_into().ok())
-        .ok_or(SignatureError::MalformedJwt)?;
-    let mut matched = Choice::from(0);
-    for secret in secrets {
-        matched |= secret.mac(signed.as_bytes()).ct_eq(&tag);
-    }
-    if !bool::from(matched) {
-        return Err(SignatureError::Mismatch);
-    }
+    let tag =
+        super::base64_array(&URL_SAFE_NO_PAD, signature).ok_or(SignatureError::MalformedJwt)?;
+    let computed = secrets.iter().map(|secret| secret.mac(signed.as_bytes()));
+    super::any_matches(computed, &tag)?;
     let claims: Claims = decode_json(claims).ok_or(SignatureError::MalformedJwt)?;
     let hash = hex::encode(Sha256::digest(body));
     match claims.payload_hash {

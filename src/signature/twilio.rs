@@ -17,7 +17,6 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
 
 use super::{Secret, SignatureError};
 
@@ -104,10 +103,10 @@ fn default_port(scheme: &str) -> String {
     }
 }
 
-/// The form parameters of `body` (a JSON body, named by `bodySHA256` in the
-/// query, has none).
-pub fn params<'a>(query: Option<&str>, body: &'a [u8]) -> Option<Params<'a>> {
-    match body_hash(query) {
+/// The form parameters of `body`; `None` for a JSON body, which the query
+/// names by its hash instead (`bodySHA256`).
+fn form<'a>(body_hash: Option<&str>, body: &'a [u8]) -> Option<Params<'a>> {
+    match body_hash {
         Some(_) => None,
         None => Some(form_urlencoded::parse(body).collect()),
     }
@@ -121,37 +120,30 @@ fn body_hash(query: Option<&str>) -> Option<String> {
 
 /// Checks `header` against every candidate URL under every secret, all of
 /// them in constant time, then a JSON body against its `bodySHA256`.
-pub fn verify(
+/// Returns the form parameters it checked, in the order sent (`None` for a
+/// JSON body): what is stored is exactly what was verified.
+pub fn verify<'b>(
     header: Option<&[u8]>,
     url: &PublicUrl,
     query: Option<&str>,
-    body: &[u8],
+    body: &'b [u8],
     secrets: &[Secret],
-) -> Result<(), SignatureError> {
-    let value = header.map(<[u8]>::trim_ascii).unwrap_or_default();
-    if value.is_empty() {
-        return Err(SignatureError::Missing);
-    }
-    let tag: [u8; 20] = STANDARD
-        .decode(value)
-        .ok()
-        .and_then(|t| t.try_into().ok())
+) -> Result<Option<Params<'b>>, SignatureError> {
+    let tag = super::base64_array(&STANDARD, super::present(header)?)
         .ok_or(SignatureError::MalformedSha1)?;
-    let params = params(query, body).unwrap_or_default();
-    let mut matched = Choice::from(0);
-    for candidate in url.candidates(query) {
-        for secret in secrets {
-            matched |= mac(secret.expose(), &candidate, &params).ct_eq(&tag);
-        }
-    }
-    if !bool::from(matched) {
-        return Err(SignatureError::Mismatch);
-    }
-    match body_hash(query) {
+    let claimed_hash = body_hash(query);
+    let params = form(claimed_hash.as_deref(), body);
+    let (urls, signed) = (&url.candidates(query), &signed_order(params.as_deref()));
+    let computed = secrets.iter().flat_map(|secret| {
+        let key = key(secret.expose());
+        urls.iter().map(move |url| mac(&key, url, signed))
+    });
+    super::any_matches(computed, &tag)?;
+    match claimed_hash {
         Some(claimed) if !claimed.eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) => {
             Err(SignatureError::BodyHash)
         }
-        _ => Ok(()),
+        _ => Ok(params),
     }
 }
 
@@ -159,17 +151,28 @@ pub fn verify(
 /// query included) under `token` (`smshook send`, tests).
 pub fn sign(token: &str, url: &str, body: &[u8]) -> String {
     let query = url.split_once('?').map(|(_, q)| q);
-    let params = params(query, body).unwrap_or_default();
-    STANDARD.encode(mac(token, url, &params))
+    let params = form(body_hash(query).as_deref(), body);
+    STANDARD.encode(mac(&key(token), url, &signed_order(params.as_deref())))
 }
 
-fn mac(token: &str, url: &str, params: &[(Cow<str>, Cow<str>)]) -> [u8; 20] {
-    let mut sorted: Vec<_> = params.iter().collect();
-    sorted.sort_unstable();
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes());
-    let mut context = hmac::Context::with_key(&key);
+/// Parameters in the order Twilio signs them: by name, then by value.
+fn signed_order<'p, 'a>(
+    params: Option<&'p [(Cow<'a, str>, Cow<'a, str>)]>,
+) -> Vec<&'p (Cow<'a, str>, Cow<'a, str>)> {
+    let mut order: Vec<_> = params.unwrap_or_default().iter().collect();
+    order.sort_unstable();
+    order
+}
+
+fn key(token: &str) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes())
+}
+
+/// HMAC-SHA1 of `url` and then each of `params` as name + value.
+fn mac(key: &hmac::Key, url: &str, params: &[&(Cow<str>, Cow<str>)]) -> [u8; 20] {
+    let mut context = hmac::Context::with_key(key);
     context.update(url.as_bytes());
-    for (name, value) in sorted {
+    for (name, value) in params {
         context.update(name.as_bytes());
         context.update(value.as_bytes());
     }
@@ -200,12 +203,29 @@ mod tests {
             body,
             &secrets(&["12345"]),
         )
+        .map(|_| ())
     }
 
     #[test]
     fn signs_as_twilios_libraries_do() {
         assert_eq!(sign("12345", &format!("{URL}?{QUERY}"), BODY), EXPECTED);
         assert_eq!(check(URL, Some(QUERY), BODY, EXPECTED), Ok(()));
+        // What was verified comes back to be stored, in the order sent.
+        let url = PublicUrl::parse(URL).expect("a URL");
+        let checked = verify(
+            Some(EXPECTED.as_bytes()),
+            &url,
+            Some(QUERY),
+            BODY,
+            &secrets(&["12345"]),
+        );
+        let names: Vec<_> = checked
+            .expect("valid")
+            .expect("a form")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["CallSid", "Digits", "From", "To", "Caller"]);
         // A parameter sent twice is signed once per value, values sorted.
         let repeated = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
         assert_eq!(

@@ -229,8 +229,7 @@ pub fn all_sources() -> Vec<Source> {
 /// as a JSON object.
 pub fn sent_payload(provider: &Provider, body: &[u8]) -> Value {
     if provider.signs_url() {
-        let form: Vec<_> = form_urlencoded::parse(body).collect();
-        serde_json::from_str(&smshook::providers::payload::json_from_form(&form)).expect("json")
+        serde_json::from_str(&smshook::providers::payload::form_body_json(body)).expect("json")
     } else {
         serde_json::from_slice(body).expect("json")
     }

@@ -5,8 +5,8 @@ use smshook::providers::{self, SampleIds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    Backend, TWILIO_PUBLIC_URL, TestApp, TestOptions, old_secret_for, provider, sample_bytes,
-    secret_for, sent_payload, wrong_secret_for,
+    Backend, TWILIO_PUBLIC_URL, TestApp, TestOptions, answer_json, old_secret_for, provider,
+    sample_bytes, secret_for, sent_payload, wrong_secret_for,
 };
 
 crate::on_both_backends!(
@@ -981,14 +981,8 @@ async fn vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried(backend:
     let response = app
         .post_with("vonage", &token_for_other_body, &delivered)
         .await;
-    assert_eq!(response.status(), 401);
-    let answer: Value = response.json().await.expect("json");
-    assert!(
-        answer["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("payload_hash")),
-        "{answer}"
-    );
+    let message = refusal_message(response, 401).await;
+    assert!(message.contains("payload_hash"), "{message}");
 
     let unsigned = app.post_with("vonage", &[], &submitted).await;
     assert_eq!(unsigned.status(), 503);
@@ -1102,28 +1096,28 @@ async fn twilio_json_bodies_are_bound_by_their_hash(backend: Backend) {
     let signed = format!("{TWILIO_PUBLIC_URL}{query}");
     let response = post_twilio(&app, &query, body, &signed).await;
     assert_eq!(response.status(), 200);
-    let id = response.headers()["smshook-event-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
-    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    let id = answer_json(response).await["event_id"].clone();
+    let (_, event) = app
+        .api(&format!("/api/events/{}", id.as_str().expect("id")))
+        .await;
     assert_eq!(event["type"], "message.delivered");
     assert_eq!(event["payload"]["To"], "+14155550101");
 
     let other = br#"{"MessageSid":"SM1","MessageStatus":"failed"}"#;
     let swapped = post_twilio(&app, &query, other, &signed).await;
-    assert_eq!(swapped.status(), 401);
-    let answer: Value = swapped.json().await.expect("json");
-    assert!(
-        answer["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("bodySHA256")),
-        "{answer}"
-    );
+    let message = refusal_message(swapped, 401).await;
+    assert!(message.contains("bodySHA256"), "{message}");
 
     let array = b"[1,2]";
     let query = hashed(array);
     let response = post_twilio(&app, &query, array, &format!("{TWILIO_PUBLIC_URL}{query}")).await;
     assert_eq!(response.status(), 400);
     app.stop().await;
+}
+
+/// The message of a refusal, once its status is checked.
+async fn refusal_message(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    let answer: Value = response.json().await.expect("json");
+    answer["message"].as_str().unwrap_or_default().to_string()
 }
