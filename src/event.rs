@@ -68,6 +68,10 @@ pub struct Normalized {
     /// `None` when the payload carries no id; the body's SHA-256 is used then.
     pub dedupe_key: Option<String>,
     pub fields: EventFields,
+    /// The provider's own word on consent (Twilio's `OptOutType`): `true`
+    /// opts the sender out, `false` back in. `None` leaves it to the event
+    /// type and smshook's keyword list (`optout::classify`).
+    pub consent: Option<bool>,
 }
 
 /// An event ready to be stored.

@@ -211,7 +211,7 @@ pub fn prepare(
         source: source.name.clone(),
         provider: source.provider.name.to_string(),
         dedupe_key,
-        opt_out: crate::optout::classify(&normalized.fields),
+        opt_out: crate::optout::classify(&normalized.fields, normalized.consent),
         fields: normalized.fields,
         received_at,
         payload: text.into_owned(),

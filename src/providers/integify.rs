@@ -64,6 +64,7 @@ fn normalize(p: &Object) -> Normalized {
                 ],
             ),
         },
+        consent: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn normalize(p: &Object) -> Normalized {
             error_reason: text(p, &["failureReason", "failure_reason"]),
             occurred_at: time(p, &["timestamp"]),
         },
+        consent: None,
     }
 }
 

@@ -79,6 +79,7 @@ fn normalize(p: &Object) -> Normalized {
                 &["payload.updated_at", "payload.created_at", "created_at"],
             ),
         },
+        consent: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn normalize(p: &Object) -> Normalized {
             error_reason: None,
             occurred_at: time(p, &["data.receivedAt"]),
         },
+        consent: None,
     }
 }
 

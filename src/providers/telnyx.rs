@@ -53,6 +53,7 @@ fn normalize(p: &Object) -> Normalized {
             error_reason: error.and_then(|e| text(e, &["detail", "title"])),
             occurred_at: time(p, &["data.occurred_at"]),
         },
+        consent: None,
     }
 }
 

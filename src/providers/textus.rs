@@ -136,7 +136,11 @@ fn normalize(p: &Object) -> Normalized {
         fields.error_reason = Some("unknown error (TextUs message.unknown)".into());
     }
     let dedupe_key = compound_key(id.as_deref(), provider_type.as_deref());
-    Normalized { dedupe_key, fields }
+    Normalized {
+        dedupe_key,
+        fields,
+        consent: None,
+    }
 }
 
 /// `message.unknown` is an outgoing message that could not be delivered: a

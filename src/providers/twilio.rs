@@ -62,6 +62,18 @@ fn normalize(p: &Object) -> Normalized {
             error_reason: text(p, &["ErrorMessage"]),
             occurred_at: None,
         },
+        consent: text(p, &["OptOutType"]).and_then(|t| opt_out_type(&t)),
+    }
+}
+
+/// Advanced Opt-Out's verdict on an inbound message, which knows the
+/// service's own keywords (any language): `STOP` opts out, `START` in;
+/// `HELP`, or none, leaves it to the standard keyword list.
+fn opt_out_type(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "STOP" => Some(true),
+        "START" => Some(false),
+        _ => None,
     }
 }
 
@@ -168,6 +180,26 @@ mod tests {
         let mut stop = sample("received", &SampleIds::fresh());
         stop["Body"] = json!("Stop");
         let n = norm(stop);
-        assert_eq!(crate::optout::classify(&n.fields), Some(true));
+        assert_eq!(n.consent, None, "no Advanced Opt-Out: the keyword list");
+        assert_eq!(crate::optout::classify(&n.fields, n.consent), Some(true));
+    }
+
+    #[test]
+    fn advanced_opt_out_custom_keywords_count() {
+        let consent = |body: &str, kind: Option<&str>| {
+            let mut message = sample("received", &SampleIds::fresh());
+            message["Body"] = json!(body);
+            if let Some(kind) = kind {
+                message["OptOutType"] = json!(kind);
+            }
+            let n = norm(message);
+            assert_eq!(n.fields.event_type, "message.received", "{body}");
+            crate::optout::classify(&n.fields, n.consent)
+        };
+        assert_eq!(consent("ARRET", Some("STOP")), Some(true));
+        assert_eq!(consent("ARRET", None), None, "not a standard keyword");
+        assert_eq!(consent("REPRENDRE", Some("START")), Some(false));
+        assert_eq!(consent("AIDE", Some("HELP")), None);
+        assert_eq!(consent("STOP", Some("HELP")), Some(true), "list decides");
     }
 }

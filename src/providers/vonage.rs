@@ -55,6 +55,7 @@ fn normalize(p: &Object) -> Normalized {
             error_reason: text(p, &["error.detail"]),
             occurred_at: time(p, &["timestamp"]),
         },
+        consent: None,
     }
 }
 

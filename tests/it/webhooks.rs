@@ -1080,7 +1080,17 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
             .status(),
         200
     );
-    assert_eq!(app.events("source=twilio").await.len(), 3);
+
+    // Advanced Opt-Out names a custom keyword's meaning: the sender is out.
+    let mut arret = (p.sample)("received", &SampleIds::fresh());
+    (arret["Body"], arret["OptOutType"]) = (json!("ARRET"), json!("STOP"));
+    arret["From"] = json!("+14155550199");
+    let arret = p.encode(&arret);
+    let answer = post_twilio(&app, "", &arret, TWILIO_PUBLIC_URL).await;
+    assert_eq!(answer.status(), 200);
+    let (status, optout) = app.api("/api/optouts/+14155550199").await;
+    assert_eq!((status, &optout["opted_out"]), (200, &json!(true)));
+    assert_eq!(app.events("source=twilio").await.len(), 4);
     app.stop().await;
 }
 
