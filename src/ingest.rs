@@ -11,8 +11,7 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Provider, Scheme};
-use crate::signature::twilio::{self, Params};
-use crate::signature::{self, SignatureError, ed25519, jwt};
+use crate::signature::{self, Params, SignatureError, ed25519, jwt, twilio, vonage_sms};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +119,25 @@ fn verify<'b>(
             Some(url) => twilio::verify(signed.signature, url, signed.query, body, &source.secrets),
             None => Err(SignatureError::Mismatch),
         },
+        Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
     }
+}
+
+/// Vonage's SMS API: the `sig` among the parameters. A JSON body is stored
+/// as sent; a form's or query's parameters as their JSON object.
+fn signed_params<'b>(
+    query: Option<&str>,
+    body: &'b [u8],
+    secrets: &[signature::Secret],
+) -> Result<Option<Params<'b>>, SignatureError> {
+    let (params, is_json) = vonage_sms::params(query, body)?;
+    vonage_sms::verify(&params, secrets)?;
+    Ok((!is_json).then(|| {
+        params
+            .into_iter()
+            .map(|(name, value)| (name.into_owned().into(), value.into_owned().into()))
+            .collect()
+    }))
 }
 
 /// The JSON text stored for a verified body: the body itself, or the form
@@ -166,7 +183,7 @@ impl<'a> Signed<'a> {
         Self {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
-                Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => None,
+                Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => None,
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
             },
             query: None,

@@ -2,14 +2,17 @@
 //! nothing may panic; a body that is a JSON object is stored byte for byte
 //! with a dedupe key and a type, and any other is `malformed_json`, exactly
 //! when serde_json refuses it as an object (for Twilio, whose bodies are
-//! forms, any body is stored as a JSON object). The first byte picks the
-//! provider.
+//! forms, any body is stored as a JSON object). Vonage's SMS API signs
+//! inside the body: a body it could sign is signed, then stored (a form as
+//! its parameters' JSON object) or refused as unsigned (a parameter sent
+//! twice); one it could not is refused as unsigned. The first byte picks
+//! the provider.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use smshook::config::Source;
 use smshook::ingest;
-use smshook::providers::ALL;
+use smshook::providers::{ALL, Scheme};
 use smshook::signature::Secret;
 use smshook::signature::twilio::PublicUrl;
 
@@ -35,14 +38,21 @@ fuzz_target!(|data: &[u8]| {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let at = "2026-12-03T00:00:00.000Z".to_string();
+    let in_params = provider.scheme == Scheme::SignedParams;
+    let Ok(body) = provider.sign_body(KEY, body, now) else {
+        let e = ingest::prepare(&source, ingest::Signed::default(), body, at);
+        assert_eq!(e.expect_err("unsigned").code(), "invalid_signature");
+        return;
+    };
+    let body = &body[..];
     let headers = provider.sign(KEY, body, now, URL).expect("signed");
     let signed = ingest::Signed::from_pairs(provider, &headers);
-    let at = "2026-12-03T00:00:00.000Z".to_string();
     let result = ingest::prepare(&source, signed, body, at);
     let object = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body);
     match result {
         // Any bytes are a form: stored as the JSON object of its parameters.
-        Ok(event) if provider.signs_url() => {
+        Ok(event) if provider.signs_url() || (in_params && object.is_err()) => {
             let stored = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&event.payload);
             assert!(stored.is_ok(), "a form stored as something else");
             assert!(!event.dedupe_key.contains('\0'));
@@ -54,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!event.fields.event_type.is_empty());
             assert!(!event.dedupe_key.contains('\0'));
         }
+        Err(e) if in_params => assert_eq!(e.code(), "invalid_signature", "{e}"),
         Err(e) => {
             assert_eq!(e.code(), "malformed_json", "{e}");
             assert!(object.is_err(), "refused what serde_json takes: {e}");

@@ -78,6 +78,7 @@ pub async fn send(args: &SendArgs) -> Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => sample_body(provider, &args.event_type, &SampleIds::fresh())?,
     };
+    let body = signed_body(provider, &args.secret, &body)?;
     let mut request = client(args.ca.as_deref())?
         .post(&args.url)
         .header(reqwest::header::CONTENT_TYPE, provider.content_type());
@@ -121,10 +122,25 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from stdin")?;
+    if provider.scheme == crate::providers::Scheme::SignedParams {
+        // The signature is a parameter: the body, signed, is the answer.
+        let signed = signed_body(provider, &args.secret, &body)?;
+        println!("{}", String::from_utf8_lossy(&signed));
+        return Ok(ExitCode::SUCCESS);
+    }
     for (name, value) in signed(provider, &args.secret, &body, args.url.as_deref())? {
         println!("{}: {value}", header_name(name));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `body` with what `provider` signs inside it (Vonage's SMS API: its
+/// `timestamp` and `sig`), now; any other body as it is.
+fn signed_body(provider: &Provider, secret: &str, body: &[u8]) -> Result<Vec<u8>> {
+    let now = chrono::Utc::now().timestamp();
+    provider
+        .sign_body(secret, body, now)
+        .map_err(|e| anyhow::anyhow!("the body cannot be signed as {}: {e}", provider.name))
 }
 
 /// The headers `provider` signs `body` in, now, posted to `url`.

@@ -156,7 +156,9 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route(
             "/webhooks/{source}",
-            post(webhooks::receive).fallback(webhooks::wrong_method),
+            post(webhooks::receive)
+                .get(webhooks::receive_get)
+                .fallback(webhooks::wrong_method),
         )
         .merge(api::routes(app.clone()))
         .route("/api/openapi.json", get(api::openapi))

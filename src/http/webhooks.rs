@@ -1,6 +1,7 @@
 //! `POST /webhooks/<source>`: reads the body under a size limit, runs the
 //! ingest pipeline, waits for the commit within the ack deadline, and answers
-//! — recording every request, accepted or not, in the request log.
+//! — recording every request, accepted or not, in the request log. (`GET`
+//! too, for a provider that can sign its parameters in the query.)
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -54,6 +55,28 @@ pub async fn receive(
         return refuse(&app, record, IngestError::ForbiddenAddress(address));
     }
     take(&app, source, request, record, arrived).await
+}
+
+/// `GET /webhooks/<source>`: taken only by a source whose provider signs
+/// the query's parameters (Vonage's SMS API, whose dashboard sends `GET`
+/// unless told otherwise); any other source, or a `HEAD`, is answered as
+/// for any method but POST.
+pub async fn receive_get(
+    State(app): State<App>,
+    SourceName(name): SourceName,
+    request: Request,
+) -> Response {
+    let takes_get = request.method() == axum::http::Method::GET
+        && app
+            .sources
+            .current()
+            .get(&name)
+            .is_some_and(|source| source.provider.takes_get());
+    if takes_get {
+        receive(State(app), SourceName(name), request).await
+    } else {
+        wrong_method(State(app), SourceName(name), request).await
+    }
 }
 
 /// The source named in a webhook's URL. A name that does not decode (`%FF`
@@ -200,12 +223,13 @@ fn accepted_body(inserted: &crate::event::Inserted) -> String {
     .concat()
 }
 
-/// A webhook without its source's signature header, but with another
-/// provider's, is said to be signed as that one.
+/// A webhook without its source's signature header (or, for Vonage's SMS
+/// API, without a `sig` it could read), but with another provider's, is
+/// said to be signed as that one.
 fn signed_as(mut error: IngestError, headers: &HeaderMap) -> IngestError {
     if let IngestError::InvalidSignature {
         header: own,
-        cause: SignatureError::Missing,
+        cause: SignatureError::Missing | SignatureError::MissingSig | SignatureError::Unreadable,
         signed_as,
     } = &mut error
     {

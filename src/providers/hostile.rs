@@ -5,14 +5,16 @@
 //! type and no NUL in any column, and any other body is `malformed_json` —
 //! exactly when serde_json also refuses it as an object. A form provider's
 //! (Twilio's) samples go as forms: every body is one, and is stored as the
-//! JSON object of its parameters.
+//! JSON object of its parameters. Vonage's SMS API signs its parameters
+//! themselves, so its webhooks are signed after the damage (JSON or form):
+//! a body it could have signed is stored, any other is refused as unsigned.
 
 use serde_json::{Map, Value, json};
 
 use crate::config::Source;
 use crate::event::NewEvent;
 use crate::ingest::{IngestError, Signed, prepare};
-use crate::providers::{ALL, Provider, SampleIds};
+use crate::providers::{ALL, Provider, SampleIds, Scheme};
 
 fn source(provider: &'static Provider) -> Source {
     super::test_source(provider)
@@ -163,10 +165,15 @@ fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, Inge
     }
 }
 
+/// The providers that sign the body or the URL, not parameters in the body.
+fn signing_apart() -> impl Iterator<Item = &'static &'static Provider> {
+    ALL.iter().filter(|p| p.scheme != Scheme::SignedParams)
+}
+
 #[test]
 fn every_field_replaced_by_every_kind_of_value_or_removed() {
     let values = hostile_values();
-    for provider in ALL {
+    for provider in signing_apart() {
         let source = source(provider);
         for sample in samples(provider) {
             let mut all = Vec::new();
@@ -237,7 +244,7 @@ fn mangle(body: &mut Vec<u8>, rng: &mut Rng) {
 fn mangled_bytes_are_stored_or_refused_as_malformed_never_a_panic() {
     let mut rng = Rng(0x5eed_5eed_5eed_5eed);
     let (mut stored, mut refused) = (0, 0);
-    for provider in ALL {
+    for provider in signing_apart() {
         let source = source(provider);
         for sample in samples(provider) {
             let original = provider.encode(&sample);
@@ -269,7 +276,7 @@ fn mangled_bytes_are_stored_or_refused_as_malformed_never_a_panic() {
 /// down the stack: a body of 1 MiB could otherwise nest 500,000 deep.
 #[test]
 fn nesting_beyond_the_parser_limit_is_malformed_not_a_stack_overflow() {
-    for provider in ALL.iter().filter(|p| !p.signs_url()) {
+    for provider in signing_apart().filter(|p| !p.signs_url()) {
         let source = source(provider);
         for open in ["[", "{\"a\":"] {
             let body = format!("{{\"id\":\"x\",\"d\":{}", open.repeat(200_000));
@@ -277,4 +284,91 @@ fn nesting_beyond_the_parser_limit_is_malformed_not_a_stack_overflow() {
             assert_eq!(e.code(), "malformed_json", "{}", provider.name);
         }
     }
+}
+
+/// Vonage's SMS API: every field of every sample replaced by every plain
+/// value (Vonage sends only those) or removed, signed, as JSON and as a
+/// form: stored, as sent. A nested value cannot be signed: refused.
+#[test]
+fn vonage_sms_fields_replaced_by_every_plain_value_are_signed_and_stored() {
+    let provider = &super::vonage_sms::PROVIDER;
+    let source = source(provider);
+    let sign = |body: &[u8]| {
+        provider
+            .sign_body(super::TEST_SIGNING_KEY, body, 1_700_000_000)
+            .expect("signed")
+    };
+    for sample in samples(provider) {
+        for (key, _) in sample.as_object().expect("an object") {
+            for value in hostile_values() {
+                let mut v = sample.clone();
+                v[key.as_str()] = value.clone();
+                let body = provider.encode(&v);
+                if value.is_array() || value.is_object() {
+                    let e = provider.sign_body(super::TEST_SIGNING_KEY, &body, 0);
+                    assert!(e.is_err(), "{key}: {value}");
+                    let refused = ingest(&source, &body).expect_err("unsigned");
+                    assert_eq!(refused.code(), "invalid_signature");
+                    continue;
+                }
+                let json = sign(&body);
+                assert_stored(provider, &json, ingest(&source, &json));
+                let form = sign(&form_of(&v));
+                let event = ingest(&source, &form).expect("a signed form is stored");
+                assert_eq!(
+                    event.payload,
+                    super::payload::form_body_json(&form),
+                    "{key}: {value}"
+                );
+            }
+            let mut v = sample.clone();
+            v.as_object_mut().expect("object").remove(key);
+            let json = sign(&provider.encode(&v));
+            assert_stored(provider, &json, ingest(&source, &json));
+        }
+    }
+}
+
+/// Vonage's SMS API: signed webhooks damaged in transit are refused as not
+/// signed (or, where the damage left the body unreadable, as malformed),
+/// never stored, never a panic.
+#[test]
+fn vonage_sms_bodies_damaged_after_signing_are_refused() {
+    let provider = &super::vonage_sms::PROVIDER;
+    let source = source(provider);
+    let mut rng = Rng(0x0b0e_5eed_0b0e_5eed);
+    let mut refused = 0;
+    for sample in samples(provider) {
+        for body in [provider.encode(&sample), form_of(&sample)] {
+            let signed = provider
+                .sign_body(super::TEST_SIGNING_KEY, &body, 1_700_000_000)
+                .expect("signed");
+            assert!(ingest(&source, &signed).is_ok(), "the undamaged one");
+            for _ in 0..300 {
+                let mut damaged = signed.clone();
+                mangle(&mut damaged, &mut rng);
+                if let Err(e) = ingest(&source, &damaged) {
+                    assert!(
+                        matches!(e.code(), "invalid_signature" | "malformed_json"),
+                        "{e}"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 1000, "refused {refused}");
+}
+
+/// A sample's values as a form, as the dashboard's `POST` sends them.
+fn form_of(sample: &Value) -> Vec<u8> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in sample.as_object().expect("an object") {
+        match value {
+            Value::String(text) => form.append_pair(name, text),
+            Value::Null => form.append_pair(name, ""),
+            other => form.append_pair(name, &other.to_string()),
+        };
+    }
+    form.finish().into_bytes()
 }

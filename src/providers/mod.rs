@@ -22,6 +22,7 @@ pub mod telnyx;
 pub mod textus;
 pub mod twilio;
 pub mod vonage;
+pub mod vonage_sms;
 
 #[cfg(test)]
 mod hostile;
@@ -36,6 +37,7 @@ pub static ALL: &[&Provider] = &[
     &telnyx::PROVIDER,
     &vonage::PROVIDER,
     &twilio::PROVIDER,
+    &vonage_sms::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -47,7 +49,8 @@ pub struct Provider {
     /// What the provider puts before the hex digest (`sha256=` or nothing).
     pub signature_prefix: &'static str,
     /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
-    /// or HMAC-SHA1 of the URL and form parameters (Twilio).
+    /// HMAC-SHA1 of the URL and form parameters (Twilio), or a `sig`
+    /// parameter among the others (Vonage's SMS API).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -86,6 +89,10 @@ pub enum Scheme {
     /// posted to, then its form parameters sorted (`signature::twilio`). The
     /// body is form-encoded; the source names its public URL.
     UrlHmacSha1,
+    /// A `sig` parameter among the webhook's others (query, form or JSON),
+    /// over the rest sorted, by the method the account chose
+    /// (`signature::vonage_sms`). `signature_header` names the parameter.
+    SignedParams,
 }
 
 /// The body of a `200` for a stored webhook.
@@ -110,7 +117,7 @@ impl Provider {
     /// or `SMSHOOK_TELNYX_PUBLIC_KEY` where the source verifies with a public key.
     pub fn secret_env_var(&self) -> String {
         let what = match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => "SECRET",
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => "SECRET",
             Scheme::Ed25519 { .. } => "PUBLIC_KEY",
         };
         format!("SMSHOOK_{}_{what}", self.env_name())
@@ -120,6 +127,12 @@ impl Provider {
     /// provider posts to (`public_url`).
     pub fn signs_url(&self) -> bool {
         self.scheme == Scheme::UrlHmacSha1
+    }
+
+    /// Whether its webhooks may come as `GET`, signed in the query
+    /// (Vonage's SMS API).
+    pub fn takes_get(&self) -> bool {
+        self.scheme == Scheme::SignedParams
     }
 
     /// Its source's `public_url` without a config file, e.g.
@@ -156,7 +169,7 @@ impl Provider {
     /// What a source of this provider verifies with, for messages.
     pub fn secret_noun(&self) -> &'static str {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => "secret",
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => "secret",
             Scheme::Ed25519 { .. } => "public key",
         }
     }
@@ -192,6 +205,33 @@ impl Provider {
                 let tag = crate::signature::twilio::sign(secret, url, body);
                 vec![(self.signature_header, tag)]
             }
+            // The signature is in the body ([`Provider::sign_body`]).
+            Scheme::SignedParams => Vec::new(),
+        })
+    }
+
+    /// `body` as this provider would send it under `secret` at Unix time
+    /// `now`: unchanged where the signature is in headers ([`Provider::sign`]);
+    /// for Vonage's SMS API, its parameters with a `timestamp` (when they
+    /// have none) and the `sig`, by HMAC-SHA256 (any method verifies), as
+    /// JSON or a form as `body` was.
+    pub fn sign_body(&self, secret: &str, body: &[u8], now: i64) -> Result<Vec<u8>, String> {
+        use crate::signature::vonage_sms;
+        if self.scheme != Scheme::SignedParams {
+            return Ok(body.to_vec());
+        }
+        let (params, is_json) = vonage_sms::params(None, body).map_err(|e| e.to_string())?;
+        let signed = vonage_sms::sign(&params, secret, vonage_sms::Method::HmacSha256, now);
+        Ok(if is_json {
+            let object: serde_json::Map<String, Value> = signed
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect();
+            Value::Object(object).to_string().into_bytes()
+        } else {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.extend_pairs(&signed);
+            form.finish().into_bytes()
         })
     }
 
@@ -199,7 +239,9 @@ impl Provider {
     /// `signing`: the same shared secret, or the private key's public key.
     pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => Ok(signing.to_string()),
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => {
+                Ok(signing.to_string())
+            }
             Scheme::Ed25519 { .. } => KeyPair::from_seed(signing).map(|k| k.public()),
         }
     }
@@ -207,7 +249,7 @@ impl Provider {
     /// Checks one configured secret: an Ed25519 provider takes a public key.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
         match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 => Ok(()),
+            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => Ok(()),
             Scheme::Ed25519 { .. } if ed25519::public_key(secret.expose()).is_some() => Ok(()),
             Scheme::Ed25519 { .. } => Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",

@@ -34,6 +34,11 @@ impl<'a> Object<'a> {
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
     }
+
+    /// Every field, in the order sent (duplicates included).
+    pub fn fields(&self) -> &[(Cow<'a, str>, Node<'a>)] {
+        &self.0
+    }
 }
 
 impl<'a> Node<'a> {

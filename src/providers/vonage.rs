@@ -4,7 +4,7 @@
 //! status callback has `status` (`submitted`, `delivered`, `rejected`,
 //! `undeliverable`, `read`), an inbound message has none, and both name the
 //! message by `message_uuid`. (The older SMS API, which signs a `sig`
-//! parameter, is a different scheme and not this provider.)
+//! parameter, is the `vonage-sms` provider, `providers::vonage_sms`.)
 
 use serde_json::{Value, json};
 

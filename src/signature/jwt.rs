@@ -41,7 +41,7 @@ pub fn verify(
     if header.alg != "HS256" {
         return Err(SignatureError::MalformedJwt);
     }
-    let tag =
+    let tag: [u8; 32] =
         super::base64_array(&URL_SAFE_NO_PAD, signature).ok_or(SignatureError::MalformedJwt)?;
     let computed = secrets.iter().map(|secret| secret.mac(signed.as_bytes()));
     super::any_matches(computed, &tag)?;

@@ -18,10 +18,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
+pub use super::Params;
 use super::{Secret, SignatureError};
-
-/// A form body's parameters, as sent (names and values decoded).
-pub type Params<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// The query parameter naming a JSON body's SHA-256.
 const BODY_HASH: &str = "bodySHA256";
@@ -129,7 +127,7 @@ pub fn verify<'b>(
     body: &'b [u8],
     secrets: &[Secret],
 ) -> Result<Option<Params<'b>>, SignatureError> {
-    let tag = super::base64_array(&STANDARD, super::present(header)?)
+    let tag: [u8; 20] = super::base64_array(&STANDARD, super::present(header)?)
         .ok_or(SignatureError::MalformedSha1)?;
     let claimed_hash = body_hash(query);
     let params = form(claimed_hash.as_deref(), body);

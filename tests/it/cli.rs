@@ -102,6 +102,61 @@ fn sign_prints_the_header_a_provider_would_send() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
 }
 
+/// Vonage's SMS API signs inside the body: `sign` prints the body with its
+/// `timestamp` and `sig`, JSON or a form as given, and the source takes it.
+#[tokio::test]
+async fn sign_and_send_put_vonage_sms_signatures_in_the_body() {
+    let secret = secret_for("vonage-sms");
+    let json = br#"{"msisdn":"447700900001","to":"447700900000","messageId":"0A0000001234567B","text":"Hi","type":"text"}"#;
+    let out = smshook(&["sign", "vonage-sms", "--secret", &secret], Some(json));
+    assert!(out.status.success());
+    let signed: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(signed["text"], "Hi");
+    let sig = signed["sig"].as_str().expect("a sig");
+    assert_eq!(sig.len(), 64, "HMAC-SHA256 hex");
+    assert!(
+        signed["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.parse::<i64>().is_ok())
+    );
+    let form = b"msisdn=447700900001&to=447700900000&messageId=0A0000001234567C&text=Hi";
+    let out = smshook(&["sign", "vonage-sms", "--secret", &secret], Some(form));
+    let form_out = stdout(&out);
+    assert!(form_out.starts_with("msisdn=447700900001&"), "{form_out}");
+    assert!(form_out.contains("&timestamp=") && form_out.contains("&sig="));
+
+    let app = TestApp::on(Backend::Sqlite).await;
+    let answer = app
+        .post_with(
+            "vonage-sms",
+            &[],
+            stdout(&smshook(
+                &["sign", "vonage-sms", "--secret", &secret],
+                Some(json),
+            ))
+            .trim()
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status(), 200, "what sign prints is taken");
+    let url = app.url("/webhooks/vonage-sms");
+    let args = [
+        "send",
+        "vonage-sms",
+        "delivered",
+        "--url",
+        &url,
+        "--secret",
+        &secret,
+    ];
+    let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+    let events = app.events("source=vonage-sms").await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["type"], "message.delivered");
+    app.stop().await;
+}
+
 /// `send twilio` posts a form signed for the URL registered with Twilio,
 /// which is not the address it posts to when a proxy is in between.
 #[tokio::test]

@@ -211,8 +211,24 @@ async fn webhooks(spec: &mut Spec, app: &TestApp) {
         .await;
     assert_eq!(spec.check("POST", WEBHOOK, oversize).await.0, 413);
     let wrong_method = app.get("/webhooks/integify").await;
-    let (status, _) = spec.check("POST", WEBHOOK, wrong_method).await;
+    let (status, _) = spec.check("GET", WEBHOOK, wrong_method).await;
     assert_eq!(status, 405);
+    // Vonage's SMS API, GET: signed in the query.
+    let vonage = provider("vonage-sms");
+    let sample = (vonage.sample)("delivered", &SampleIds::fresh());
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in sample.as_object().expect("an object") {
+        form.append_pair(name, value.as_str().expect("text"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let query = vonage
+        .sign_body(&secret_for("vonage-sms"), form.finish().as_bytes(), now)
+        .expect("signed");
+    let query = String::from_utf8(query).expect("text");
+    let answer = app.get(&format!("/webhooks/vonage-sms?{query}")).await;
+    assert_eq!(spec.check("GET", WEBHOOK, answer).await.0, 200);
+    let unsigned = app.get("/webhooks/vonage-sms?msisdn=1").await;
+    assert_eq!(spec.check("GET", WEBHOOK, unsigned).await.0, 401);
 }
 
 /// Listings with every parameter, one event, the request log, and the

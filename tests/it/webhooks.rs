@@ -30,6 +30,8 @@ crate::on_both_backends!(
     vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried,
     twilio_signs_its_public_url_and_is_answered_in_twiml,
     twilio_json_bodies_are_bound_by_their_hash,
+    vonage_sms_is_signed_in_its_parameters_however_sent,
+    vonage_sms_refuses_what_its_secret_did_not_sign,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -146,8 +148,8 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
         .find(|k| body.pointer(k).is_some())
         .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
         *body.pointer_mut(key).expect("type field") = json!("x.never_seen");
-        // A form's parameters are strings.
-        let extra = if p.signs_url() {
+        // A form's parameters are strings, and so are Vonage SMS API's.
+        let extra = if p.signs_url() || p.scheme == providers::Scheme::SignedParams {
             json!("a parameter never sent before")
         } else {
             json!({"nested": [1, 2]})
@@ -248,8 +250,16 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
     let app = TestApp::on(backend).await;
     for p in providers::ALL {
         let body = sample_bytes(p, p.event_types[0]);
+        let now = chrono::Utc::now().timestamp();
+        // Vonage's SMS API signs inside the body: the body changes.
+        let wrongly = p.sign_body(&wrong_secret_for(p.name), &body, now);
         let wrong = app
-            .post_signed(p.name, p, &body, &wrong_secret_for(p.name))
+            .post_signed(
+                p.name,
+                p,
+                &wrongly.expect("signed"),
+                &wrong_secret_for(p.name),
+            )
             .await;
         assert_eq!(wrong.status(), 401, "{} wrong secret", p.name);
         assert_eq!(
@@ -260,12 +270,14 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         let mut tampered = body.clone();
         let last = tampered.len() - 2;
         tampered[last] ^= 1;
-        let now = chrono::Utc::now().timestamp();
         let headers = p
             .sign(&secret_for(p.name), &body, now, TWILIO_PUBLIC_URL)
             .expect("signed");
         let response = app.post_with(p.name, &headers, &tampered).await;
         assert_eq!(response.status(), 401, "{} tampered", p.name);
+        if p.scheme == providers::Scheme::SignedParams {
+            continue; // No header: its own test.
+        }
 
         let missing = app
             .client
@@ -366,8 +378,12 @@ async fn rotated_secrets_both_verify_and_case_is_ignored(backend: Backend) {
 async fn malformed_json_is_400_after_a_valid_signature(backend: Backend) {
     let app = TestApp::on(backend).await;
     let bodies = [&b"{not json"[..], b"[1,2,3]", b"", b"\"str\""];
-    // Any bytes are a form: Twilio's JSON bodies are in its own test.
-    let json_providers = providers::ALL.iter().filter(|p| !p.signs_url());
+    // Any bytes are a form: Twilio's JSON bodies are in its own test. A
+    // body Vonage's SMS API could not have signed is refused as unsigned
+    // (its own test).
+    let json_providers = providers::ALL
+        .iter()
+        .filter(|p| !p.signs_url() && p.scheme != providers::Scheme::SignedParams);
     for (p, body) in json_providers.flat_map(|p| bodies.map(|b| (p, b))) {
         let response = app.post_signed(p.name, p, body, &secret_for(p.name)).await;
         assert_eq!(
@@ -1130,4 +1146,165 @@ async fn refusal_message(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);
     let answer: Value = response.json().await.expect("json");
     answer["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// A sample's values as the form Vonage's dashboard `POST` (or, as a
+/// query, `GET`) sends, signed under the source's secret.
+fn vonage_sms_form(event_type: &str) -> (Value, Vec<u8>) {
+    let p = provider("vonage-sms");
+    let sample = (p.sample)(event_type, &SampleIds::fresh());
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in sample.as_object().expect("an object") {
+        form.append_pair(name, value.as_str().expect("a string"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let body = p
+        .sign_body(&secret_for(p.name), form.finish().as_bytes(), now)
+        .expect("signed");
+    (sample, body)
+}
+
+/// Vonage's SMS API signs a `sig` parameter among the others, sent as the
+/// dashboard says: JSON (`POST-JSON`), a form (`POST`) or a query (`GET`).
+async fn vonage_sms_is_signed_in_its_parameters_however_sent(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("vonage-sms");
+    let json = sample_bytes(p, "inbound");
+    let (status, first) = app.send_body(p, &json).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, again) = app.send_body(p, &json).await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], first["event_id"]);
+    let id = first["event_id"].as_str().expect("id");
+    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(
+        (&event["from"], &event["to"]),
+        (&json!("447700900001"), &json!("447700900000"))
+    );
+    assert_eq!(event["payload"], sent_payload(p, &json), "stored as sent");
+    assert!(event["payload"]["sig"].is_string());
+
+    let (_, form) = vonage_sms_form("delivered");
+    let form_type = [(
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let answer = app.post_with(p.name, &form_type, &form).await;
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.expect("json");
+    let (_, event) = app
+        .api(&format!(
+            "/api/events/{}",
+            answer["event_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(event["type"], "message.delivered");
+    assert_eq!(
+        (&event["from"], &event["to"]),
+        (&json!("AcmeInc"), &json!("447700900001"))
+    );
+    let params: Value =
+        serde_json::from_str(&smshook::providers::payload::form_body_json(&form)).expect("json");
+    assert_eq!(
+        event["payload"], params,
+        "the form's parameters as an object"
+    );
+
+    let (sample, query) = vonage_sms_form("failed");
+    let query = String::from_utf8(query).expect("text");
+    let url = app.url(&format!("/webhooks/vonage-sms?{query}"));
+    let answer = app.client.get(&url).send().await.expect("send");
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.expect("json");
+    let (_, event) = app
+        .api(&format!(
+            "/api/events/{}",
+            answer["event_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(event["type"], "message.failed");
+    assert_eq!(event["error_code"], "1");
+    assert_eq!(event["message_id"], sample["messageId"]);
+    let again: Value = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["duplicate"], true, "a retried GET");
+
+    // GET is for sources whose provider signs the query; HEAD for none.
+    let get = app
+        .client
+        .get(app.url("/webhooks/integify?id=1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(get.status(), 405);
+    let head = app.client.head(&url).send().await.expect("send");
+    assert_eq!(head.status(), 405);
+    assert_eq!(app.events("source=vonage-sms").await.len(), 3);
+    app.stop().await;
+}
+
+async fn vonage_sms_refuses_what_its_secret_did_not_sign(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("vonage-sms");
+    let refused = |answer: Value, says: &str| {
+        assert_eq!(answer["error"], "invalid_signature", "{answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(message.contains(says), "{message:?} should say {says:?}");
+    };
+    let post = |body: Vec<u8>| {
+        let app = &app;
+        async move {
+            let answer = app.post_with(p.name, &[], &body).await;
+            assert_eq!(answer.status(), 401);
+            answer.json::<Value>().await.expect("json")
+        }
+    };
+    let unsigned = p.encode(&(p.sample)("inbound", &SampleIds::fresh()));
+    refused(
+        post(unsigned.clone()).await,
+        "support enables signed webhooks",
+    );
+    let now = chrono::Utc::now().timestamp();
+    let wrong = p
+        .sign_body(&wrong_secret_for(p.name), &unsigned, now)
+        .expect("signed");
+    refused(post(wrong).await, "does not match");
+
+    let signed = sample_bytes(p, "inbound");
+    let mut changed: Value = serde_json::from_slice(&signed).expect("json");
+    changed["text"] = json!("STOP");
+    refused(
+        post(changed.to_string().into_bytes()).await,
+        "does not match",
+    );
+    let mut added = serde_json::from_slice::<Value>(&signed).expect("json");
+    added["extra"] = json!("not signed");
+    refused(post(added.to_string().into_bytes()).await, "does not match");
+    let mut malformed = serde_json::from_slice::<Value>(&signed).expect("json");
+    malformed["sig"] = json!("sha256=abc");
+    refused(post(malformed.to_string().into_bytes()).await, "not a hex");
+
+    let (_, form) = vonage_sms_form("delivered");
+    let mut twice = form.clone();
+    twice.extend_from_slice(b"&status=failed");
+    refused(post(twice).await, "more than once");
+
+    // Signed as the Messages API signs: the source's provider is named.
+    let messages = provider("vonage");
+    let body = sample_bytes(messages, "inbound");
+    let crossed = app
+        .post_signed(p.name, messages, &body, &secret_for("vonage"))
+        .await;
+    let answer: Value = crossed.json().await.expect("json");
+    refused(answer, "it is signed as vonage signs");
+    assert!(app.events("source=vonage-sms").await.is_empty());
+    app.stop().await;
 }

@@ -81,8 +81,12 @@ mod tests {
 
     #[test]
     fn every_sample_fills_into_distinct_valid_events() {
-        // `bench` refuses a provider that signs its URL: it floods one URL.
-        for provider in crate::providers::ALL.iter().filter(|p| !p.signs_url()) {
+        // `bench` refuses a provider that signs its URL (it floods one URL)
+        // or parameters in the body (which a filled template would break).
+        let templated = |p: &&&crate::providers::Provider| {
+            !p.signs_url() && p.scheme != crate::providers::Scheme::SignedParams
+        };
+        for provider in crate::providers::ALL.iter().filter(templated) {
             let source = crate::providers::test_source(provider);
             for event_type in provider.event_types {
                 let template = Template::new(provider, event_type).expect("template");
