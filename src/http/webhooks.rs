@@ -247,23 +247,33 @@ fn with_hash(mut record: RequestRecord, body: &[u8]) -> RequestRecord {
     record
 }
 
-/// Any method but POST on a webhook URL.
+/// Any method but POST (and, for a source that takes it, GET) on a
+/// webhook URL; `Allow` names what the source takes.
 pub async fn wrong_method(
     State(app): State<App>,
     SourceName(name): SourceName,
     request: Request,
 ) -> Response {
-    const MESSAGE: &str = "webhooks are delivered with POST";
+    let takes_get = app
+        .sources
+        .current()
+        .get(&name)
+        .is_some_and(|source| source.provider.takes_get());
+    let (allow, message) = if takes_get {
+        ("GET, POST", "webhooks are delivered with GET or POST")
+    } else {
+        ("POST", "webhooks are delivered with POST")
+    };
     let mut record = new_record(&name, client_ip(&app, &request));
     record.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
     record.reason = "method_not_allowed".into();
-    record.message = Some(MESSAGE.into());
+    record.message = Some(message.into());
     app.metrics.answered(&name, record.status);
     app.store.record_request(record);
-    let body = json!({"error": "method_not_allowed", "message": MESSAGE});
+    let body = json!({"error": "method_not_allowed", "message": message});
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST")],
+        [(header::ALLOW, allow)],
         Json(body),
     )
         .into_response()

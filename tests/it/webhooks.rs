@@ -1245,8 +1245,10 @@ async fn vonage_sms_is_signed_in_its_parameters_however_sent(backend: Backend) {
         .await
         .expect("send");
     assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
     let head = app.client.head(&url).send().await.expect("send");
     assert_eq!(head.status(), 405);
+    assert_eq!(head.headers()["allow"], "GET, POST");
     assert_eq!(app.events("source=vonage-sms").await.len(), 3);
     app.stop().await;
 }
