@@ -33,13 +33,19 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-/// What `provider_type` holds for a message with no `status`.
-const INBOUND: &str = "inbound";
+/// What `provider_type` holds for a message with no `status` (both of
+/// Vonage's APIs).
+pub(super) const INBOUND: &str = "inbound";
+
+/// A Vonage webhook's type, in both APIs: its `status`, or [`INBOUND`].
+pub(super) fn provider_type(status: Option<&str>) -> String {
+    status.unwrap_or(INBOUND).to_string()
+}
 
 fn normalize(p: &Object) -> Normalized {
     let message_id = text(p, &["message_uuid"]);
     let status = text(p, &["status"]);
-    let provider_type = status.clone().unwrap_or_else(|| INBOUND.to_string());
+    let provider_type = provider_type(status.as_deref());
     Normalized {
         dedupe_key: compound_key(message_id.as_deref(), Some(&provider_type)),
         fields: EventFields {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::payload::Object;
+use super::vonage::{INBOUND, provider_type};
 use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized, format_time};
 
@@ -46,13 +47,10 @@ pub static PROVIDER: Provider = Provider {
     sample,
 };
 
-/// What `provider_type` holds for a message with no `status`.
-const INBOUND: &str = "inbound";
-
 fn normalize(p: &Object) -> Normalized {
     let message_id = text(p, &["messageId"]);
     let status = text(p, &["status"]);
-    let provider_type = status.clone().unwrap_or_else(|| INBOUND.to_string());
+    let provider_type = provider_type(status.as_deref());
     // A receipt is about a message you sent: `to` is your sender id.
     let (from, to) = if status.is_some() {
         (text(p, &["to"]), text(p, &["msisdn"]))

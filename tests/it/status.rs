@@ -92,12 +92,7 @@ async fn stop_and_start_keywords_maintain_the_optout_list(backend: Backend) {
     app.send_sample(provider("textus"), "contact.opted_out")
         .await;
 
-    let (_, event) = app
-        .api(&format!(
-            "/api/events/{}",
-            stop["event_id"].as_str().expect("id")
-        ))
-        .await;
+    let event = app.event_answered(&stop).await;
     assert_eq!(
         event["opt_out"], true,
         "the stored event says it was an opt-out"

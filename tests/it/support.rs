@@ -493,6 +493,14 @@ impl TestApp {
         );
     }
 
+    /// The stored event a webhook's JSON answer names (`event_id`).
+    pub async fn event_answered(&self, answer: &Value) -> Value {
+        let id = answer["event_id"].as_str().expect("an event_id");
+        let (status, event) = self.api(&format!("/api/events/{id}")).await;
+        assert_eq!(status, 200, "{event}");
+        event
+    }
+
     pub async fn events(&self, query: &str) -> Vec<Value> {
         let (status, page) = self.api(&format!("/api/events?limit=1000&{query}")).await;
         assert_eq!(status, 200, "{page}");

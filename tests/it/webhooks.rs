@@ -90,12 +90,7 @@ async fn normalized_fields_per_provider(backend: Backend) {
     for (name, provider_type, normalized) in cases {
         let (_, status, answer) = app.send_sample(provider(name), provider_type).await;
         assert_eq!(status, 200);
-        let (_, event) = app
-            .api(&format!(
-                "/api/events/{}",
-                answer["event_id"].as_str().expect("id")
-            ))
-            .await;
+        let event = app.event_answered(&answer).await;
         assert_eq!(event["type"], normalized, "{name} {provider_type}");
     }
     let failed = &app.events("type=message.failed&source=integify").await[0];
@@ -122,12 +117,7 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     let body = br#"{"id":"evt_new_1","type":"sms.clicked","data":{"link":"https://x.test","shiny":[1,2]},"extra":true}"#;
     let (status, answer) = app.send_body(provider("integify"), body).await;
     assert_eq!(status, 200, "{answer}");
-    let (_, event) = app
-        .api(&format!(
-            "/api/events/{}",
-            answer["event_id"].as_str().expect("id")
-        ))
-        .await;
+    let event = app.event_answered(&answer).await;
     assert_eq!(event["type"], "sms.clicked");
     assert_eq!(event["payload"]["data"]["shiny"], json!([1, 2]));
     assert_eq!(event["payload"]["extra"], true);
@@ -1193,12 +1183,7 @@ async fn vonage_sms_is_signed_in_its_parameters_however_sent(backend: Backend) {
     let answer = app.post_with(p.name, &form_type, &form).await;
     assert_eq!(answer.status(), 200);
     let answer: Value = answer.json().await.expect("json");
-    let (_, event) = app
-        .api(&format!(
-            "/api/events/{}",
-            answer["event_id"].as_str().expect("id")
-        ))
-        .await;
+    let event = app.event_answered(&answer).await;
     assert_eq!(event["type"], "message.delivered");
     assert_eq!(
         (&event["from"], &event["to"]),
@@ -1217,12 +1202,7 @@ async fn vonage_sms_is_signed_in_its_parameters_however_sent(backend: Backend) {
     let answer = app.client.get(&url).send().await.expect("send");
     assert_eq!(answer.status(), 200);
     let answer: Value = answer.json().await.expect("json");
-    let (_, event) = app
-        .api(&format!(
-            "/api/events/{}",
-            answer["event_id"].as_str().expect("id")
-        ))
-        .await;
+    let event = app.event_answered(&answer).await;
     assert_eq!(event["type"], "message.failed");
     assert_eq!(event["error_code"], "1");
     assert_eq!(event["message_id"], sample["messageId"]);
