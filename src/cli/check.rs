@@ -56,7 +56,12 @@ fn summary(config: &Config) -> String {
     for s in &config.sources {
         let _ = writeln!(
             out,
-            "source: POST /webhooks/{} ({}, {}, from {}{}{})",
+            "source: {} /webhooks/{} ({}, {}, from {}{}{})",
+            if s.provider.takes_get() {
+                "GET|POST"
+            } else {
+                "POST"
+            },
             s.name,
             s.provider.name,
             count(s.secrets.len(), s.provider.secret_noun()),

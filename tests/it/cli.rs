@@ -465,6 +465,7 @@ fn check_prints_what_would_run_and_never_a_secret() {
          [[sources]]\nname = \"ig\"\nprovider = \"integify\"\nsecret_file = {:?}\n\
          [[sources]]\nname = \"mg\"\nprovider = \"msgine\"\nsecrets = [\"m5ecret\"]\n\
          allowed_ips = [\"52.89.214.238\", \"10.0.0.0/8\"]\n\
+         [[sources]]\nname = \"vs\"\nprovider = \"vonage-sms\"\nsecrets = [\"v5ecret\"]\n\
          [[destinations]]\nname = \"app\"\nurl = \"https://u:pa55@app.internal/hooks?token=t0k\"\n\
          secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
          [[destinations]]\nname = \"q\"\nsubject = \"sms.{{type}}\"\n\
@@ -495,6 +496,7 @@ fn check_prints_what_would_run_and_never_a_secret() {
         "configuration OK",
         "source: POST /webhooks/ig (integify, 2 secrets, from any address)",
         "source: POST /webhooks/mg (msgine, 1 secret, from 52.89.214.238/32, 10.0.0.0/8)",
+        "source: GET|POST /webhooks/vs (vonage-sms, 1 secret, from any address)",
         "destination: app -> https://app.internal/hooks (1 signing secret)",
         "destination: q -> NATS subject sms.{type} at nats://127.0.0.1:4222",
         "destination: r -> Redis stream sms:events at redis://cache:6379",
@@ -504,7 +506,15 @@ fn check_prints_what_would_run_and_never_a_secret() {
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
-    for secret in ["s3cret", "m5ecret", "pa55", "t0k", "MfKQ9r8G", "r3dispa55"] {
+    for secret in [
+        "s3cret",
+        "m5ecret",
+        "v5ecret",
+        "pa55",
+        "t0k",
+        "MfKQ9r8G",
+        "r3dispa55",
+    ] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }
 }
