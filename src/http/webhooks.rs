@@ -66,17 +66,17 @@ pub async fn receive_get(
     SourceName(name): SourceName,
     request: Request,
 ) -> Response {
-    let takes_get = request.method() == axum::http::Method::GET
-        && app
-            .sources
-            .current()
-            .get(&name)
-            .is_some_and(|source| source.provider.takes_get());
-    if takes_get {
+    if request.method() == axum::http::Method::GET && takes_get(&app, &name) {
         receive(State(app), SourceName(name), request).await
     } else {
         wrong_method(State(app), SourceName(name), request).await
     }
+}
+
+/// Whether the source `name` (if there is one) takes webhooks by GET.
+fn takes_get(app: &App, name: &str) -> bool {
+    let sources = app.sources.current();
+    sources.get(name).is_some_and(|s| s.provider.takes_get())
 }
 
 /// The source named in a webhook's URL. A name that does not decode (`%FF`
@@ -254,12 +254,7 @@ pub async fn wrong_method(
     SourceName(name): SourceName,
     request: Request,
 ) -> Response {
-    let takes_get = app
-        .sources
-        .current()
-        .get(&name)
-        .is_some_and(|source| source.provider.takes_get());
-    let (allow, message) = if takes_get {
+    let (allow, message) = if takes_get(&app, &name) {
         ("GET, POST", "webhooks are delivered with GET or POST")
     } else {
         ("POST", "webhooks are delivered with POST")
@@ -330,15 +325,19 @@ fn ip_text(ip: IpAddr) -> String {
 }
 
 /// Room in the body budget for this request's body: its declared length,
-/// else the most a body may be. A declared length past `max_body_bytes` is
-/// refused 413 before any byte is read; no room left, 503 (504 for TextUs).
+/// else, for a chunked body, the most a body may be. A request with
+/// neither has no body in HTTP/1.1 (a GET of Vonage's SMS API) and takes
+/// no room. A declared length past `max_body_bytes` is refused 413 before
+/// any byte is read; no room left, 503 (504 for TextUs).
 fn reserve<'a>(
     app: &'a App,
     source: &Source,
     headers: &HeaderMap,
 ) -> Result<tokio::sync::SemaphorePermit<'a>, IngestError> {
     let limit = app.max_body_bytes;
-    let declared = content_length(headers).unwrap_or(limit as u64);
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let unknown = if chunked { limit as u64 } else { 0 };
+    let declared = content_length(headers).unwrap_or(unknown);
     if declared > limit as u64 {
         return Err(IngestError::PayloadTooLarge { limit });
     }

@@ -330,8 +330,8 @@ fn vonage_sms_fields_replaced_by_every_plain_value_are_signed_and_stored() {
 }
 
 /// Vonage's SMS API: signed webhooks damaged in transit are refused as not
-/// signed (or, where the damage left the body unreadable, as malformed),
-/// never stored, never a panic.
+/// signed, never a panic; one is stored only where the damage left every
+/// parameter as signed.
 #[test]
 fn vonage_sms_bodies_damaged_after_signing_are_refused() {
     let provider = &super::vonage_sms::PROVIDER;
@@ -344,20 +344,45 @@ fn vonage_sms_bodies_damaged_after_signing_are_refused() {
                 .sign_body(super::TEST_SIGNING_KEY, &body, 1_700_000_000)
                 .expect("signed");
             assert!(ingest(&source, &signed).is_ok(), "the undamaged one");
+            let sent = signed_params(&signed).expect("readable");
             for _ in 0..300 {
                 let mut damaged = signed.clone();
                 mangle(&mut damaged, &mut rng);
-                if let Err(e) = ingest(&source, &damaged) {
-                    assert!(
-                        matches!(e.code(), "invalid_signature" | "malformed_json"),
-                        "{e}"
-                    );
-                    refused += 1;
+                match ingest(&source, &damaged) {
+                    Err(e) => {
+                        assert_eq!(e.code(), "invalid_signature", "{e}");
+                        refused += 1;
+                    }
+                    // Damage no parameter feels: space between JSON tokens,
+                    // an empty `&&` in a form, `%41` for `A`; or a parameter
+                    // with no value put in, which the check that leaves
+                    // blank ones out (as Vonage's Java library signs) lets
+                    // through: it says nothing (normalization reads an
+                    // empty value as none).
+                    Ok(_) => assert_eq!(
+                        signed_params(&damaged),
+                        Some(sent.clone()),
+                        "stored with other parameters than were signed: {}",
+                        String::from_utf8_lossy(&damaged)
+                    ),
                 }
             }
         }
     }
     assert!(refused > 1000, "refused {refused}");
+}
+
+/// A body's parameters with a value, sorted, as `signature::vonage_sms`
+/// reads them.
+fn signed_params(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let (params, _) = crate::signature::vonage_sms::params(None, body).ok()?;
+    let mut params: Vec<(String, String)> = params
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    params.sort();
+    Some(params)
 }
 
 /// A sample's values as a form, as the dashboard's `POST` sends them.

@@ -12,7 +12,10 @@
 //! A sender cannot choose a weaker method to forge one: every method needs
 //! the secret. Vonage's own libraries differ on a parameter with an empty
 //! value (PHP and Python sign `&name=`, Java leaves it out): both are tried.
-//! Each candidate under each secret is compared, in constant time.
+//! So a parameter with no value is not bound by the signature (one could
+//! be added to a signed webhook); it carries nothing, and normalization
+//! reads an empty value as none. Each candidate under each secret is
+//! compared, in constant time.
 
 use std::borrow::Cow;
 

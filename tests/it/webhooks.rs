@@ -436,7 +436,7 @@ async fn oversize_bodies_are_413_with_or_without_content_length(backend: Backend
 /// whole 2 KiB here: one declares 1 KiB, and one sends a body with no
 /// length, which reserves the most a body may be (1 KiB). A webhook then
 /// is 503 with Retry-After (504 for TextUs), logged as `server_busy`, and
-/// is taken once they are gone.
+/// is taken once they are gone; a GET, which has no body, is taken at once.
 #[tokio::test]
 async fn slow_bodies_cannot_hold_more_than_the_body_budget() {
     let app = TestApp::spawn_with(TestOptions {
@@ -490,6 +490,11 @@ async fn slow_bodies_cannot_hold_more_than_the_body_budget() {
         .await;
     assert_eq!(busy.status(), 503);
     assert_eq!(busy.headers()["retry-after"], "5");
+    // A GET (Vonage's SMS API) has no body and needs no room: still taken.
+    let (_, query) = vonage_sms_form("delivered");
+    let query = String::from_utf8(query).expect("text");
+    let get = app.get(&format!("/webhooks/vonage-sms?{query}")).await;
+    assert_eq!(get.status(), 200, "a request with no body waits for none");
     // What /metrics tells an operator meanwhile.
     let metrics = app.metrics().await.text().await.expect("metrics");
     for series in [
