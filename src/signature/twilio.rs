@@ -7,9 +7,10 @@
 //! names it (`public_url`, [`PublicUrl`]), and smshook appends the query the
 //! request carries. As Twilio's own libraries do, the URL is tried without a
 //! port and with one (the default port when it names none): Twilio signs one
-//! way or the other. A JSON body (Twilio's newer products) is signed with no
-//! parameters and named by a `bodySHA256` query parameter instead, which
-//! must be the body's SHA-256.
+//! way or the other; and a query is also tried as Node's legacy
+//! `querystring` writes it. A JSON body (Twilio's newer products) is signed
+//! with no parameters and named by a `bodySHA256` query parameter instead,
+//! which must be the body's SHA-256.
 
 use std::borrow::Cow;
 
@@ -72,14 +73,47 @@ impl PublicUrl {
         })
     }
 
-    /// The URLs Twilio may have signed, for a request carrying `query`.
-    fn candidates(&self, query: Option<&str>) -> [String; 2] {
-        let with_query = |base: &str| match query {
-            Some(q) if !q.is_empty() => format!("{base}?{q}"),
-            _ => base.to_string(),
+    /// The URLs Twilio may have signed, for a request carrying `query`:
+    /// without and with the port, each with the query as received and, where
+    /// it differs, as Node's legacy `querystring` writes it (Twilio's Node
+    /// library tries both, "since signature generation on the back end is
+    /// inconsistent": `O'Brien` signed for a request carrying `O%27Brien`).
+    fn candidates(&self, query: Option<&str>) -> Vec<String> {
+        let bases = [&self.without_port, &self.with_port];
+        let Some(query) = query.filter(|q| !q.is_empty()) else {
+            return bases.map(|base| base.to_string()).to_vec();
         };
-        [with_query(&self.without_port), with_query(&self.with_port)]
+        let mut queries = vec![query.to_string()];
+        let legacy = legacy_query(query);
+        if legacy != query {
+            queries.push(legacy);
+        }
+        queries
+            .iter()
+            .flat_map(|q| bases.map(|base| format!("{base}?{q}")))
+            .collect()
     }
+}
+
+/// `query` decoded and written again as `encodeURIComponent` writes each
+/// name and value: every byte percent-encoded but letters, digits and
+/// `-_.!~*'()`.
+fn legacy_query(query: &str) -> String {
+    let component = |text: &str| {
+        let mut out = String::with_capacity(text.len());
+        for byte in text.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        out
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(name, value)| format!("{}={}", component(&name), component(&value)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `host[:port]` as host and port; an IPv6 host keeps its brackets.
@@ -250,6 +284,36 @@ mod tests {
             v6.candidates(None),
             ["http://[::1]/hook", "http://[::1]:8080/hook"]
         );
+    }
+
+    /// A query with characters written one way in the request and another
+    /// in what Twilio signed: the legacy form is tried too, under both ports.
+    #[test]
+    fn a_query_is_also_tried_as_nodes_legacy_querystring_writes_it() {
+        assert_eq!(
+            legacy_query("name=O%27Brien&q=a+b&x=%7E&e="),
+            "name=O'Brien&q=a%20b&x=~&e="
+        );
+        assert_eq!(legacy_query("a=1&b=two"), "a=1&b=two", "nothing to change");
+        let received = "name=O%27Brien&q=a+b";
+        let signed_for = format!("{URL}?name=O'Brien&q=a%20b");
+        let sig = sign("12345", &signed_for, BODY);
+        assert_eq!(check(URL, Some(received), BODY, &sig), Ok(()));
+        let with_port = "https://mycompany.com:443/myapp.php?name=O'Brien&q=a%20b";
+        let sig = sign("12345", with_port, BODY);
+        assert_eq!(check(URL, Some(received), BODY, &sig), Ok(()));
+        let other = sign("12345", &format!("{URL}?name=OBrien&q=a%20b"), BODY);
+        assert_eq!(
+            check(URL, Some(received), BODY, &other),
+            Err(SignatureError::Mismatch)
+        );
+        let url = PublicUrl::parse(URL).expect("a URL");
+        assert_eq!(
+            url.candidates(Some("a=1")).len(),
+            2,
+            "no legacy form to add"
+        );
+        assert_eq!(url.candidates(Some(received)).len(), 4);
     }
 
     #[test]
