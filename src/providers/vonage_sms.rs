@@ -39,9 +39,9 @@ pub static PROVIDER: Provider = Provider {
     // time-outs).
     retry_status: 503,
     answer_timeout: Some(std::time::Duration::from_secs(15)),
-    // Vonage asks that its webhooks be checked by signature, and their
-    // addresses are not published for the SMS API.
-    addresses_change: true,
+    // As for the Messages API: nothing found in Vonage's documentation
+    // asks not to filter by address.
+    addresses_change: false,
     ack: Ack::Json,
     normalize,
     sample,
