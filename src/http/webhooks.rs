@@ -119,14 +119,25 @@ async fn take(
         Ok(bytes) => bytes,
         Err(e) => return refuse(app, record, e),
     };
-    record.size = bytes.len() as u64;
+    // A GET's webhook is its query: the log's size and fingerprint are its.
+    let content = match parts.method {
+        axum::http::Method::GET => parts.uri.query().unwrap_or_default().as_bytes(),
+        _ => &bytes[..],
+    };
+    record.size = content.len() as u64;
     let mut signed = Signed::from_headers(source.provider, |name| {
         parts.headers.get(name).map(HeaderValue::as_bytes)
     });
     signed.query = parts.uri.query();
     let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
         Ok(event) => event,
-        Err(e) => return refuse(app, with_hash(record, &bytes), signed_as(e, &parts.headers)),
+        Err(e) => {
+            return refuse(
+                app,
+                with_hash(record, content),
+                signed_as(e, &parts.headers),
+            );
+        }
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
@@ -137,7 +148,7 @@ async fn take(
             app.metrics.accepted(&source.name, inserted.duplicate, took);
             acknowledge(app, source.provider.ack, inserted, hands_off)
         }
-        Err(cause) => not_stored(app, source, with_hash(record, &bytes), &cause),
+        Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
     }
 }
 

@@ -1234,6 +1234,25 @@ async fn vonage_sms_is_signed_in_its_parameters_however_sent(backend: Backend) {
     let head = app.client.head(&url).send().await.expect("send");
     assert_eq!(head.status(), 405);
     assert_eq!(head.headers()["allow"], "GET, POST");
+    // A refused GET is logged by its query: its size and fingerprint.
+    let unsigned = app.get("/webhooks/vonage-sms?msisdn=1&text=hi").await;
+    assert_eq!(unsigned.status(), 401);
+    // Refusals are logged in the writer's next batch: wait for it.
+    let mut row = None;
+    for _ in 0..500 {
+        let log = app.requests().await;
+        row = log
+            .into_iter()
+            .find(|r| r["status"] == 401 && r["source"] == "vonage-sms");
+        if row.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let row = row.expect("the refused GET is logged");
+    assert_eq!(row["size"], 16);
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"msisdn=1&text=hi"));
+    assert_eq!(row["body_sha256"], fingerprint.as_str());
     assert_eq!(app.events("source=vonage-sms").await.len(), 3);
     app.stop().await;
 }
