@@ -119,16 +119,9 @@ async fn take(
         Ok(bytes) => bytes,
         Err(e) => return refuse(app, record, e),
     };
-    // A GET's webhook is its query: the log's size and fingerprint are its.
-    let content = match parts.method {
-        axum::http::Method::GET => parts.uri.query().unwrap_or_default().as_bytes(),
-        _ => &bytes[..],
-    };
+    let content = logged_content(&parts, &bytes);
     record.size = content.len() as u64;
-    let mut signed = Signed::from_headers(source.provider, |name| {
-        parts.headers.get(name).map(HeaderValue::as_bytes)
-    });
-    signed.query = parts.uri.query();
+    let signed = signed_parts(source, &parts);
     let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
         Ok(event) => event,
         Err(e) => {
@@ -149,6 +142,25 @@ async fn take(
             acknowledge(app, source.provider.ack, inserted, hands_off)
         }
         Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
+    }
+}
+
+/// What in the request's head is signed, as `source`'s provider signs:
+/// its headers, and the query.
+fn signed_parts<'a>(source: &Source, parts: &'a Parts) -> Signed<'a> {
+    let mut signed = Signed::from_headers(source.provider, |name| {
+        parts.headers.get(name).map(HeaderValue::as_bytes)
+    });
+    signed.query = parts.uri.query();
+    signed
+}
+
+/// What the request log sizes and fingerprints: the body, or a GET
+/// webhook's query, which is its content.
+fn logged_content<'a>(parts: &'a Parts, body: &'a [u8]) -> &'a [u8] {
+    match parts.method {
+        axum::http::Method::GET => parts.uri.query().unwrap_or_default().as_bytes(),
+        _ => body,
     }
 }
 
