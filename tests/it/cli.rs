@@ -151,9 +151,34 @@ async fn sign_and_send_put_vonage_sms_signatures_in_the_body() {
     ];
     let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
     assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+    // As the dashboard's default: a GET, signed in the query.
+    let mut get: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    get[2] = "inbound".into();
+    get.push("--get".into());
+    let out = smshook_beside_server(get).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
     let events = app.events("source=vonage-sms").await;
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!(events[1]["type"], "message.delivered");
+    assert_eq!(events[2]["type"], "message.received");
+    assert!(
+        events[2]["payload"]["sig"].is_string(),
+        "stored from the query"
+    );
+    let integify_url = app.url("/webhooks/integify");
+    let args = [
+        "send",
+        "integify",
+        "sms.delivered",
+        "--url",
+        &integify_url,
+        "--secret",
+        "s",
+        "--get",
+    ];
+    let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not send webhooks as GET"));
     app.stop().await;
 }
 
