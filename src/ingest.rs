@@ -97,7 +97,7 @@ fn refusal(source: &Source, cause: SignatureError) -> IngestError {
 /// that signs form parameters gives back the ones it checked.
 fn verify<'b>(
     source: &Source,
-    signed: Signed,
+    signed: Signed<'b>,
     body: &'b [u8],
 ) -> Result<Option<Params<'b>>, SignatureError> {
     match source.provider.scheme {
@@ -126,18 +126,13 @@ fn verify<'b>(
 /// Vonage's SMS API: the `sig` among the parameters. A JSON body is stored
 /// as sent; a form's or query's parameters as their JSON object.
 fn signed_params<'b>(
-    query: Option<&str>,
+    query: Option<&'b str>,
     body: &'b [u8],
     secrets: &[signature::Secret],
 ) -> Result<Option<Params<'b>>, SignatureError> {
     let (params, is_json) = vonage_sms::params(query, body)?;
     vonage_sms::verify(&params, secrets)?;
-    Ok((!is_json).then(|| {
-        params
-            .into_iter()
-            .map(|(name, value)| (name.into_owned().into(), value.into_owned().into()))
-            .collect()
-    }))
+    Ok((!is_json).then_some(params))
 }
 
 /// The JSON text stored for a verified body: the body itself, or the form
@@ -183,8 +178,8 @@ impl<'a> Signed<'a> {
         Self {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
-                Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => None,
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
+                _ => None,
             },
             query: None,
         }
@@ -202,10 +197,10 @@ impl<'a> Signed<'a> {
 }
 
 /// Verifies, parses and normalizes one webhook for `source`.
-pub fn prepare(
+pub fn prepare<'a>(
     source: &Source,
-    signed: Signed,
-    body: &[u8],
+    signed: Signed<'a>,
+    body: &'a [u8],
     received_at: String,
 ) -> Result<NewEvent, IngestError> {
     let form = verify(source, signed, body).map_err(|cause| refusal(source, cause))?;

@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use smshook::config::Source;
 use smshook::ingest;
-use smshook::providers::{ALL, Scheme};
+use smshook::providers::ALL;
 use smshook::signature::Secret;
 use smshook::signature::twilio::PublicUrl;
 
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let at = "2026-12-03T00:00:00.000Z".to_string();
-    let in_params = provider.scheme == Scheme::SignedParams;
+    let in_params = provider.signs_in_body();
     let Ok(body) = provider.sign_body(KEY, body, now) else {
         let e = ingest::prepare(&source, ingest::Signed::default(), body, at);
         assert_eq!(e.expect_err("unsigned").code(), "invalid_signature");

@@ -170,7 +170,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         // at send time: the load generator would measure itself.
         let why = if provider.signs_url() {
             "signs the URL it posts to with each form, and its samples' SIDs are no ids bench can vary"
-        } else if provider.scheme == providers::Scheme::SignedParams {
+        } else if provider.signs_in_body() {
             "signs each request's parameters, with the time, inside the body"
         } else {
             "signs each request anew with the time, which would measure the load generator itself"

@@ -156,7 +156,7 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from stdin")?;
-    if provider.scheme == crate::providers::Scheme::SignedParams {
+    if provider.signs_in_body() {
         // The signature is a parameter: the body, signed, is the answer.
         let signed = signed_body(provider, &args.secret, &body)?;
         println!("{}", String::from_utf8_lossy(&signed));

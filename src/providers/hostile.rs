@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::config::Source;
 use crate::event::NewEvent;
 use crate::ingest::{IngestError, Signed, prepare};
-use crate::providers::{ALL, Provider, SampleIds, Scheme};
+use crate::providers::{ALL, Provider, SampleIds};
 
 fn source(provider: &'static Provider) -> Source {
     super::test_source(provider)
@@ -167,7 +167,7 @@ fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, Inge
 
 /// The providers that sign the body or the URL, not parameters in the body.
 fn signing_apart() -> impl Iterator<Item = &'static &'static Provider> {
-    ALL.iter().filter(|p| p.scheme != Scheme::SignedParams)
+    ALL.iter().filter(|p| !p.signs_in_body())
 }
 
 #[test]

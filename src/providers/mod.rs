@@ -116,9 +116,10 @@ impl Provider {
     /// provider when no config file is given, e.g. `SMSHOOK_PRIVATE_NUMBER_SECRET`,
     /// or `SMSHOOK_TELNYX_PUBLIC_KEY` where the source verifies with a public key.
     pub fn secret_env_var(&self) -> String {
-        let what = match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => "SECRET",
-            Scheme::Ed25519 { .. } => "PUBLIC_KEY",
+        let what = if self.verifies_with_public_key() {
+            "PUBLIC_KEY"
+        } else {
+            "SECRET"
         };
         format!("SMSHOOK_{}_{what}", self.env_name())
     }
@@ -129,10 +130,22 @@ impl Provider {
         self.scheme == Scheme::UrlHmacSha1
     }
 
-    /// Whether its webhooks may come as `GET`, signed in the query
-    /// (Vonage's SMS API).
-    pub fn takes_get(&self) -> bool {
+    /// Whether a source checks its webhooks with the provider's public key
+    /// (Ed25519) rather than a secret shared with it.
+    pub fn verifies_with_public_key(&self) -> bool {
+        matches!(self.scheme, Scheme::Ed25519 { .. })
+    }
+
+    /// Whether its signature is a parameter inside the webhook rather than
+    /// a header ([`Provider::sign_body`]; Vonage's SMS API).
+    pub fn signs_in_body(&self) -> bool {
         self.scheme == Scheme::SignedParams
+    }
+
+    /// Whether its webhooks may come as `GET`, signed in the query: those
+    /// of a provider that signs its parameters.
+    pub fn takes_get(&self) -> bool {
+        self.signs_in_body()
     }
 
     /// Its source's `public_url` without a config file, e.g.
@@ -168,9 +181,10 @@ impl Provider {
 
     /// What a source of this provider verifies with, for messages.
     pub fn secret_noun(&self) -> &'static str {
-        match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => "secret",
-            Scheme::Ed25519 { .. } => "public key",
+        if self.verifies_with_public_key() {
+            "public key"
+        } else {
+            "secret"
         }
     }
 
@@ -217,7 +231,7 @@ impl Provider {
     /// JSON or a form as `body` was.
     pub fn sign_body(&self, secret: &str, body: &[u8], now: i64) -> Result<Vec<u8>, String> {
         use crate::signature::vonage_sms;
-        if self.scheme != Scheme::SignedParams {
+        if !self.signs_in_body() {
             return Ok(body.to_vec());
         }
         let (params, is_json) = vonage_sms::params(None, body).map_err(|e| e.to_string())?;
@@ -238,24 +252,22 @@ impl Provider {
     /// What a source of this provider takes to verify webhooks signed with
     /// `signing`: the same shared secret, or the private key's public key.
     pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
-        match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => {
-                Ok(signing.to_string())
-            }
-            Scheme::Ed25519 { .. } => KeyPair::from_seed(signing).map(|k| k.public()),
+        if self.verifies_with_public_key() {
+            KeyPair::from_seed(signing).map(|k| k.public())
+        } else {
+            Ok(signing.to_string())
         }
     }
 
     /// Checks one configured secret: an Ed25519 provider takes a public key.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
-        match self.scheme {
-            Scheme::Hmac | Scheme::Jwt | Scheme::UrlHmacSha1 | Scheme::SignedParams => Ok(()),
-            Scheme::Ed25519 { .. } if ed25519::public_key(secret.expose()).is_some() => Ok(()),
-            Scheme::Ed25519 { .. } => Err(format!(
+        if self.verifies_with_public_key() && ed25519::public_key(secret.expose()).is_none() {
+            return Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",
                 self.name
-            )),
+            ));
         }
+        Ok(())
     }
 
     /// How long a source of this provider may take to store a webhook

@@ -19,7 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-pub use super::Params;
+use super::Params;
 use super::{Secret, SignatureError};
 
 /// The query parameter naming a JSON body's SHA-256.
