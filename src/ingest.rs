@@ -115,8 +115,14 @@ fn verify<'b>(
         }
         Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets).map(|()| None),
         // Config refuses a source of this provider without a public URL.
-        Scheme::UrlHmacSha1 => match &source.public_url {
-            Some(url) => twilio::verify(signed.signature, url, signed.query, body, &source.secrets),
+        Scheme::SignedUrl => match &source.public_url {
+            Some(url) => {
+                let headers = twilio::Headers {
+                    signature: signed.signature,
+                    settings: signed.settings,
+                };
+                twilio::verify(headers, url, signed.query, body, &source.secrets)
+            }
             None => Err(SignatureError::Mismatch),
         },
         Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
@@ -161,6 +167,9 @@ pub struct Signed<'a> {
     pub timestamp: Option<&'a [u8]>,
     /// The request's query string, which a provider signing its URL signs.
     pub query: Option<&'a str>,
+    /// Twilio's signature settings: the SharedKey and algorithm a Webhook
+    /// Rule signs with.
+    pub settings: Option<&'a [u8]>,
 }
 
 impl<'a> Signed<'a> {
@@ -170,6 +179,7 @@ impl<'a> Signed<'a> {
             signature,
             timestamp: None,
             query: None,
+            settings: None,
         }
     }
 
@@ -182,6 +192,10 @@ impl<'a> Signed<'a> {
                 _ => None,
             },
             query: None,
+            settings: match provider.scheme {
+                Scheme::SignedUrl => get(twilio::SETTINGS_HEADER),
+                _ => None,
+            },
         }
     }
 

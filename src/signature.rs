@@ -1,7 +1,8 @@
 //! HMAC-SHA256 webhook signatures: computing them the way providers do, and
 //! checking a received header against every secret of a source in constant time.
 //! Telnyx's Ed25519 signatures are in [`ed25519`], Vonage's HS256 tokens in
-//! [`jwt`], Twilio's HMAC-SHA1 over its URL and parameters in [`twilio`],
+//! [`jwt`], Twilio's HMAC-SHA1 (or -SHA256 under a SharedKey) over its URL and
+//! parameters in [`twilio`],
 //! the `sig` parameter of Vonage's SMS API in [`vonage_sms`].
 
 use std::borrow::Cow;
@@ -94,6 +95,18 @@ pub enum SignatureError {
     PayloadHash,
     #[error("the signature header is not a base64 HMAC-SHA1")]
     MalformedSha1,
+    #[error(
+        "the signature header is not a base64 HMAC-SHA256, the algorithm x-twilio-webhooks-signature-settings names"
+    )]
+    MalformedSha256,
+    #[error(
+        "x-twilio-webhooks-signature-settings does not name algorithm=HMAC_SHA1 or algorithm=HMAC_SHA256"
+    )]
+    BadSettings,
+    #[error(
+        "the signature matches no configured secret under the algorithm x-twilio-webhooks-signature-settings names: add the secret of the SharedKey it names (key=) to the source's secrets"
+    )]
+    SharedKeyMismatch,
     #[error("the query's bodySHA256 is not the SHA-256 of the body")]
     BodyHash,
     #[error(

@@ -44,6 +44,11 @@ pub struct SendArgs {
     /// dashboard says otherwise (vonage-sms only).
     #[arg(long)]
     get: bool,
+    /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256
+    /// under --secret (the SharedKey's secret), naming this SharedKey SID in
+    /// X-Twilio-Webhooks-Signature-Settings (twilio only).
+    #[arg(long, value_name = "SID")]
+    shared_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -56,11 +61,22 @@ pub struct SignArgs {
     /// query included: twilio signs it with the body.
     #[arg(long)]
     url: Option<String>,
+    /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256
+    /// under --secret (the SharedKey's secret), naming this SharedKey SID in
+    /// X-Twilio-Webhooks-Signature-Settings (twilio only).
+    #[arg(long, value_name = "SID")]
+    shared_key: Option<String>,
 }
 
-fn provider(name: &str) -> Result<&'static Provider> {
-    providers::find(name)
-        .with_context(|| format!("unknown provider {name:?} (known: {})", providers::names()))
+/// The provider named `name`; `shared_key` only for one that signs with
+/// SharedKeys (Twilio).
+fn provider(name: &str, shared_key: Option<&str>) -> Result<&'static Provider> {
+    let provider = providers::find(name)
+        .with_context(|| format!("unknown provider {name:?} (known: {})", providers::names()))?;
+    if shared_key.is_some() && !provider.signs_url() {
+        bail!("--shared-key: {name} does not sign with SharedKeys (twilio does)");
+    }
+    Ok(provider)
 }
 
 /// A provider's sample payload for `event_type`, as the provider sends it:
@@ -77,7 +93,7 @@ pub fn sample_body(provider: &Provider, event_type: &str, ids: &SampleIds) -> Re
 }
 
 pub async fn send(args: &SendArgs) -> Result<ExitCode> {
-    let provider = provider(&args.provider)?;
+    let provider = provider(&args.provider, args.shared_key.as_deref())?;
     let body = match &args.body {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => sample_body(provider, &args.event_type, &SampleIds::fresh())?,
@@ -112,7 +128,8 @@ fn post_request(
         .post(&args.url)
         .header(reqwest::header::CONTENT_TYPE, provider.content_type());
     let signed_for = args.public_url.as_ref().unwrap_or(&args.url);
-    for (name, value) in signed(provider, &args.secret, &body, Some(signed_for))? {
+    let key = (args.secret.as_str(), args.shared_key.as_deref());
+    for (name, value) in signed(provider, key, &body, Some(signed_for))? {
         request = request.header(name, value);
     }
     Ok(request.body(body))
@@ -151,7 +168,7 @@ fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client> {
 }
 
 pub fn sign(args: &SignArgs) -> Result<ExitCode> {
-    let provider = provider(&args.provider)?;
+    let provider = provider(&args.provider, args.shared_key.as_deref())?;
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)
@@ -162,7 +179,8 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
         println!("{}", String::from_utf8_lossy(&signed));
         return Ok(ExitCode::SUCCESS);
     }
-    for (name, value) in signed(provider, &args.secret, &body, args.url.as_deref())? {
+    let key = (args.secret.as_str(), args.shared_key.as_deref());
+    for (name, value) in signed(provider, key, &body, args.url.as_deref())? {
         println!("{}: {value}", header_name(name));
     }
     Ok(ExitCode::SUCCESS)
@@ -177,10 +195,11 @@ fn signed_body(provider: &Provider, secret: &str, body: &[u8]) -> Result<Vec<u8>
         .map_err(|e| anyhow::anyhow!("the body cannot be signed as {}: {e}", provider.name))
 }
 
-/// The headers `provider` signs `body` in, now, posted to `url`.
+/// The headers `provider` signs `body` in, now, posted to `url`, under
+/// `secret`: for Twilio, the secret of the SharedKey `shared_key` if given.
 fn signed(
     provider: &Provider,
-    secret: &str,
+    (secret, shared_key): (&str, Option<&str>),
     body: &[u8],
     url: Option<&str>,
 ) -> Result<Vec<(&'static str, String)>> {
@@ -192,6 +211,9 @@ fn signed(
         ),
         None => "",
     };
+    if let Some(sid) = shared_key {
+        return Ok(crate::signature::twilio::sign_shared(sid, secret, url, body).to_vec());
+    }
     let now = chrono::Utc::now().timestamp();
     provider
         .sign(secret, body, now, url)

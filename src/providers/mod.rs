@@ -85,10 +85,11 @@ pub enum Scheme {
     /// Vonage sends one unsigned only after an internal error, and asks for
     /// a 5xx so it signs the retry.
     Jwt,
-    /// Base64 HMAC-SHA1 under a shared secret of the URL the webhook was
-    /// posted to, then its form parameters sorted (`signature::twilio`). The
-    /// body is form-encoded; the source names its public URL.
-    UrlHmacSha1,
+    /// Base64 HMAC of the URL the webhook was posted to, then its form
+    /// parameters sorted (`signature::twilio`): SHA-1 under a shared secret,
+    /// or the algorithm a settings header names. The body is form-encoded;
+    /// the source names its public URL.
+    SignedUrl,
     /// A `sig` parameter among the webhook's others (query, form or JSON),
     /// over the rest sorted, by the method the account chose
     /// (`signature::vonage_sms`). `signature_header` names the parameter.
@@ -127,7 +128,7 @@ impl Provider {
     /// Whether its signature covers the URL, so a source names the URL the
     /// provider posts to (`public_url`).
     pub fn signs_url(&self) -> bool {
-        self.scheme == Scheme::UrlHmacSha1
+        self.scheme == Scheme::SignedUrl
     }
 
     /// Whether a source checks its webhooks with the provider's public key
@@ -215,7 +216,7 @@ impl Provider {
                 let token = crate::signature::jwt::sign(&Secret::new(secret), body, now);
                 vec![(self.signature_header, token)]
             }
-            Scheme::UrlHmacSha1 => {
+            Scheme::SignedUrl => {
                 let tag = crate::signature::twilio::sign(secret, url, body);
                 vec![(self.signature_header, tag)]
             }

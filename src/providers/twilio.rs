@@ -1,6 +1,7 @@
 //! Twilio Programmable Messaging: form-encoded webhooks (`MessageSid`,
 //! `MessageStatus`, `From`, `To`, `Body`, …) signed in `X-Twilio-Signature`
-//! with HMAC-SHA1 over the registered URL and the sorted parameters
+//! with HMAC-SHA1 over the registered URL and the sorted parameters, or
+//! HMAC-SHA256 under a SharedKey where a Webhook Rule says so
 //! (`signature::twilio`). A status callback names the message and its new
 //! status; an inbound message has `SmsStatus=received`. Neither carries an
 //! event id or a time, so the key is the message and its status.
@@ -20,7 +21,7 @@ pub static PROVIDER: Provider = Provider {
     name: "twilio",
     signature_header: "x-twilio-signature",
     signature_prefix: "",
-    scheme: Scheme::UrlHmacSha1,
+    scheme: Scheme::SignedUrl,
     event_types: &[
         "queued",
         "sent",

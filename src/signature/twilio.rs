@@ -2,6 +2,16 @@
 //! Auth Token, of the URL Twilio posted to followed by every form parameter
 //! of the body, sorted by name and then value, each written as name + value.
 //!
+//! Where a Webhook Rule (Twilio's Webhooks configuration API) matches the
+//! URL, Twilio signs under a SharedKey instead, with the algorithm its
+//! Setting names, and says so in `X-Twilio-Webhooks-Signature-Settings:
+//! key=<SharedKey SID>,algorithm=HMAC_SHA256`. Only the hash changes: the
+//! signed text is the same. The header picks the algorithm ([`Algorithm`]);
+//! every secret of the source is tried under it, so a source may hold the
+//! Auth Token and SharedKeys at once, as while moving to a SharedKey or
+//! rotating one (a Rule may name two Settings during a rotation). The
+//! header cannot weaken the check: every algorithm needs a secret.
+//!
 //! The URL is the one registered with Twilio, which smshook cannot rebuild
 //! from the request behind a reverse proxy or a TLS terminator: a source
 //! names it (`public_url`, [`PublicUrl`]), and smshook appends the query the
@@ -24,6 +34,60 @@ use super::{Secret, SignatureError};
 
 /// The query parameter naming a JSON body's SHA-256.
 const BODY_HASH: &str = "bodySHA256";
+
+/// The header naming the SharedKey and algorithm a Webhook Rule signs with.
+pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+
+/// The HMAC a webhook is signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Twilio's default, under the Auth Token (or a SharedKey set to it).
+    Sha1,
+    /// A SharedKey's Setting that names `HMAC_SHA256`.
+    Sha256,
+}
+
+impl Algorithm {
+    /// The algorithm `settings` (the [`SETTINGS_HEADER`]) names, or SHA-1
+    /// without one. Its `key` is the SharedKey's SID, which the source's
+    /// secrets do not need: each is tried.
+    pub fn from_settings(settings: Option<&[u8]>) -> Result<Self, SignatureError> {
+        let Some(settings) = settings else {
+            return Ok(Self::Sha1);
+        };
+        let text = std::str::from_utf8(settings).map_err(|_| SignatureError::BadSettings)?;
+        let named = text
+            .split(',')
+            .filter_map(|part| part.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("algorithm"))
+            .map(|(_, value)| value.trim());
+        match named {
+            Some(name) if name.eq_ignore_ascii_case("HMAC_SHA1") => Ok(Self::Sha1),
+            Some(name) if name.eq_ignore_ascii_case("HMAC_SHA256") => Ok(Self::Sha256),
+            _ => Err(SignatureError::BadSettings),
+        }
+    }
+
+    fn hmac(self) -> hmac::Algorithm {
+        match self {
+            Self::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Self::Sha256 => hmac::HMAC_SHA256,
+        }
+    }
+
+    /// The signature header's value as the tag's bytes.
+    fn decode(self, header: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        let (len, malformed) = match self {
+            Self::Sha1 => (20, SignatureError::MalformedSha1),
+            Self::Sha256 => (32, SignatureError::MalformedSha256),
+        };
+        STANDARD
+            .decode(header)
+            .ok()
+            .filter(|tag| tag.len() == len)
+            .ok_or(malformed)
+    }
+}
 
 /// The URL a Twilio source is registered at, as Twilio signs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,27 +214,41 @@ fn body_hash(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Checks `header` against every candidate URL under every secret, all of
-/// them in constant time, then a JSON body against its `bodySHA256`.
-/// Returns the form parameters it checked, in the order sent (`None` for a
-/// JSON body): what is stored is exactly what was verified.
+/// The headers a Twilio webhook is signed in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Headers<'a> {
+    /// `X-Twilio-Signature`.
+    pub signature: Option<&'a [u8]>,
+    /// [`SETTINGS_HEADER`], where a Webhook Rule signs with a SharedKey.
+    pub settings: Option<&'a [u8]>,
+}
+
+/// Checks the signature against every candidate URL under every secret,
+/// all of them in constant time, with the algorithm the settings name,
+/// then a JSON body against its `bodySHA256`. Returns the form parameters
+/// it checked, in the order sent (`None` for a JSON body): what is stored
+/// is exactly what was verified.
 pub fn verify<'b>(
-    header: Option<&[u8]>,
+    headers: Headers,
     url: &PublicUrl,
     query: Option<&str>,
     body: &'b [u8],
     secrets: &[Secret],
 ) -> Result<Option<Params<'b>>, SignatureError> {
-    let tag: [u8; 20] = super::base64_array(&STANDARD, super::present(header)?)
-        .ok_or(SignatureError::MalformedSha1)?;
+    let value = super::present(headers.signature)?;
+    let algorithm = Algorithm::from_settings(headers.settings)?;
+    let tag = algorithm.decode(value)?;
     let claimed_hash = body_hash(query);
     let params = form(claimed_hash.as_deref(), body);
     let (urls, signed) = (&url.candidates(query), &signed_order(params.as_deref()));
     let computed = secrets.iter().flat_map(|secret| {
-        let key = key(secret.expose());
+        let key = hmac::Key::new(algorithm.hmac(), secret.expose().as_bytes());
         urls.iter().map(move |url| mac(&key, url, signed))
     });
-    super::any_matches(computed, &tag)?;
+    super::any_matches(computed, &tag).map_err(|e| match headers.settings {
+        Some(_) => SignatureError::SharedKeyMismatch,
+        None => e,
+    })?;
     match claimed_hash {
         Some(claimed) if !claimed.eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) => {
             Err(SignatureError::BodyHash)
@@ -182,9 +260,28 @@ pub fn verify<'b>(
 /// The header Twilio would send with `body` posted to `url` (the whole URL,
 /// query included) under `token` (`smshook send`, tests).
 pub fn sign(token: &str, url: &str, body: &[u8]) -> String {
+    sign_with(Algorithm::Sha1, token, url, body)
+}
+
+/// The signature under `secret` by `algorithm`.
+fn sign_with(algorithm: Algorithm, secret: &str, url: &str, body: &[u8]) -> String {
     let query = url.split_once('?').map(|(_, q)| q);
     let params = form(body_hash(query).as_deref(), body);
-    STANDARD.encode(mac(&key(token), url, &signed_order(params.as_deref())))
+    let key = hmac::Key::new(algorithm.hmac(), secret.as_bytes());
+    STANDARD.encode(mac(&key, url, &signed_order(params.as_deref())))
+}
+
+/// The headers Twilio would send with `body` posted to `url` where a
+/// Webhook Rule signs it with the SharedKey `sid` whose secret is `secret`,
+/// by HMAC-SHA256 (`smshook send --shared-key`, tests).
+pub fn sign_shared(sid: &str, secret: &str, url: &str, body: &[u8]) -> [(&'static str, String); 2] {
+    [
+        (
+            "x-twilio-signature",
+            sign_with(Algorithm::Sha256, secret, url, body),
+        ),
+        (SETTINGS_HEADER, format!("key={sid},algorithm=HMAC_SHA256")),
+    ]
 }
 
 /// Parameters in the order Twilio signs them: by name, then by value.
@@ -196,21 +293,15 @@ fn signed_order<'p, 'a>(
     order
 }
 
-fn key(token: &str) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes())
-}
-
-/// HMAC-SHA1 of `url` and then each of `params` as name + value.
-fn mac(key: &hmac::Key, url: &str, params: &[&(Cow<str>, Cow<str>)]) -> [u8; 20] {
+/// The HMAC of `url` and then each of `params` as name + value.
+fn mac(key: &hmac::Key, url: &str, params: &[&(Cow<str>, Cow<str>)]) -> hmac::Tag {
     let mut context = hmac::Context::with_key(key);
     context.update(url.as_bytes());
     for (name, value) in params {
         context.update(name.as_bytes());
         context.update(value.as_bytes());
     }
-    let mut tag = [0u8; 20];
-    tag.copy_from_slice(context.sign().as_ref());
-    tag
+    context.sign()
 }
 
 #[cfg(test)]
@@ -229,7 +320,10 @@ mod tests {
     fn check(url: &str, query: Option<&str>, body: &[u8], sig: &str) -> Result<(), SignatureError> {
         let url = PublicUrl::parse(url).expect("a URL");
         verify(
-            Some(sig.as_bytes()),
+            Headers {
+                signature: Some(sig.as_bytes()),
+                settings: None,
+            },
             &url,
             query,
             body,
@@ -245,7 +339,10 @@ mod tests {
         // What was verified comes back to be stored, in the order sent.
         let url = PublicUrl::parse(URL).expect("a URL");
         let checked = verify(
-            Some(EXPECTED.as_bytes()),
+            Headers {
+                signature: Some(EXPECTED.as_bytes()),
+                settings: None,
+            },
             &url,
             Some(QUERY),
             BODY,
@@ -316,6 +413,65 @@ mod tests {
         assert_eq!(url.candidates(Some(received)).len(), 4);
     }
 
+    /// A Webhook Rule's SharedKey: the same text, by the algorithm the
+    /// settings header names, under any of the source's secrets.
+    #[test]
+    fn a_shared_key_signs_by_the_algorithm_its_settings_name() {
+        // HMAC-SHA256 of Twilio's test text under "shared-secret" (Python's hmac).
+        let sha256 = "iwOZCFCgsf1lZRuIVob5xh6MS+e56XvT2JyqSGp3ZtY=";
+        let settings = "key=KS0123456789abcdef0123456789abcdef,algorithm=HMAC_SHA256";
+        let url = PublicUrl::parse(URL).expect("a URL");
+        let check = |sig: &str, settings: Option<&str>, keys: &[&str]| {
+            let headers = Headers {
+                signature: Some(sig.as_bytes()),
+                settings: settings.map(str::as_bytes),
+            };
+            verify(headers, &url, Some(QUERY), BODY, &secrets(keys)).map(|_| ())
+        };
+        // The Auth Token and the SharedKey side by side, as while moving.
+        let both = ["12345", "shared-secret"];
+        assert_eq!(check(sha256, Some(settings), &both), Ok(()));
+        assert_eq!(check(EXPECTED, None, &both), Ok(()));
+        let [(_, made), (_, said)] = sign_shared(
+            "KS0123456789abcdef0123456789abcdef",
+            "shared-secret",
+            &format!("{URL}?{QUERY}"),
+            BODY,
+        );
+        assert_eq!((made.as_str(), said.as_str()), (sha256, settings));
+        // Spacing and case in the header are Twilio's to choose.
+        let loose = " algorithm = hmac_sha256 , key=KS1";
+        assert_eq!(check(sha256, Some(loose), &both), Ok(()));
+        let sha1 = Some("key=KS1,algorithm=HMAC_SHA1");
+        assert_eq!(check(EXPECTED, sha1, &both), Ok(()));
+        // Without the SharedKey's secret, the message says what to add.
+        assert_eq!(
+            check(sha256, Some(settings), &["12345"]),
+            Err(SignatureError::SharedKeyMismatch)
+        );
+        // The header picks the algorithm: a SHA-256 tag needs it, a SHA-1
+        // tag under a header naming SHA-256 is not one.
+        assert_eq!(
+            check(sha256, None, &both),
+            Err(SignatureError::MalformedSha1)
+        );
+        assert_eq!(
+            check(EXPECTED, Some(settings), &both),
+            Err(SignatureError::MalformedSha256)
+        );
+        for bad in ["key=KS1", "key=KS1,algorithm=HMAC_SHA512", "", "algorithm"] {
+            assert_eq!(
+                check(sha256, Some(bad), &both),
+                Err(SignatureError::BadSettings),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Algorithm::from_settings(Some(b"algorithm=HMAC_SHA256\xff")),
+            Err(SignatureError::BadSettings)
+        );
+    }
+
     #[test]
     fn a_json_body_is_named_by_its_hash() {
         let body = br#"{"property": "value", "boolean": true}"#;
@@ -352,7 +508,7 @@ mod tests {
         );
         let url = PublicUrl::parse(URL).expect("a URL");
         assert_eq!(
-            verify(None, &url, None, BODY, &secrets(&["12345"])),
+            verify(Headers::default(), &url, None, BODY, &secrets(&["12345"])),
             Err(SignatureError::Missing)
         );
     }

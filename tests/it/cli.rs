@@ -100,6 +100,25 @@ fn sign_prints_the_header_a_provider_would_send() {
     let out = smshook(&["sign", "twilio", "--secret", "12345"], Some(form));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
+    // A Webhook Rule's SharedKey: HMAC-SHA256 (Python's hmac), and the
+    // header that says so.
+    let shared = [
+        "--shared-key",
+        "KS1",
+        "--secret",
+        "shared-secret",
+        "--url",
+        url,
+    ];
+    let out = smshook(&[&["sign", "twilio"][..], &shared].concat(), Some(form));
+    assert_eq!(
+        stdout(&out).trim(),
+        "X-Twilio-Signature: iwOZCFCgsf1lZRuIVob5xh6MS+e56XvT2JyqSGp3ZtY=\n\
+         X-Twilio-Webhooks-Signature-Settings: key=KS1,algorithm=HMAC_SHA256"
+    );
+    let out = smshook(&[&["sign", "integify"][..], &shared].concat(), Some(b"x"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shared-key"));
 }
 
 /// Vonage's SMS API signs inside the body: `sign` prints the body with its
@@ -205,8 +224,12 @@ async fn send_signs_twilio_forms_for_the_public_url() {
         stdout(&unproxied).starts_with("401"),
         "signed for --url, not the public URL"
     );
+    // As a Webhook Rule signs, with --secret as the SharedKey's secret.
+    let shared = ["--public-url", TWILIO_PUBLIC_URL, "--shared-key", "KS1"];
+    let out = send(&shared).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
     let events = app.events("source=twilio").await;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert_eq!(events[0]["type"], "message.received");
     app.stop().await;
 }

@@ -30,6 +30,7 @@ crate::on_both_backends!(
     vonage_tokens_bind_the_body_and_an_unsigned_webhook_is_retried,
     twilio_signs_its_public_url_and_is_answered_in_twiml,
     twilio_json_bodies_are_bound_by_their_hash,
+    twilio_webhook_rules_sign_with_a_shared_key,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -1133,6 +1134,51 @@ async fn twilio_json_bodies_are_bound_by_their_hash(backend: Backend) {
     let query = hashed(array);
     let response = post_twilio(&app, &query, array, &format!("{TWILIO_PUBLIC_URL}{query}")).await;
     assert_eq!(response.status(), 400);
+    app.stop().await;
+}
+
+/// A Twilio Webhook Rule signs with a SharedKey, by the algorithm its
+/// settings header names: the source holds the Auth Token and the
+/// SharedKey's secret side by side, and either signs.
+async fn twilio_webhook_rules_sign_with_a_shared_key(backend: Backend) {
+    use smshook::signature::twilio::sign_shared;
+    let app = TestApp::on(backend).await;
+    let p = provider("twilio");
+    let sid = "KS0123456789abcdef0123456789abcdef";
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut headers = headers;
+        headers.push(("content-type", p.content_type().to_string()));
+        let app = &app;
+        async move { app.post_with("twilio", &headers, &body).await }
+    };
+    let body = sample_bytes(p, "delivered");
+    let shared = |secret: &str| sign_shared(sid, secret, TWILIO_PUBLIC_URL, &body).to_vec();
+    let response = post(shared(&old_secret_for("twilio")), body.clone()).await;
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["smshook-event-id"].clone();
+    let (_, event) = app
+        .api(&format!("/api/events/{}", id.to_str().expect("id")))
+        .await;
+    assert_eq!(event["type"], "message.delivered");
+    // The Auth Token still signs the same webhook: a duplicate.
+    let by_token = p
+        .sign(&secret_for("twilio"), &body, 0, TWILIO_PUBLIC_URL)
+        .expect("signed");
+    let again = post(by_token, body.clone()).await;
+    assert_eq!(again.headers()["smshook-event-id"], id);
+    assert_eq!(again.headers()["smshook-duplicate"], "true");
+
+    let unknown_key = post(shared(&wrong_secret_for("twilio")), body.clone()).await;
+    let message = refusal_message(unknown_key, 401).await;
+    assert!(message.contains("SharedKey"), "{message}");
+    let mut sha512 = shared(&secret_for("twilio"));
+    sha512[1].1 = format!("key={sid},algorithm=HMAC_SHA512");
+    let message = refusal_message(post(sha512, body.clone()).await, 401).await;
+    assert!(message.contains("algorithm=HMAC_SHA256"), "{message}");
+    let without_settings = shared(&secret_for("twilio"))[..1].to_vec();
+    let message = refusal_message(post(without_settings, body.clone()).await, 401).await;
+    assert!(message.contains("HMAC-SHA1"), "{message}");
+    assert_eq!(app.events("source=twilio").await.len(), 1);
     app.stop().await;
 }
 
