@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
-use crate::providers::{Provider, Scheme};
+use crate::providers::{Format, Provider, Scheme};
 use crate::signature::{self, Params, SignatureError, ed25519, jwt, twilio, vonage_sms};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
@@ -44,6 +44,9 @@ pub enum IngestError {
     },
     #[error("the body is not a JSON object: {0}")]
     MalformedJson(String),
+    /// A batch provider's body that is not an array of event objects.
+    #[error("the body is not a JSON array of event objects: {0}")]
+    MalformedBatch(String),
     /// The bodies being read already hold `max_body_bytes_in_flight`.
     #[error(
         "the server is reading as many webhook bodies as it holds at once (a flood?); retry later"
@@ -64,7 +67,7 @@ impl IngestError {
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature { .. } => "invalid_signature",
             Self::Unsigned { .. } => "unsigned",
-            Self::MalformedJson(_) => "malformed_json",
+            Self::MalformedJson(_) | Self::MalformedBatch(_) => "malformed_json",
             Self::Busy { .. } => "server_busy",
             Self::StorageUnavailable { .. } => "storage_unavailable",
         }
@@ -114,19 +117,34 @@ fn verify<'b>(
             .map(|()| None)
         }
         Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets).map(|()| None),
-        // Config refuses a source of this provider without a public URL.
-        Scheme::SignedUrl => match &source.public_url {
-            Some(url) => {
-                let headers = twilio::Headers {
-                    signature: signed.signature,
-                    settings: signed.settings,
-                };
-                twilio::verify(headers, url, signed.query, body, &source.secrets)
-            }
-            None => Err(SignatureError::Mismatch),
-        },
+        Scheme::SignedUrl => signed_url(source, signed, body),
         Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
     }
+}
+
+/// Twilio: the URL and the form, or a JSON body's hash in the query (which
+/// a batch, always JSON, must carry).
+fn signed_url<'b>(
+    source: &Source,
+    signed: Signed<'b>,
+    body: &'b [u8],
+) -> Result<Option<Params<'b>>, SignatureError> {
+    // Config refuses a source of this provider without a public URL.
+    let Some(url) = &source.public_url else {
+        return Err(SignatureError::Mismatch);
+    };
+    let batch = source.provider.format == Format::Batch;
+    if batch
+        && signature::present(signed.signature).is_ok()
+        && !twilio::names_body_hash(signed.query)
+    {
+        return Err(SignatureError::NoBodyHash);
+    }
+    let headers = twilio::Headers {
+        signature: signed.signature,
+        settings: signed.settings,
+    };
+    twilio::verify(headers, url, signed.query, body, &source.secrets)
 }
 
 /// Vonage's SMS API: the `sig` among the parameters. A JSON body is stored
@@ -210,20 +228,83 @@ impl<'a> Signed<'a> {
     }
 }
 
+/// What one webhook carried: an event, or a batch provider's events.
+// `One` is every webhook but a batch: boxing it to shrink the enum would
+// cost an allocation per webhook for a value that lives a moment on the
+// stack before it is moved into the store's job.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Prepared {
+    One(NewEvent),
+    /// Never empty, in the order sent.
+    Batch(Vec<NewEvent>),
+}
+
+impl Prepared {
+    /// Its events, in the order sent.
+    pub fn into_events(self) -> Vec<NewEvent> {
+        match self {
+            Self::One(event) => vec![event],
+            Self::Batch(events) => events,
+        }
+    }
+}
+
 /// Verifies, parses and normalizes one webhook for `source`.
 pub fn prepare<'a>(
     source: &Source,
     signed: Signed<'a>,
     body: &'a [u8],
     received_at: String,
-) -> Result<NewEvent, IngestError> {
+) -> Result<Prepared, IngestError> {
     let form = verify(source, signed, body).map_err(|cause| refusal(source, cause))?;
     let text = payload_text(form, body)?;
-    let payload = parse_object(&text).map_err(IngestError::MalformedJson)?;
+    if source.provider.format == Format::Batch {
+        return batch(source, &text, &received_at).map(Prepared::Batch);
+    }
+    event(source, text, received_at, IngestError::MalformedJson).map(Prepared::One)
+}
+
+/// Each event of a batch body, every one an object (a lone object is a
+/// batch of one), stored as sent.
+fn batch(source: &Source, text: &str, received_at: &str) -> Result<Vec<NewEvent>, IngestError> {
+    let items: Vec<&serde_json::value::RawValue> = match text.trim_start().as_bytes().first() {
+        Some(b'{') => vec![serde_json::from_str(text).map_err(malformed_batch)?],
+        _ => serde_json::from_str(text).map_err(malformed_batch)?,
+    };
+    if items.is_empty() {
+        return Err(IngestError::MalformedBatch("it holds no events".into()));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let malformed =
+                |e| IngestError::MalformedBatch(format!("event {} of {}: {e}", i + 1, items.len()));
+            let text = Cow::Borrowed(item.get());
+            event(source, text, received_at.to_string(), malformed)
+        })
+        .collect()
+}
+
+fn malformed_batch(e: serde_json::Error) -> IngestError {
+    IngestError::MalformedBatch(e.to_string())
+}
+
+/// The event the JSON object `text` is, as `source`'s provider normalizes
+/// it; `malformed` says why when it is not an object.
+fn event(
+    source: &Source,
+    text: Cow<str>,
+    received_at: String,
+    malformed: impl Fn(String) -> IngestError,
+) -> Result<NewEvent, IngestError> {
+    let payload = parse_object(&text).map_err(malformed)?;
     let mut normalized = (source.provider.normalize)(&payload);
+    drop(payload);
     let mut dedupe_key = normalized
         .dedupe_key
-        .unwrap_or_else(|| format!("sha256:{}", body_sha256(body)));
+        .unwrap_or_else(|| format!("sha256:{}", body_sha256(text.as_bytes())));
     // A NUL in a parsed string can only come from the escape `\u0000` (JSON
     // has no other way to write it): one search of the body instead of one
     // per field (about 700 instructions per webhook saved). An id differing
@@ -262,12 +343,16 @@ mod tests {
     }
 
     fn run(body: &[u8], sig: Option<String>) -> Result<NewEvent, IngestError> {
-        prepare(
+        let prepared = prepare(
             &source(),
             Signed::header(sig.as_deref().map(str::as_bytes)),
             body,
             "t".into(),
-        )
+        )?;
+        match prepared {
+            Prepared::One(event) => Ok(event),
+            Prepared::Batch(_) => panic!("integify sends one event"),
+        }
     }
 
     #[test]

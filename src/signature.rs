@@ -110,6 +110,10 @@ pub enum SignatureError {
     #[error("the query's bodySHA256 is not the SHA-256 of the body")]
     BodyHash,
     #[error(
+        "the query has no bodySHA256, with which Twilio names the JSON body it signs: is the source's public_url the sink's destination?"
+    )]
+    NoBodyHash,
+    #[error(
         "the sig parameter is missing: Vonage signs SMS API webhooks only once its support enables signed webhooks for the account"
     )]
     MissingSig,
@@ -155,7 +159,7 @@ pub fn verify(
 
 /// A signature header's value without surrounding space; `Missing` when
 /// there is none, or only space (every scheme reads its header so).
-fn present(header: Option<&[u8]>) -> Result<&[u8], SignatureError> {
+pub(crate) fn present(header: Option<&[u8]>) -> Result<&[u8], SignatureError> {
     let value = header.map(<[u8]>::trim_ascii).unwrap_or_default();
     if value.is_empty() {
         Err(SignatureError::Missing)

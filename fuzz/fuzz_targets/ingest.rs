@@ -5,14 +5,19 @@
 //! forms, any body is stored as a JSON object). Vonage's SMS API signs
 //! inside the body: a body it could sign is signed, then stored (a form as
 //! its parameters' JSON object) or refused as unsigned (a parameter sent
-//! twice); one it could not is refused as unsigned. The first byte picks
-//! the provider.
+//! twice); one it could not is refused as unsigned. A batch provider's
+//! (Twilio Event Streams') body is stored as one event per object of a
+//! non-empty array (or a lone object), each byte for byte, and refused
+//! otherwise. The first byte picks the provider.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use smshook::config::Source;
 use smshook::ingest;
-use smshook::providers::ALL;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use smshook::event::NewEvent;
+use smshook::providers::{ALL, Format};
 use smshook::signature::Secret;
 use smshook::signature::twilio::PublicUrl;
 
@@ -46,28 +51,53 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = &body[..];
-    let headers = provider.sign(KEY, body, now, URL).expect("signed");
-    let signed = ingest::Signed::from_pairs(provider, &headers);
-    let result = ingest::prepare(&source, signed, body, at);
-    let object = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body);
+    let url = provider.url_for(URL, body);
+    let headers = provider.sign(KEY, body, now, &url).expect("signed");
+    let mut signed = ingest::Signed::from_pairs(provider, &headers);
+    signed.query = url.split_once('?').map(|(_, query)| query);
+    let result = ingest::prepare(&source, signed, body, at).map(ingest::Prepared::into_events);
+    let object = serde_json::from_slice::<Map<String, Value>>(body);
     match result {
         // Any bytes are a form: stored as the JSON object of its parameters.
-        Ok(event) if provider.signs_url() || (in_params && object.is_err()) => {
-            let stored = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&event.payload);
+        Ok(events) if provider.format == Format::Form || (in_params && object.is_err()) => {
+            let stored = serde_json::from_str::<Map<String, Value>>(&events[0].payload);
             assert!(stored.is_ok(), "a form stored as something else");
-            assert!(!event.dedupe_key.contains('\0'));
+            assert!(!events[0].dedupe_key.contains('\0'));
         }
-        Ok(event) => {
-            assert!(object.is_ok(), "stored what serde_json refuses");
-            assert_eq!(event.payload.as_bytes(), body);
-            assert!(!event.dedupe_key.is_empty());
-            assert!(!event.fields.event_type.is_empty());
-            assert!(!event.dedupe_key.contains('\0'));
+        Ok(events) => {
+            let expected = match (provider.format, &object) {
+                (Format::Batch, Err(_)) => serde_json::from_slice::<Vec<&RawValue>>(body)
+                    .expect("stored what serde_json refuses as an array")
+                    .iter()
+                    .map(|item| item.get().as_bytes())
+                    .collect(),
+                _ => vec![body],
+            };
+            assert_eq!(events.len(), expected.len());
+            for (event, expected) in events.iter().zip(expected) {
+                stored_whole(event, expected);
+            }
         }
         Err(e) if in_params => assert_eq!(e.code(), "invalid_signature", "{e}"),
         Err(e) => {
             assert_eq!(e.code(), "malformed_json", "{e}");
             assert!(object.is_err(), "refused what serde_json takes: {e}");
+            if provider.format == Format::Batch {
+                let items = serde_json::from_slice::<Vec<Map<String, Value>>>(body);
+                assert!(items.is_err() || items.is_ok_and(|i| i.is_empty()), "refused a batch: {e}");
+            }
         }
     }
 });
+
+/// An event stored from exactly `text`, a JSON object.
+fn stored_whole(event: &NewEvent, text: &[u8]) {
+    assert!(
+        serde_json::from_slice::<Map<String, Value>>(text).is_ok(),
+        "stored what serde_json refuses as an object"
+    );
+    assert_eq!(event.payload.as_bytes(), text);
+    assert!(!event.dedupe_key.is_empty());
+    assert!(!event.fields.event_type.is_empty());
+    assert!(!event.dedupe_key.contains('\0'));
+}

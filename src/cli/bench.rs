@@ -169,7 +169,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         // Each request would need its own Ed25519 signature or JWT, made
         // at send time: the load generator would measure itself.
         let why = if provider.signs_url() {
-            "signs the URL it posts to with each form, and its samples' SIDs are no ids bench can vary"
+            "signs the URL it posts to with each body (a form's parameters, a JSON body's hash), and its samples' SIDs are no ids bench can vary"
         } else if provider.signs_in_body() {
             "signs each request's parameters, with the time, inside the body"
         } else {

@@ -124,12 +124,14 @@ fn post_request(
     body: &[u8],
 ) -> Result<reqwest::RequestBuilder> {
     let body = signed_body(provider, &args.secret, body)?;
+    // Twilio names a JSON body by its hash in the query it signs.
+    let url = provider.url_for(&args.url, &body);
     let mut request = client(args.ca.as_deref())?
-        .post(&args.url)
+        .post(&url)
         .header(reqwest::header::CONTENT_TYPE, provider.content_type());
-    let signed_for = args.public_url.as_ref().unwrap_or(&args.url);
+    let signed_for = provider.url_for(args.public_url.as_ref().unwrap_or(&args.url), &body);
     let key = (args.secret.as_str(), args.shared_key.as_deref());
-    for (name, value) in signed(provider, key, &body, Some(signed_for))? {
+    for (name, value) in signed(provider, key, &body, Some(&signed_for))? {
         request = request.header(name, value);
     }
     Ok(request.body(body))
@@ -179,8 +181,12 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
         println!("{}", String::from_utf8_lossy(&signed));
         return Ok(ExitCode::SUCCESS);
     }
+    let url = args.url.as_deref().map(|url| provider.url_for(url, &body));
+    if let Some(url) = url.as_deref().filter(|&u| Some(u) != args.url.as_deref()) {
+        eprintln!("# post it to {url}: the signature covers the body's hash in the query");
+    }
     let key = (args.secret.as_str(), args.shared_key.as_deref());
-    for (name, value) in signed(provider, key, &body, args.url.as_deref())? {
+    for (name, value) in signed(provider, key, &body, url.as_deref())? {
         println!("{}: {value}", header_name(name));
     }
     Ok(ExitCode::SUCCESS)

@@ -42,6 +42,32 @@ struct Histogram {
     sum_micros: AtomicU64,
 }
 
+/// How many of a webhook's events were new and how many stored before.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcomes {
+    pub new: u64,
+    pub duplicates: u64,
+}
+
+impl Outcomes {
+    /// One event's.
+    pub fn of(duplicate: bool) -> Self {
+        Self {
+            new: u64::from(!duplicate),
+            duplicates: u64::from(duplicate),
+        }
+    }
+
+    /// Each of a batch's.
+    pub fn of_all(inserted: &[crate::event::Inserted]) -> Self {
+        let duplicates = inserted.iter().filter(|i| i.duplicate).count() as u64;
+        Self {
+            new: inserted.len() as u64 - duplicates,
+            duplicates,
+        }
+    }
+}
+
 /// The counters; cheap to update from every request (a map lookup and a
 /// few relaxed atomic additions).
 #[derive(Default)]
@@ -79,14 +105,14 @@ impl Metrics {
         answers[slot].fetch_add(1, Relaxed);
     }
 
-    /// A webhook answered 200, its event committed (or found stored before),
-    /// `took` after the request arrived. (One call, one map lookup: this
-    /// runs for every webhook.)
-    pub fn accepted(&self, source: &str, duplicate: bool, took: Duration) {
+    /// A webhook answered 200, its events committed (or found stored
+    /// before): `events` of one, or a batch's, `took` after the request
+    /// arrived. (One call, one map lookup: this runs for every webhook.)
+    pub fn accepted(&self, source: &str, events: Outcomes, took: Duration) {
         if let Some(c) = self.sources.get(source) {
             c.answers[0].fetch_add(1, Relaxed);
-            let counter = if duplicate { &c.duplicates } else { &c.stored };
-            counter.fetch_add(1, Relaxed);
+            c.stored.fetch_add(events.new, Relaxed);
+            c.duplicates.fetch_add(events.duplicates, Relaxed);
         }
         let h = &self.acknowledged;
         let secs = took.as_secs_f64();
@@ -157,7 +183,7 @@ impl Metrics {
             out,
             "smshook_events_total",
             "counter",
-            "Webhooks whose event is stored: new, or a provider's retry of one stored before (duplicate).",
+            "Events stored from webhooks (each of a batch's): new, or a provider's retry of one stored before (duplicate).",
         );
         for (name, c) in self.sorted_sources() {
             for (outcome, n) in [("new", &c.stored), ("duplicate", &c.duplicates)] {
@@ -341,9 +367,9 @@ mod tests {
         m.answered("ig", 401);
         m.answered("ig", 418);
         m.answered("nope", 404);
-        m.accepted("ig", false, Duration::from_micros(800));
-        m.accepted("ig", true, Duration::from_millis(30));
-        m.accepted("ig", false, Duration::from_secs(7));
+        m.accepted("ig", Outcomes::of(false), Duration::from_micros(800));
+        m.accepted("ig", Outcomes::of(true), Duration::from_millis(30));
+        m.accepted("ig", Outcomes::of(false), Duration::from_secs(7));
         m.retention_deleted.fetch_add(3, Relaxed);
         let store = StoreReadings {
             backlog: Some(vec![BacklogCount {

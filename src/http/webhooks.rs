@@ -15,9 +15,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::App;
+use super::metrics::Outcomes;
 use crate::config::Source;
 use crate::event::{RequestRecord, now_rfc3339};
-use crate::ingest::{self, IngestError, Signed};
+use crate::ingest::{self, IngestError, Prepared, Signed};
 use crate::log_throttle::Throttle;
 use crate::providers::Ack;
 use crate::signature::SignatureError;
@@ -123,7 +124,10 @@ async fn take(
     record.size = content.len() as u64;
     let signed = signed_parts(source, &parts);
     let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
-        Ok(event) => event,
+        Ok(Prepared::One(event)) => event,
+        Ok(Prepared::Batch(events)) => {
+            return take_batch(app, source, events, record, arrived, content).await;
+        }
         Err(e) => {
             return refuse(
                 app,
@@ -135,11 +139,48 @@ async fn take(
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
     let allowed = source.provider.ack_deadline(app.ack_deadline);
-    match store_within(app, event, record.clone(), arrived, allowed).await {
+    let stored = app.store.insert_event(event, record.clone());
+    match within(stored, arrived, allowed).await {
         Ok(inserted) => {
             let took = arrived.elapsed();
-            app.metrics.accepted(&source.name, inserted.duplicate, took);
-            acknowledge(app, source.provider.ack, inserted, hands_off)
+            let outcomes = Outcomes::of(inserted.duplicate);
+            app.metrics.accepted(&source.name, outcomes, took);
+            committed(app, outcomes, hands_off);
+            acknowledge(source.provider.ack, inserted)
+        }
+        Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
+    }
+}
+
+/// Stores a batch provider's events, each routed to its destinations, and
+/// answers `200` once every one is committed: `{"ok":true,"events":[…]}`,
+/// each with its `event_id` and `duplicate` in the order sent.
+async fn take_batch(
+    app: &App,
+    source: &Source,
+    mut events: Vec<crate::event::NewEvent>,
+    record: RequestRecord,
+    arrived: tokio::time::Instant,
+    content: &[u8],
+) -> Response {
+    let mut hands_off = false;
+    for event in &mut events {
+        event.destinations = crate::dispatch::route(&app.destinations, event);
+        hands_off |= !event.destinations.is_empty();
+    }
+    let allowed = source.provider.ack_deadline(app.ack_deadline);
+    let stored = app.store.insert_events(events, record.clone());
+    match within(stored, arrived, allowed).await {
+        Ok(inserted) => {
+            let outcomes = Outcomes::of_all(&inserted);
+            app.metrics
+                .accepted(&source.name, outcomes, arrived.elapsed());
+            committed(app, outcomes, hands_off);
+            let events: Vec<_> = inserted
+                .iter()
+                .map(|i| json!({"event_id": i.event_id, "duplicate": i.duplicate}))
+                .collect();
+            Json(json!({"ok": true, "events": events})).into_response()
         }
         Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
     }
@@ -176,17 +217,14 @@ fn not_stored(app: &App, source: &Source, record: RequestRecord, cause: &StoreEr
     refuse(app, record, error)
 }
 
-/// Stores the event, or says why it is not committed `allowed` after it
-/// arrived.
-async fn store_within(
-    app: &App,
-    event: crate::event::NewEvent,
-    record: RequestRecord,
+/// What `stored` comes to, or why it is not committed `allowed` after the
+/// webhook arrived.
+async fn within<T>(
+    stored: impl std::future::Future<Output = Result<T, StoreError>>,
     arrived: tokio::time::Instant,
     allowed: std::time::Duration,
-) -> Result<crate::event::Inserted, StoreError> {
-    let deadline = arrived + allowed;
-    match tokio::time::timeout_at(deadline, app.store.insert_event(event, record)).await {
+) -> Result<T, StoreError> {
+    match tokio::time::timeout_at(arrived + allowed, stored).await {
         Ok(stored) => stored,
         Err(_) => Err(StoreError::Unavailable(format!(
             "not committed within {allowed:?}"
@@ -194,14 +232,19 @@ async fn store_within(
     }
 }
 
-/// The 200, after waking live streams and the dispatcher for a new event.
-fn acknowledge(app: &App, ack: Ack, inserted: crate::event::Inserted, hands_off: bool) -> Response {
-    if !inserted.duplicate {
-        app.commits.send_modify(|n| *n += 1);
+/// Wakes live streams, and the dispatcher when an event has somewhere to
+/// go, for new events.
+fn committed(app: &App, outcomes: Outcomes, hands_off: bool) {
+    if outcomes.new > 0 {
+        app.commits.send_modify(|n| *n += outcomes.new);
         if hands_off {
             app.dispatch_wake.notify_one();
         }
     }
+}
+
+/// The 200 for one stored event.
+fn acknowledge(ack: Ack, inserted: crate::event::Inserted) -> Response {
     match ack {
         Ack::Json => {
             let json = HeaderValue::from_static("application/json");
@@ -419,7 +462,9 @@ fn answer(error: &IngestError, message: &str) -> Response {
         IngestError::UnknownSource => StatusCode::NOT_FOUND,
         IngestError::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
         IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        IngestError::BadBody(_) | IngestError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+        IngestError::BadBody(_)
+        | IngestError::MalformedJson(_)
+        | IngestError::MalformedBatch(_) => StatusCode::BAD_REQUEST,
         IngestError::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
         IngestError::StorageUnavailable { retry_status, .. }
         | IngestError::Busy { retry_status }

@@ -5,7 +5,9 @@
 //! type and no NUL in any column, and any other body is `malformed_json` —
 //! exactly when serde_json also refuses it as an object. A form provider's
 //! (Twilio's) samples go as forms: every body is one, and is stored as the
-//! JSON object of its parameters. Vonage's SMS API signs its parameters
+//! JSON object of its parameters. A batch provider's (Twilio Event
+//! Streams') go in an array: each object of a non-empty array, or a lone
+//! object, is stored byte for byte, and anything else is `malformed_json`. Vonage's SMS API signs its parameters
 //! themselves, so its webhooks are signed after the damage (JSON or form):
 //! a body it could have signed is stored, any other is refused as unsigned.
 
@@ -14,28 +16,63 @@ use serde_json::{Map, Value, json};
 use crate::config::Source;
 use crate::event::NewEvent;
 use crate::ingest::{IngestError, Signed, prepare};
-use crate::providers::{ALL, Provider, SampleIds};
+use crate::providers::{ALL, Format, Provider, SampleIds};
 
 fn source(provider: &'static Provider) -> Source {
     super::test_source(provider)
 }
 
-fn ingest(source: &Source, body: &[u8]) -> Result<NewEvent, IngestError> {
+/// Its events, signed as the provider signs and posted as it posts (a
+/// JSON body named in the query by its hash, where the URL is signed).
+fn ingest_all(source: &Source, body: &[u8]) -> Result<Vec<NewEvent>, IngestError> {
+    let url = source.provider.url_for(super::TEST_URL, body);
+    let now = chrono::Utc::now().timestamp();
     let headers = source
         .provider
-        .sign(
-            super::TEST_SIGNING_KEY,
-            body,
-            chrono::Utc::now().timestamp(),
-            super::TEST_URL,
-        )
+        .sign(super::TEST_SIGNING_KEY, body, now, &url)
         .expect("signed");
-    prepare(
-        source,
-        Signed::from_pairs(source.provider, &headers),
-        body,
-        "2026-12-02T00:00:00.000Z".into(),
-    )
+    let mut signed = Signed::from_pairs(source.provider, &headers);
+    signed.query = url.split_once('?').map(|(_, query)| query);
+    let at = "2026-12-02T00:00:00.000Z".into();
+    prepare(source, signed, body, at).map(|prepared| prepared.into_events())
+}
+
+/// The one event of a provider that sends one per webhook.
+fn ingest(source: &Source, body: &[u8]) -> Result<NewEvent, IngestError> {
+    ingest_all(source, body).map(|mut events| events.remove(0))
+}
+
+/// What is stored of `body`: the object, a form's parameters as a JSON
+/// object, or a batch's objects each.
+fn expected_payloads(provider: &Provider, body: &[u8]) -> Vec<String> {
+    let text = || String::from_utf8(body.to_vec()).expect("a JSON object is UTF-8");
+    match provider.format {
+        Format::Form => vec![super::payload::form_body_json(body)],
+        Format::Object => vec![text()],
+        Format::Batch if serde_json::from_slice::<Map<String, Value>>(body).is_ok() => {
+            vec![text()]
+        }
+        Format::Batch => serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+            .expect("an array")
+            .iter()
+            .map(|item| item.get().to_string())
+            .collect(),
+    }
+}
+
+/// Whether `provider` stores `body`: any form, a JSON object, and for a
+/// batch provider a non-empty array of them too.
+fn takes(provider: &Provider, body: &[u8]) -> bool {
+    let object = |b: &[u8]| serde_json::from_slice::<Map<String, Value>>(b).is_ok();
+    match provider.format {
+        Format::Form => true,
+        Format::Object => object(body),
+        Format::Batch => {
+            object(body)
+                || serde_json::from_slice::<Vec<Map<String, Value>>>(body)
+                    .is_ok_and(|items| !items.is_empty())
+        }
+    }
 }
 
 fn samples(provider: &Provider) -> Vec<Value> {
@@ -120,9 +157,10 @@ fn at_mut<'v>(v: &'v mut Value, path: &[PathStep]) -> &'v mut Value {
     })
 }
 
-/// Checks what must hold of any body that is a JSON object.
-fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, IngestError>) {
-    let event = result.unwrap_or_else(|e| {
+/// Checks what must hold of any body that is a JSON object (a batch's
+/// each object).
+fn assert_stored(provider: &Provider, body: &[u8], result: Result<Vec<NewEvent>, IngestError>) {
+    let events = result.unwrap_or_else(|e| {
         panic!(
             "{}: refused a JSON object ({}): {}",
             provider.name,
@@ -130,11 +168,19 @@ fn assert_stored(provider: &Provider, body: &[u8], result: Result<NewEvent, Inge
             String::from_utf8_lossy(body)
         )
     });
-    let expected = if provider.signs_url() {
-        super::payload::form_body_json(body)
-    } else {
-        String::from_utf8(body.to_vec()).expect("a JSON object is UTF-8")
-    };
+    let expected = expected_payloads(provider, body);
+    assert_eq!(
+        events.len(),
+        expected.len(),
+        "{}: one event each",
+        provider.name
+    );
+    for (event, expected) in events.iter().zip(expected) {
+        assert_event(provider, event, &expected);
+    }
+}
+
+fn assert_event(provider: &Provider, event: &NewEvent, expected: &str) {
     assert_eq!(
         event.payload, expected,
         "{}: payload not kept whole",
@@ -183,7 +229,7 @@ fn every_field_replaced_by_every_kind_of_value_or_removed() {
                     let mut v = sample.clone();
                     *at_mut(&mut v, path) = value.clone();
                     let body = provider.encode(&v);
-                    assert_stored(provider, &body, ingest(&source, &body));
+                    assert_stored(provider, &body, ingest_all(&source, &body));
                 }
                 if let Some((PathStep::Key(key), parent)) = path.split_last() {
                     let mut v = sample.clone();
@@ -191,7 +237,7 @@ fn every_field_replaced_by_every_kind_of_value_or_removed() {
                         m.remove(key);
                     }
                     let body = provider.encode(&v);
-                    assert_stored(provider, &body, ingest(&source, &body));
+                    assert_stored(provider, &body, ingest_all(&source, &body));
                 }
             }
         }
@@ -251,9 +297,8 @@ fn mangled_bytes_are_stored_or_refused_as_malformed_never_a_panic() {
             for _ in 0..600 {
                 let mut body = original.clone();
                 mangle(&mut body, &mut rng);
-                let is_object = provider.signs_url()
-                    || serde_json::from_slice::<Map<String, Value>>(&body).is_ok();
-                let result = ingest(&source, &body);
+                let is_object = takes(provider, &body);
+                let result = ingest_all(&source, &body);
                 if is_object {
                     assert_stored(provider, &body, result);
                     stored += 1;
@@ -276,7 +321,7 @@ fn mangled_bytes_are_stored_or_refused_as_malformed_never_a_panic() {
 /// down the stack: a body of 1 MiB could otherwise nest 500,000 deep.
 #[test]
 fn nesting_beyond_the_parser_limit_is_malformed_not_a_stack_overflow() {
-    for provider in signing_apart().filter(|p| !p.signs_url()) {
+    for provider in signing_apart().filter(|p| p.format != Format::Form) {
         let source = source(provider);
         for open in ["[", "{\"a\":"] {
             let body = format!("{{\"id\":\"x\",\"d\":{}", open.repeat(200_000));
@@ -312,7 +357,7 @@ fn vonage_sms_fields_replaced_by_every_plain_value_are_signed_and_stored() {
                     continue;
                 }
                 let json = sign(&body);
-                assert_stored(provider, &json, ingest(&source, &json));
+                assert_stored(provider, &json, ingest_all(&source, &json));
                 let form = sign(&form_of(&v));
                 let event = ingest(&source, &form).expect("a signed form is stored");
                 assert_eq!(
@@ -324,7 +369,7 @@ fn vonage_sms_fields_replaced_by_every_plain_value_are_signed_and_stored() {
             let mut v = sample.clone();
             v.as_object_mut().expect("object").remove(key);
             let json = sign(&provider.encode(&v));
-            assert_stored(provider, &json, ingest(&source, &json));
+            assert_stored(provider, &json, ingest_all(&source, &json));
         }
     }
 }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Ack, Provider, SampleIds, Scheme, text, time, type_for_status};
+use super::{Ack, Format, Provider, SampleIds, Scheme, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -24,6 +24,7 @@ pub static PROVIDER: Provider = Provider {
     answer_timeout: Some(std::time::Duration::from_secs(10)),
     addresses_change: false,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

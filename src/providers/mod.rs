@@ -21,6 +21,7 @@ pub mod private_number;
 pub mod telnyx;
 pub mod textus;
 pub mod twilio;
+pub mod twilio_events;
 pub mod vonage;
 pub mod vonage_sms;
 
@@ -38,6 +39,7 @@ pub static ALL: &[&Provider] = &[
     &vonage::PROVIDER,
     &twilio::PROVIDER,
     &vonage_sms::PROVIDER,
+    &twilio_events::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -65,6 +67,9 @@ pub struct Provider {
     pub addresses_change: bool,
     /// What a stored webhook is answered with.
     pub ack: Ack,
+    /// What its bodies are: one event, or a batch of them.
+    pub format: Format,
+    /// One event's fields (a batch's each event's).
     pub normalize: fn(&Object) -> Normalized,
     pub sample: fn(&str, &SampleIds) -> Value,
 }
@@ -94,6 +99,20 @@ pub enum Scheme {
     /// over the rest sorted, by the method the account chose
     /// (`signature::vonage_sms`). `signature_header` names the parameter.
     SignedParams,
+}
+
+/// What a provider's webhook bodies are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One event, a JSON object.
+    Object,
+    /// One event, a form (Twilio; a JSON object named by `bodySHA256` is
+    /// taken too).
+    Form,
+    /// A JSON array of events (Twilio's Event Streams: CloudEvents), each
+    /// an object stored as an event of its own, deduplicated on its own;
+    /// a lone object is a batch of one.
+    Batch,
 }
 
 /// The body of a `200` for a stored webhook.
@@ -157,18 +176,33 @@ impl Provider {
 
     /// The media type its webhooks' bodies are sent as.
     pub fn content_type(&self) -> &'static str {
-        if self.signs_url() {
-            "application/x-www-form-urlencoded"
-        } else {
-            "application/json"
+        match self.format {
+            Format::Form => "application/x-www-form-urlencoded",
+            Format::Object | Format::Batch => "application/json",
         }
     }
 
-    /// A sample payload as this provider sends it: JSON, or for a form
-    /// provider each field as a parameter (`smshook send`, tests).
+    /// `url` as this provider posts `body` to it: for one that signs its
+    /// URL and sends JSON, with the body's SHA-256 as `bodySHA256` in the
+    /// query (`smshook send`, tests).
+    pub fn url_for(&self, url: &str, body: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        if !self.signs_url() || self.format == Format::Form {
+            return url.to_string();
+        }
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        let hash = hex::encode(Sha256::digest(body));
+        format!("{url}{joiner}bodySHA256={hash}")
+    }
+
+    /// A sample payload as this provider sends it: JSON (in an array for a
+    /// batch), or for a form provider each field as a parameter
+    /// (`smshook send`, tests).
     pub fn encode(&self, sample: &Value) -> Vec<u8> {
-        if !self.signs_url() {
-            return sample.to_string().into_bytes();
+        match self.format {
+            Format::Object => return sample.to_string().into_bytes(),
+            Format::Batch => return Value::Array(vec![sample.clone()]).to_string().into_bytes(),
+            Format::Form => {}
         }
         let mut form = form_urlencoded::Serializer::new(String::new());
         for (name, value) in sample.as_object().into_iter().flatten() {
@@ -472,14 +506,18 @@ mod tests {
     }
 
     /// A body as `encode` wrote it, read back as the JSON value it came
-    /// from (a form's values are all strings, as the samples' are).
+    /// from (a form's values are all strings, as the samples' are; a
+    /// batch holds the one sample).
     fn decode(p: &Provider, body: &[u8]) -> Value {
-        let text = if p.signs_url() {
-            payload::form_body_json(body)
-        } else {
-            String::from_utf8(body.to_vec()).expect("UTF-8")
+        let text = match p.format {
+            Format::Form => payload::form_body_json(body),
+            Format::Object | Format::Batch => String::from_utf8(body.to_vec()).expect("UTF-8"),
         };
-        serde_json::from_str(&text).expect("JSON")
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        match (p.format, value) {
+            (Format::Batch, Value::Array(mut items)) if items.len() == 1 => items.remove(0),
+            (_, value) => value,
+        }
     }
 
     /// Storage that is slow is answered before the provider gives up:

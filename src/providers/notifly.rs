@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Ack, Provider, SampleIds, Scheme, text, time};
+use super::{Ack, Format, Provider, SampleIds, Scheme, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -35,6 +35,7 @@ pub static PROVIDER: Provider = Provider {
     answer_timeout: None,
     addresses_change: false,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::payload::{Node, Object};
-use super::{Ack, Provider, SampleIds, Scheme, at, text, time};
+use super::{Ack, Format, Provider, SampleIds, Scheme, at, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -24,6 +24,7 @@ pub static PROVIDER: Provider = Provider {
     answer_timeout: Some(std::time::Duration::from_secs(2)),
     addresses_change: false,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
+use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text, time, type_for_status};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -31,6 +31,7 @@ pub static PROVIDER: Provider = Provider {
     answer_timeout: None,
     addresses_change: true,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

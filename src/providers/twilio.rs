@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::payload::Object;
-use super::{Ack, Provider, SampleIds, Scheme, compound_key, text};
+use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -38,6 +38,7 @@ pub static PROVIDER: Provider = Provider {
     // checked by signature.
     addresses_change: true,
     ack: Ack::Twiml,
+    format: Format::Form,
     normalize,
     sample,
 };
@@ -81,7 +82,7 @@ fn opt_out_type(value: &str) -> Option<bool> {
 /// Twilio's message statuses. `queued`, `accepted`, `scheduled`, `sending`
 /// and the others come before the message is sent, or have no normalized
 /// name: they keep their own.
-fn normalized_type(status: &str) -> &str {
+pub(super) fn normalized_type(status: &str) -> &str {
     match status {
         "sent" => "message.sent",
         "delivered" => "message.delivered",
@@ -93,7 +94,7 @@ fn normalized_type(status: &str) -> &str {
 }
 
 /// A Twilio SID: two letters and 32 hex digits, the same for the same id.
-fn sid(prefix: &str, id: &str) -> String {
+pub(super) fn sid(prefix: &str, id: &str) -> String {
     format!("{prefix}{}", hex::encode(&Sha256::digest(id)[..16]))
 }
 

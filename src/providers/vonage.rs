@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::payload::Object;
-use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time};
+use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -29,6 +29,7 @@ pub static PROVIDER: Provider = Provider {
     answer_timeout: None,
     addresses_change: false,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::payload::Object;
 use super::vonage::{INBOUND, provider_type};
-use super::{Ack, Provider, SampleIds, Scheme, compound_key, text, time};
+use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized, format_time};
 
 pub static PROVIDER: Provider = Provider {
@@ -43,6 +43,7 @@ pub static PROVIDER: Provider = Provider {
     // asks not to filter by address.
     addresses_change: false,
     ack: Ack::Json,
+    format: Format::Object,
     normalize,
     sample,
 };

@@ -208,6 +208,11 @@ fn form<'a>(body_hash: Option<&str>, body: &'a [u8]) -> Option<Params<'a>> {
     }
 }
 
+/// Whether `query` names a JSON body by its hash.
+pub fn names_body_hash(query: Option<&str>) -> bool {
+    body_hash(query).is_some()
+}
+
 fn body_hash(query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(name, _)| name == BODY_HASH)

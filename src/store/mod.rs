@@ -420,6 +420,18 @@ pub trait Store: Send + Sync + 'static {
         request: RequestRecord,
     ) -> Result<Inserted, StoreError>;
 
+    /// Stores the events one request carried (a batch provider's), each
+    /// deduplicated on its own, with the request's log row on the last.
+    /// Returns once every one is committed, their answers in order. They
+    /// are written as they reach the writer, usually in one commit but not
+    /// always: after an error some may be stored, which the provider's
+    /// retry of the whole batch then finds as duplicates.
+    async fn insert_events(
+        &self,
+        events: Vec<NewEvent>,
+        request: RequestRecord,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
     /// Records a request that stored nothing (refused, or a storage failure).
     /// Best effort and never blocking: under a flood, entries may be dropped
     /// (and counted in the log) rather than slow the server down.

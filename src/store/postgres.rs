@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::queue::{InsertJob, LogBuffer};
+use super::queue::{self, InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
@@ -91,6 +91,14 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Queues `job` for the batcher, or says why it cannot wait.
+    fn submit(&self, job: InsertJob) -> Result<(), StoreError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+
     /// Connects, applies pending migrations, and starts the batcher.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Self> {
         let pool = connect(url)?;
@@ -783,7 +791,9 @@ fn request_rows(
         rows.push(record.clone());
     }
     for (job, result) in batch.iter().zip(results) {
-        let mut record = job.request.clone();
+        let Some(mut record) = job.request.clone() else {
+            continue;
+        };
         if result.duplicate {
             record.reason = "duplicate".into();
         }
@@ -901,17 +911,27 @@ impl Store for PostgresStore {
             return Err(StoreError::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .try_send(InsertJob {
-                event,
-                request,
-                reply,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
+        self.submit(InsertJob {
+            event,
+            request: Some(request),
+            reply,
+        })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn insert_events(
+        &self,
+        events: Vec<NewEvent>,
+        request: RequestRecord,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (jobs, waiting) = queue::batch_jobs(events, request);
+        for job in jobs {
+            self.submit(job)?;
+        }
+        queue::answers(waiting).await
     }
 
     fn record_request(&self, request: RequestRecord) {

@@ -56,8 +56,48 @@ pub(crate) fn answer(batch: Vec<Reply>) {
 
 pub struct InsertJob {
     pub event: NewEvent,
-    pub request: RequestRecord,
+    /// The request's log row, on its one event or, for a batch, on the
+    /// last of its events ([`crate::store::Store::insert_events`]).
+    pub request: Option<RequestRecord>,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The jobs that store `events` with `request`'s log row on the last, and
+/// the answers to wait for, in order.
+pub fn batch_jobs(
+    events: Vec<NewEvent>,
+    request: RequestRecord,
+) -> (
+    Vec<InsertJob>,
+    Vec<oneshot::Receiver<Result<Inserted, StoreError>>>,
+) {
+    let count = events.len();
+    let mut request = Some(request);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let (reply, answer) = oneshot::channel();
+            let request = if i + 1 == count { request.take() } else { None };
+            let job = InsertJob {
+                event,
+                request,
+                reply,
+            };
+            (job, answer)
+        })
+        .unzip()
+}
+
+/// Every answer, in order; the first failure if any failed.
+pub async fn answers(
+    answers: Vec<oneshot::Receiver<Result<Inserted, StoreError>>>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut inserted = Vec::with_capacity(answers.len());
+    for answer in answers {
+        inserted.push(answer.await.map_err(|_| StoreError::Closed)??);
+    }
+    Ok(inserted)
 }
 
 /// Refused-request records waiting for the writer. Bounded: past

@@ -39,7 +39,7 @@ mod retention;
 mod syncer;
 mod writer;
 
-use super::queue::{InsertJob, LogBuffer, Replies};
+use super::queue::{self, InsertJob, LogBuffer, Replies};
 use super::retention::Pruned;
 pub use backup::backup;
 use syncer::{Answer, Durable, Syncer};
@@ -141,6 +141,16 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Queues `job` for the writer, or says why it cannot wait.
+    fn submit(&self, job: InsertJob) -> Result<(), StoreError> {
+        self.jobs
+            .try_send(Job::Insert(Box::new(job)))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Overloaded,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            })
+    }
+
     /// The newest event reads may show. In the server, the last one synced,
     /// so the API never shows an event before its 200 could be sent. A
     /// command reading beside the server (`smshook events`, `--follow`)
@@ -298,16 +308,24 @@ impl Store for SqliteStore {
         request: RequestRecord,
     ) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Insert(Box::new(InsertJob {
+        self.submit(InsertJob {
             event,
-            request,
+            request: Some(request),
             reply,
-        }));
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => StoreError::Overloaded,
-            TrySendError::Disconnected(_) => StoreError::Closed,
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn insert_events(
+        &self,
+        events: Vec<NewEvent>,
+        request: RequestRecord,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let (jobs, waiting) = queue::batch_jobs(events, request);
+        for job in jobs {
+            self.submit(job)?;
+        }
+        queue::answers(waiting).await
     }
 
     fn record_request(&self, request: RequestRecord) {

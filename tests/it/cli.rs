@@ -234,6 +234,55 @@ async fn send_signs_twilio_forms_for_the_public_url() {
     app.stop().await;
 }
 
+/// `send twilio-events` posts a batch of one CloudEvent, its hash in the
+/// query that is signed; `sign` says where to post what it signed.
+#[tokio::test]
+async fn send_and_sign_twilio_event_streams_batches() {
+    let app = TestApp::on(Backend::Sqlite).await;
+    let url = app.url("/webhooks/twilio-events");
+    let secret = secret_for("twilio-events");
+    let args = [
+        "send",
+        "twilio-events",
+        "com.twilio.messaging.message.delivered",
+        "--url",
+        &url,
+        "--public-url",
+        TWILIO_PUBLIC_URL,
+        "--secret",
+        &secret,
+    ];
+    let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(r#""events":[{"#), "{}", stdout(&out));
+    let events = app.events("source=twilio-events").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "message.delivered");
+    app.stop().await;
+
+    let body = br#"[{"id":"EZ1"}]"#;
+    let out = smshook(
+        &[
+            "sign",
+            "twilio-events",
+            "--secret",
+            "12345",
+            "--url",
+            "https://h.test/x",
+        ],
+        Some(body),
+    );
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+    let signed_for = format!("https://h.test/x?bodySHA256={hash}");
+    let expected = smshook::signature::twilio::sign("12345", &signed_for, body);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("X-Twilio-Signature: {expected}")
+    );
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(told.contains(&signed_for), "{told}");
+}
+
 crate::on_both_backends!(send_delivers_a_signed_sample_and_events_reads_it_back);
 
 async fn send_delivers_a_signed_sample_and_events_reads_it_back(backend: Backend) {

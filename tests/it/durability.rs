@@ -53,6 +53,15 @@ impl Store for BrokenDisk {
             "disk I/O error at /var/lib/secret-path".into(),
         ))
     }
+    async fn insert_events(
+        &self,
+        _: Vec<NewEvent>,
+        _: RequestRecord,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        Err(StoreError::Unavailable(
+            "disk I/O error at /var/lib/secret-path".into(),
+        ))
+    }
     fn record_request(&self, request: RequestRecord) {
         self.logged.lock().expect("lock").push(request);
     }

@@ -49,6 +49,17 @@ impl MemoryOutbox {
 
 #[async_trait]
 impl Store for MemoryOutbox {
+    async fn insert_events(
+        &self,
+        events: Vec<NewEvent>,
+        request: RequestRecord,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let mut inserted = Vec::new();
+        for event in events {
+            inserted.push(self.insert_event(event, request.clone()).await?);
+        }
+        Ok(inserted)
+    }
     async fn insert_event(&self, e: NewEvent, _: RequestRecord) -> Result<Inserted, StoreError> {
         let now = smshook::event::unix_millis();
         self.with(|s| {

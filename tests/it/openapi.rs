@@ -193,6 +193,26 @@ async fn webhooks(spec: &mut Spec, app: &TestApp) {
         .post_signed("twilio", twilio, &inbound, &secret_for("twilio"))
         .await;
     assert_eq!(spec.check("POST", WEBHOOK, answer).await.0, 200, "TwiML");
+    let events = provider("twilio-events");
+    let sample = |t: &str| (events.sample)(t, &SampleIds::fresh());
+    let batch = json!([
+        sample("com.twilio.messaging.message.sent"),
+        sample("com.twilio.messaging.inbound-message.received"),
+    ]);
+    let batch = serde_json::to_vec(&batch).expect("json");
+    let answer = app
+        .post_signed(
+            "twilio-events",
+            events,
+            &batch,
+            &secret_for("twilio-events"),
+        )
+        .await;
+    let (status, answer) = spec.check("POST", WEBHOOK, answer).await;
+    assert_eq!(
+        (status, answer["events"].as_array().map(Vec::len)),
+        (200, Some(2))
+    );
 
     let unsigned = app.post_unsigned("/webhooks/integify").await;
     assert_eq!(spec.check("POST", WEBHOOK, unsigned).await.0, 401);

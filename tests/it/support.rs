@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use smshook::config::{Config, Source};
 use smshook::http::{self, App};
-use smshook::providers::{self, Provider, SampleIds};
+use smshook::providers::{self, Format, Provider, SampleIds};
 use smshook::signature::Secret;
 use smshook::signature::twilio::PublicUrl;
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
@@ -225,13 +225,18 @@ pub fn all_sources() -> Vec<Source> {
         .collect()
 }
 
-/// The payload stored for `body`: the JSON itself, or a form's parameters
-/// as a JSON object.
+/// The payload stored for `body`: the JSON itself, a form's parameters as
+/// a JSON object, or a batch of one's event.
 pub fn sent_payload(provider: &Provider, body: &[u8]) -> Value {
-    if provider.signs_url() {
-        serde_json::from_str(&smshook::providers::payload::form_body_json(body)).expect("json")
-    } else {
-        serde_json::from_slice(body).expect("json")
+    match provider.format {
+        Format::Form => {
+            serde_json::from_str(&smshook::providers::payload::form_body_json(body)).expect("json")
+        }
+        Format::Object => serde_json::from_slice(body).expect("json"),
+        Format::Batch => match serde_json::from_slice(body).expect("json") {
+            Value::Array(mut events) if events.len() == 1 => events.remove(0),
+            other => panic!("not a batch of one: {other}"),
+        },
     }
 }
 
@@ -385,11 +390,14 @@ impl TestApp {
         secret: &str,
     ) -> reqwest::Response {
         let now = chrono::Utc::now().timestamp();
-        let mut headers = provider
-            .sign(secret, body, now, TWILIO_PUBLIC_URL)
-            .expect("signed");
+        let url = provider.url_for(TWILIO_PUBLIC_URL, body);
+        let mut headers = provider.sign(secret, body, now, &url).expect("signed");
         headers.push(("content-type", provider.content_type().to_string()));
-        self.post_with(source, &headers, body).await
+        let query = url
+            .split_once('?')
+            .map_or(String::new(), |(_, q)| format!("?{q}"));
+        self.post_with(&format!("{source}{query}"), &headers, body)
+            .await
     }
 
     /// POSTs `body` to `/webhooks/<source>` with these headers.
@@ -570,8 +578,9 @@ pub fn provider(name: &str) -> &'static Provider {
 }
 
 /// A webhook's answer as JSON: a TwiML acknowledgement (Twilio's) as the
-/// `{"ok","event_id","duplicate"}` its headers carry, so every provider's
-/// answers read alike.
+/// `{"ok","event_id","duplicate"}` its headers carry, and a batch of one's
+/// (Twilio Event Streams') as its event's, so every provider's answers read
+/// alike (a batch's own answer is tested where batches are).
 pub async fn answer_json(response: reqwest::Response) -> Value {
     let headers = response.headers().clone();
     if headers.get("content-type").is_some_and(|t| t == "text/xml") {
@@ -589,5 +598,13 @@ pub async fn answer_json(response: reqwest::Response) -> Value {
             "duplicate": header("smshook-duplicate").as_deref() == Some("true"),
         });
     }
-    response.json().await.unwrap_or(Value::Null)
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    match answer["events"].as_array().map(Vec::as_slice) {
+        Some([event]) => serde_json::json!({
+            "ok": answer["ok"],
+            "event_id": event["event_id"],
+            "duplicate": event["duplicate"],
+        }),
+        _ => answer,
+    }
 }

@@ -31,6 +31,7 @@ crate::on_both_backends!(
     twilio_signs_its_public_url_and_is_answered_in_twiml,
     twilio_json_bodies_are_bound_by_their_hash,
     twilio_webhook_rules_sign_with_a_shared_key,
+    twilio_event_streams_batches_are_stored_event_by_event,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -1179,6 +1180,96 @@ async fn twilio_webhook_rules_sign_with_a_shared_key(backend: Backend) {
     let message = refusal_message(post(without_settings, body.clone()).await, 401).await;
     assert!(message.contains("HMAC-SHA1"), "{message}");
     assert_eq!(app.events("source=twilio").await.len(), 1);
+    app.stop().await;
+}
+
+/// Twilio Event Streams posts a JSON array of CloudEvents, named in the
+/// signed query by its hash: each is stored as an event of its own and
+/// deduplicated on its own id, the answer lists them in order, and the
+/// request is logged once.
+async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("twilio-events");
+    let secret = secret_for(p.name);
+    let sample = |t: &str| (p.sample)(t, &SampleIds::fresh());
+    let post = async |events: &[&Value]| {
+        let body = serde_json::to_vec(events).expect("json");
+        app.post_signed(p.name, p, &body, &secret).await
+    };
+    let delivered = sample("com.twilio.messaging.message.delivered");
+    let undelivered = sample("com.twilio.messaging.message.undelivered");
+    let inbound = sample("com.twilio.messaging.inbound-message.received");
+    let sent = [&delivered, &undelivered, &inbound];
+    let response = post(&sent).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["ok"], true);
+    let answered = answer["events"].as_array().expect("events").clone();
+    assert_eq!(answered.len(), 3);
+    let types = ["message.delivered", "message.failed", "message.received"];
+    for ((event, sent), normalized) in answered.iter().zip(sent).zip(types) {
+        assert_eq!(event["duplicate"], false);
+        let id = event["event_id"].as_str().expect("id");
+        let (_, stored) = app.api(&format!("/api/events/{id}")).await;
+        assert_eq!(stored["payload"], *sent, "each event stored as sent");
+        assert_eq!(stored["type"], normalized);
+        assert_eq!(stored["provider_event_id"], sent["id"]);
+    }
+
+    // Redelivered, the batch is all duplicates, with the ids first given;
+    // with a new event beside a known one, each says which it is.
+    let again: Value = post(&sent).await.json().await.expect("json");
+    assert_eq!(
+        again["events"],
+        json!(
+            answered
+                .iter()
+                .map(|e| json!({"event_id": e["event_id"], "duplicate": true}))
+                .collect::<Vec<_>>()
+        )
+    );
+    let read = sample("com.twilio.messaging.message.read");
+    let mixed: Value = post(&[&delivered, &read]).await.json().await.expect("json");
+    let flags: Vec<_> = mixed["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["duplicate"].clone())
+        .collect();
+    assert_eq!(flags, [true, false]);
+    assert_eq!(app.events(&format!("source={}", p.name)).await.len(), 4);
+
+    // One request, one log row: it names the batch's last event.
+    let logged: Vec<Value> = app
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["source"] == p.name)
+        .collect();
+    assert_eq!(logged.len(), 3, "{logged:?}");
+    let last = &answered[2]["event_id"];
+    assert!(
+        logged
+            .iter()
+            .any(|r| r["event_id"] == *last && r["reason"] == "duplicate"),
+        "{logged:?}"
+    );
+
+    // What is not a non-empty array of objects is refused whole.
+    let message = refusal_message(post(&[]).await, 400).await;
+    assert!(message.contains("no events"), "{message}");
+    let body = serde_json::to_vec(&json!([read, 5])).expect("json");
+    let response = app.post_signed(p.name, p, &body, &secret).await;
+    let message = refusal_message(response, 400).await;
+    assert!(message.contains("event 2 of 2"), "{message}");
+    // A JSON body is signed with its hash in the query, or not at all.
+    let body = serde_json::to_vec(&[&read]).expect("json");
+    let headers = p
+        .sign(&secret, &body, 0, TWILIO_PUBLIC_URL)
+        .expect("signed");
+    let message = refusal_message(app.post_with(p.name, &headers, &body).await, 401).await;
+    assert!(message.contains("bodySHA256"), "{message}");
+    assert_eq!(app.events(&format!("source={}", p.name)).await.len(), 4);
     app.stop().await;
 }
 

@@ -96,10 +96,11 @@ mod tests {
                             .expect("signed");
                         let signed = Signed::from_pairs(provider, &headers);
                         let now = "2026-12-02T00:00:00.000Z".to_string();
-                        let event = prepare(&source, signed, &body, now)
-                            .unwrap_or_else(|e| panic!("{} {event_type}: {e:?}", provider.name));
+                        let events = prepare(&source, signed, &body, now)
+                            .unwrap_or_else(|e| panic!("{} {event_type}: {e:?}", provider.name))
+                            .into_events();
                         assert!(!String::from_utf8_lossy(&body).contains("BENCH"));
-                        event.dedupe_key
+                        events[0].dedupe_key.clone()
                     })
                     .collect();
                 assert!(

@@ -297,12 +297,13 @@ fn write_rows(
             last_seq = Some(tx.last_insert_rowid());
             record_effects(&mut st, &job.event)?;
         }
-        let request = &mut job.request;
-        if result.duplicate {
-            request.reason = "duplicate".into();
+        if let Some(request) = &mut job.request {
+            if result.duplicate {
+                request.reason = "duplicate".into();
+            }
+            request.event_id = Some(result.event_id.clone());
+            insert_request(&mut st.log, request)?;
         }
-        request.event_id = Some(result.event_id.clone());
-        insert_request(&mut st.log, request)?;
         results.push(result);
     }
     Ok((results, last_seq))
