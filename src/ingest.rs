@@ -23,6 +23,9 @@ pub enum IngestError {
     ForbiddenAddress(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A batch past [`MAX_BATCH_EVENTS`].
+    #[error("the batch holds more than {limit} events; send it in smaller ones")]
+    TooManyEvents { limit: usize },
     #[error("the body could not be read: {0}")]
     BadBody(String),
     /// Names the header the source's provider signs in and, when that is
@@ -63,7 +66,7 @@ impl IngestError {
         match self {
             Self::UnknownSource => "unknown_source",
             Self::ForbiddenAddress(_) => "forbidden_address",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::PayloadTooLarge { .. } | Self::TooManyEvents { .. } => "payload_too_large",
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature { .. } => "invalid_signature",
             Self::Unsigned { .. } => "unsigned",
@@ -228,6 +231,13 @@ impl<'a> Signed<'a> {
     }
 }
 
+/// Most events one batch may carry. A body holds at most `max_body_bytes`
+/// (1 MiB by default): about 1,400 of Twilio's CloudEvents, but 350,000
+/// empty objects, each of which would become an event of some 500 bytes
+/// and a job in a store queue 8,192 deep. Twilio documents no batch size;
+/// its batches are far smaller than this.
+pub const MAX_BATCH_EVENTS: usize = 2_000;
+
 /// What one webhook carried: an event, or a batch provider's events.
 // `One` is every webhook but a batch: boxing it to shrink the enum would
 // cost an allocation per webhook for a value that lives a moment on the
@@ -274,6 +284,10 @@ fn batch(source: &Source, text: &str, received_at: &str) -> Result<Vec<NewEvent>
     };
     if items.is_empty() {
         return Err(IngestError::MalformedBatch("it holds no events".into()));
+    }
+    if items.len() > MAX_BATCH_EVENTS {
+        let limit = MAX_BATCH_EVENTS;
+        return Err(IngestError::TooManyEvents { limit });
     }
     items
         .iter()

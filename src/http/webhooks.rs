@@ -461,7 +461,9 @@ fn answer(error: &IngestError, message: &str) -> Response {
     let status = match error {
         IngestError::UnknownSource => StatusCode::NOT_FOUND,
         IngestError::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
-        IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        IngestError::PayloadTooLarge { .. } | IngestError::TooManyEvents { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         IngestError::BadBody(_)
         | IngestError::MalformedJson(_)
         | IngestError::MalformedBatch(_) => StatusCode::BAD_REQUEST,

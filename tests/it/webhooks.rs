@@ -1262,6 +1262,20 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
     let response = app.post_signed(p.name, p, &body, &secret).await;
     let message = refusal_message(response, 400).await;
     assert!(message.contains("event 2 of 2"), "{message}");
+    // The largest batch taken is stored whole, one event per object.
+    let most: Vec<Value> = (0..smshook::ingest::MAX_BATCH_EVENTS)
+        .map(|i| json!({"id": format!("EZ{i}"), "type": "com.twilio.test"}))
+        .collect();
+    let body = serde_json::to_vec(&most).expect("json");
+    let answer = answer_json(app.post_signed(p.name, p, &body, &secret).await).await;
+    let answered = answer["events"].as_array().expect("events").clone();
+    assert_eq!(answered.len(), most.len());
+    assert!(answered.iter().all(|e| e["duplicate"] == false));
+    let flood = vec![json!({}); smshook::ingest::MAX_BATCH_EVENTS + 1];
+    let body = serde_json::to_vec(&flood).expect("json");
+    let response = app.post_signed(p.name, p, &body, &secret).await;
+    let message = refusal_message(response, 413).await;
+    assert!(message.contains("2000 events"), "{message}");
     // A JSON body is signed with its hash in the query, or not at all.
     let body = serde_json::to_vec(&[&read]).expect("json");
     let headers = p
@@ -1269,7 +1283,16 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
         .expect("signed");
     let message = refusal_message(app.post_with(p.name, &headers, &body).await, 401).await;
     assert!(message.contains("bodySHA256"), "{message}");
-    assert_eq!(app.events(&format!("source={}", p.name)).await.len(), 4);
+    // The refused batches stored nothing: `read` is there once, as before.
+    let reads = app
+        .events(&format!("source={}&type=message.read", p.name))
+        .await;
+    assert_eq!(reads.len(), 1);
+    let last = answered.last().expect("an event")["event_id"]
+        .as_str()
+        .expect("id");
+    let (_, stored) = app.api(&format!("/api/events/{last}")).await;
+    assert_eq!(stored["provider_event_id"], "EZ1999");
     app.stop().await;
 }
 
