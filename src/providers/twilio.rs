@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::payload::Object;
-use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text};
+use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -46,6 +46,11 @@ pub static PROVIDER: Provider = Provider {
 fn normalize(p: &Object) -> Normalized {
     let message_id = text(p, &["MessageSid", "SmsSid", "SmsMessageSid"]);
     let status = text(p, &["MessageStatus", "SmsStatus"]);
+    if status.is_none()
+        && let Some(event) = text(p, &["EventType"])
+    {
+        return conversations(p, event, message_id);
+    }
     Normalized {
         dedupe_key: compound_key(message_id.as_deref(), status.as_deref()),
         fields: EventFields {
@@ -65,6 +70,29 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: None,
         },
         consent: text(p, &["OptOutType"]).and_then(|t| opt_out_type(&t)),
+    }
+}
+
+/// A Conversations webhook (`EventType=onMessageAdded`, …): its types keep
+/// their names, and an update of a message is not a retry of its
+/// creation, so the key is the body's hash (a retry repeats the body).
+fn conversations(p: &Object, event: String, message_id: Option<String>) -> Normalized {
+    Normalized {
+        dedupe_key: None,
+        fields: EventFields {
+            provider_event_id: None,
+            event_type: event.clone(),
+            provider_type: Some(event),
+            message_id,
+            from: text(p, &["Author"]),
+            to: None,
+            body: text(p, &["Body"]),
+            status: None,
+            error_code: None,
+            error_reason: None,
+            occurred_at: time(p, &["DateCreated"]),
+        },
+        consent: None,
     }
 }
 
@@ -175,6 +203,34 @@ mod tests {
             Some("Unknown destination")
         );
         assert_eq!(old.dedupe_key.as_deref(), Some("SM1:failed"));
+    }
+
+    /// Conversations posts its events to the same kind of URL, signed the
+    /// same way: each is an event, keyed by its body, typed by `EventType`.
+    #[test]
+    fn conversations_events_keep_their_types_and_are_not_merged() {
+        let added = json!({
+            "EventType": "onMessageAdded", "ConversationSid": "CH1", "MessageSid": "IM1",
+            "Author": "+14155550101", "Body": "Hello", "Index": "0",
+            "DateCreated": "2026-12-04T10:00:00.000Z", "Source": "SMS",
+        });
+        let n = norm(added.clone());
+        assert_eq!(n.fields.event_type, "onMessageAdded");
+        assert_eq!(n.fields.provider_type.as_deref(), Some("onMessageAdded"));
+        assert_eq!(n.fields.message_id.as_deref(), Some("IM1"));
+        assert_eq!(n.fields.from.as_deref(), Some("+14155550101"));
+        assert_eq!(n.fields.body.as_deref(), Some("Hello"));
+        assert_eq!(
+            n.fields.occurred_at.as_deref(),
+            Some("2026-12-04T10:00:00.000Z")
+        );
+        assert_eq!(
+            n.dedupe_key, None,
+            "the body's hash: an update is not a retry"
+        );
+        let mut updated = added;
+        updated["EventType"] = json!("onMessageUpdated");
+        assert_eq!(norm(updated).fields.event_type, "onMessageUpdated");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! Messaging's types (`com.twilio.messaging.message.delivered`, …,
 //! `com.twilio.messaging.inbound-message.received`) normalize as Twilio's
-//! statuses do; every other product's types keep their own names.
+//! statuses do; every other product's types keep their own names
+//! (Conversations' `data` is in PascalCase: its message's fields are read
+//! too).
 
 use serde_json::{Value, json};
 
@@ -57,14 +59,14 @@ fn normalize(p: &Object) -> Normalized {
                 .map_or("unknown", event_type)
                 .to_string(),
             provider_type,
-            message_id: text(p, &["data.messageSid"]),
-            from: text(p, &["data.from"]),
+            message_id: text(p, &["data.messageSid", "data.MessageSid"]),
+            from: text(p, &["data.from", "data.Author"]),
             to: text(p, &["data.to"]),
-            body: text(p, &["data.body"]),
+            body: text(p, &["data.body", "data.MessageBody"]),
             status: text(p, &["data.messageStatus"]),
-            error_code: text(p, &["data.errorCode"]),
+            error_code: text(p, &["data.errorCode", "data.ErrorCode"]),
             error_reason: None,
-            occurred_at: time(p, &["data.timestamp", "time"]),
+            occurred_at: time(p, &["data.timestamp", "data.DateCreated", "time"]),
         },
         consent: None,
     }
@@ -174,6 +176,23 @@ mod tests {
             "com.twilio.voice.status-callback.call.completed"
         );
         assert_eq!(call.dedupe_key.as_deref(), Some("EZ1"));
+        let added = norm(json!({
+            "specversion": "1.0", "type": "com.twilio.conversations.message.added",
+            "id": "EZ2", "time": "2026-12-04T10:00:01.000Z",
+            "data": {"MessageSid": "IM1", "Author": "+14155550101", "MessageBody": "Hi",
+                     "ConversationSid": "CH1", "DateCreated": "2026-12-04T10:00:00.000Z"},
+        }));
+        let f = added.fields;
+        assert_eq!(f.event_type, "com.twilio.conversations.message.added");
+        assert_eq!(
+            (
+                f.message_id.as_deref(),
+                f.from.as_deref(),
+                f.body.as_deref()
+            ),
+            (Some("IM1"), Some("+14155550101"), Some("Hi"))
+        );
+        assert_eq!(f.occurred_at.as_deref(), Some("2026-12-04T10:00:00.000Z"));
         assert_eq!(
             call.fields.occurred_at.as_deref(),
             Some("2026-12-04T10:00:00.000Z")

@@ -32,6 +32,7 @@ crate::on_both_backends!(
     twilio_json_bodies_are_bound_by_their_hash,
     twilio_webhook_rules_sign_with_a_shared_key,
     twilio_event_streams_batches_are_stored_event_by_event,
+    twilio_conversations_updates_are_events_of_their_own,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -1293,6 +1294,42 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
         .expect("id");
     let (_, stored) = app.api(&format!("/api/events/{last}")).await;
     assert_eq!(stored["provider_event_id"], "EZ1999");
+    app.stop().await;
+}
+
+/// A Conversations Service's webhooks at a Twilio source: a message's
+/// update is stored beside its creation, and a retry of either is one.
+async fn twilio_conversations_updates_are_events_of_their_own(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let form = |event: &str| {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs([
+            ("EventType", event),
+            ("ConversationSid", "CH00000000000000000000000000000001"),
+            ("MessageSid", "IM00000000000000000000000000000001"),
+            ("Author", "+14155550101"),
+            ("Body", "Is Friday still free?"),
+            ("DateCreated", "2026-12-04T10:00:00.000Z"),
+        ]);
+        form.finish().into_bytes()
+    };
+    let mut ids = Vec::new();
+    for event in ["onMessageAdded", "onMessageUpdated", "onMessageAdded"] {
+        let response = post_twilio(&app, "", &form(event), TWILIO_PUBLIC_URL).await;
+        assert_eq!(response.status(), 200);
+        ids.push(answer_json(response).await);
+    }
+    assert_ne!(ids[0]["event_id"], ids[1]["event_id"]);
+    assert_eq!(ids[2]["event_id"], ids[0]["event_id"]);
+    assert_eq!(ids[2]["duplicate"], true);
+    let events = app.events("source=twilio").await;
+    let types: Vec<_> = events.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(types, ["onMessageAdded", "onMessageUpdated"]);
+    assert_eq!(events[0]["from"], "+14155550101");
+    assert_eq!(
+        events[0]["message_id"],
+        "IM00000000000000000000000000000001"
+    );
     app.stop().await;
 }
 
