@@ -1238,7 +1238,16 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
         .map(|e| e["duplicate"].clone())
         .collect();
     assert_eq!(flags, [true, false]);
-    assert_eq!(app.events(&format!("source={}", p.name)).await.len(), 4);
+    // The same event twice in one batch is stored once.
+    let twice = sample("com.twilio.messaging.message.sent");
+    let both: Value = post(&[&twice, &twice]).await.json().await.expect("json");
+    let both = both["events"].as_array().expect("events").clone();
+    assert_eq!(
+        (&both[0]["duplicate"], &both[1]["duplicate"]),
+        (&json!(false), &json!(true))
+    );
+    assert_eq!(both[0]["event_id"], both[1]["event_id"]);
+    assert_eq!(app.events(&format!("source={}", p.name)).await.len(), 5);
 
     // One request, one log row: it names the batch's last event.
     let logged: Vec<Value> = app
@@ -1247,7 +1256,7 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
         .into_iter()
         .filter(|r| r["source"] == p.name)
         .collect();
-    assert_eq!(logged.len(), 3, "{logged:?}");
+    assert_eq!(logged.len(), 4, "{logged:?}");
     let last = &answered[2]["event_id"];
     assert!(
         logged
