@@ -11,7 +11,7 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
-use crate::signature::{self, Params, SignatureError, ed25519, jwt, twilio, vonage_sms};
+use crate::signature::{self, Params, SignatureError, basic, ed25519, jwt, twilio, vonage_sms};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,7 @@ fn verify<'b>(
         Scheme::Jwt => jwt::verify(signed.signature, body, &source.secrets).map(|()| None),
         Scheme::SignedUrl => signed_url(source, signed, body),
         Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
+        Scheme::Basic => basic::verify(signed.signature, &source.secrets).map(|()| None),
     }
 }
 

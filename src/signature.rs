@@ -3,7 +3,8 @@
 //! Telnyx's Ed25519 signatures are in [`ed25519`], Vonage's HS256 tokens in
 //! [`jwt`], Twilio's HMAC-SHA1 (or -SHA256 under a SharedKey) over its URL and
 //! parameters in [`twilio`],
-//! the `sig` parameter of Vonage's SMS API in [`vonage_sms`].
+//! the `sig` parameter of Vonage's SMS API in [`vonage_sms`], Bandwidth's
+//! Basic credentials in [`basic`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,6 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
+pub mod basic;
 pub mod ed25519;
 pub mod jwt;
 pub mod twilio;
@@ -119,6 +121,12 @@ pub enum SignatureError {
     MissingSig,
     #[error("the sig parameter is not a hex MD5, SHA-1, SHA-256 or SHA-512 signature")]
     MalformedSig,
+    #[error(
+        "the Authorization header is missing: set the callback credentials to one of the source's secrets (user:password)"
+    )]
+    MissingCredentials,
+    #[error("the Authorization header is not Basic credentials")]
+    MalformedBasic,
     #[error("a parameter is sent more than once; Vonage sends each once")]
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]

@@ -172,6 +172,8 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
             "signs the URL it posts to with each body (a form's parameters, a JSON body's hash), and its samples' SIDs are no ids bench can vary"
         } else if provider.signs_in_body() {
             "signs each request's parameters, with the time, inside the body"
+        } else if provider.scheme == providers::Scheme::Basic {
+            "sends Basic credentials, the same on every request, and batches of events"
         } else {
             "signs each request anew with the time, which would measure the load generator itself"
         };

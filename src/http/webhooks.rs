@@ -484,6 +484,17 @@ fn answer(error: &IngestError, message: &str) -> Response {
             HeaderValue::from_static(RETRY_AFTER_SECS),
         );
     }
+    // A sender that sends its Basic credentials only when asked is asked.
+    if let IngestError::InvalidSignature {
+        cause: SignatureError::MissingCredentials | SignatureError::MalformedBasic,
+        ..
+    } = error
+    {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="smshook""#),
+        );
+    }
     response
 }
 

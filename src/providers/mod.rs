@@ -13,6 +13,7 @@ use crate::signature::Secret;
 use crate::signature::ed25519::{self, KeyPair};
 use payload::{Node, Object};
 
+pub mod bandwidth;
 pub mod integify;
 pub mod msgine;
 pub mod notifly;
@@ -40,6 +41,7 @@ pub static ALL: &[&Provider] = &[
     &twilio::PROVIDER,
     &vonage_sms::PROVIDER,
     &twilio_events::PROVIDER,
+    &bandwidth::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -51,8 +53,9 @@ pub struct Provider {
     /// What the provider puts before the hex digest (`sha256=` or nothing).
     pub signature_prefix: &'static str,
     /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
-    /// HMAC-SHA1 of the URL and form parameters (Twilio), or a `sig`
-    /// parameter among the others (Vonage's SMS API).
+    /// HMAC-SHA1 of the URL and form parameters (Twilio), a `sig`
+    /// parameter among the others (Vonage's SMS API), or Basic credentials
+    /// (Bandwidth).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -99,6 +102,9 @@ pub enum Scheme {
     /// over the rest sorted, by the method the account chose
     /// (`signature::vonage_sms`). `signature_header` names the parameter.
     SignedParams,
+    /// HTTP Basic credentials (`user:password`) in `signature_header`
+    /// (`Authorization`), the same on every webhook (`signature::basic`).
+    Basic,
 }
 
 /// What a provider's webhook bodies are.
@@ -256,6 +262,10 @@ impl Provider {
             }
             // The signature is in the body ([`Provider::sign_body`]).
             Scheme::SignedParams => Vec::new(),
+            Scheme::Basic => {
+                let credentials = crate::signature::basic::header_value(secret);
+                vec![(self.signature_header, credentials)]
+            }
         })
     }
 
@@ -294,11 +304,19 @@ impl Provider {
         }
     }
 
-    /// Checks one configured secret: an Ed25519 provider takes a public key.
+    /// Checks one configured secret: an Ed25519 provider takes a public key,
+    /// a Basic one credentials.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
         if self.verifies_with_public_key() && ed25519::public_key(secret.expose()).is_none() {
             return Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",
+                self.name
+            ));
+        }
+        if self.scheme == Scheme::Basic && !crate::signature::basic::is_credentials(secret.expose())
+        {
+            return Err(format!(
+                "{} authenticates with Basic credentials: give them as user:password, as set for its callbacks",
                 self.name
             ));
         }
@@ -490,6 +508,17 @@ mod tests {
             private_number::PROVIDER.secret_env_var(),
             "SMSHOOK_PRIVATE_NUMBER_SECRET"
         );
+    }
+
+    #[test]
+    fn a_basic_source_takes_credentials() {
+        let p = &bandwidth::PROVIDER;
+        assert_eq!(p.check_secret(&Secret::new("app-user:s3cret")), Ok(()));
+        let e = p
+            .check_secret(&Secret::new("s3cret"))
+            .expect_err("a password alone");
+        assert!(e.contains("user:password"), "{e}");
+        assert_eq!(p.secret_env_var(), "SMSHOOK_BANDWIDTH_SECRET");
     }
 
     #[test]

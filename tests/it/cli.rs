@@ -86,6 +86,15 @@ fn sign_prints_the_header_a_provider_would_send() {
     );
     let out = smshook(&["sign", "textus", "--secret", "key"], Some(b"hello"));
     assert!(stdout(&out).starts_with("X-TextUs-Signature: 9307b3"));
+    // Bandwidth sends its callback credentials (RFC 7617's example).
+    let out = smshook(
+        &["sign", "bandwidth", "--secret", "Aladdin:open sesame"],
+        Some(b"[]"),
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    );
     // Twilio's own libraries' example: token 12345, this URL and form.
     let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
     let form = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";

@@ -33,6 +33,7 @@ crate::on_both_backends!(
     twilio_webhook_rules_sign_with_a_shared_key,
     twilio_event_streams_batches_are_stored_event_by_event,
     twilio_conversations_updates_are_events_of_their_own,
+    bandwidth_callbacks_come_in_batches_with_basic_credentials,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -267,7 +268,13 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             .sign(&secret_for(p.name), &body, now, TWILIO_PUBLIC_URL)
             .expect("signed");
         let response = app.post_with(p.name, &headers, &tampered).await;
-        assert_eq!(response.status(), 401, "{} tampered", p.name);
+        if p.scheme == providers::Scheme::Basic {
+            // Credentials do not bind the body (only HTTPS keeps it whole):
+            // the damaged JSON is refused as such.
+            assert_eq!(response.status(), 400, "{} tampered", p.name);
+        } else {
+            assert_eq!(response.status(), 401, "{} tampered", p.name);
+        }
         if p.signs_in_body() {
             continue; // No header: its own test.
         }
@@ -289,10 +296,23 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             continue;
         }
         assert_eq!(missing.status(), 401, "{} missing header", p.name);
+        if p.scheme == providers::Scheme::Basic {
+            // Asked for, as HTTP asks for credentials.
+            assert_eq!(
+                missing.headers()["www-authenticate"],
+                "Basic realm=\"smshook\""
+            );
+        }
         let answer: Value = missing.json().await.expect("json");
+        let expected = match p.scheme {
+            providers::Scheme::Basic => {
+                smshook::signature::SignatureError::MissingCredentials.to_string()
+            }
+            _ => "the signature header is missing".into(),
+        };
         assert_eq!(
             answer["message"],
-            format!("the signature header is missing ({})", p.signature_header),
+            format!("{expected} ({})", p.signature_header),
             "the header it looked for"
         );
         let malformed = app
@@ -1339,6 +1359,74 @@ async fn twilio_conversations_updates_are_events_of_their_own(backend: Backend) 
         events[0]["message_id"],
         "IM00000000000000000000000000000001"
     );
+    app.stop().await;
+}
+
+/// Bandwidth posts arrays of message events with the application's
+/// callback credentials: each event is stored on its own, a receipt per
+/// recipient; wrong or absent credentials are refused, absent ones with a
+/// challenge.
+async fn bandwidth_callbacks_come_in_batches_with_basic_credentials(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("bandwidth");
+    let ids = SampleIds::fresh();
+    let received = (p.sample)("message-received", &SampleIds::fresh());
+    let delivered = (p.sample)("message-delivered", &ids);
+    let mut to_another = delivered.clone();
+    to_another["to"] = json!("+14155550102");
+    let failed = (p.sample)("message-failed", &SampleIds::fresh());
+    let body = serde_json::to_vec(&[&received, &delivered, &to_another, &failed]).expect("json");
+    let response = app.post_signed(p.name, p, &body, &secret_for(p.name)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    let answered = answer["events"].as_array().expect("events").clone();
+    assert_eq!(answered.len(), 4);
+    assert!(answered.iter().all(|e| e["duplicate"] == false), "{answer}");
+    let event = async |i: usize| {
+        let id = answered[i]["event_id"].as_str().expect("id").to_string();
+        app.api(&format!("/api/events/{id}")).await.1
+    };
+    let inbound = event(0).await;
+    assert_eq!(inbound["type"], "message.received");
+    assert_eq!(inbound["from"], "+14155550101");
+    assert_eq!(inbound["body"], "Can I move my appointment to Friday?");
+    assert_eq!(inbound["payload"], received);
+    assert_eq!(
+        event(2).await["to"],
+        "+14155550102",
+        "a receipt per recipient"
+    );
+    let failure = event(3).await;
+    assert_eq!(failure["type"], "message.failed");
+    assert_eq!(failure["error_code"], "4720");
+
+    // Redelivered: each event a duplicate.
+    let again: Value = app
+        .post_signed(p.name, p, &body, &secret_for(p.name))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let flags: Vec<_> = again["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["duplicate"].clone())
+        .collect();
+    assert_eq!(flags, [true, true, true, true]);
+
+    let wrong = app.post_signed(p.name, p, &body, "bandwidth:guess").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(!wrong.headers().contains_key("www-authenticate"));
+    let bearer = [("authorization", "Bearer abc".to_string())];
+    let response = app.post_with(p.name, &bearer, &body).await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"smshook\""
+    );
+    let message = refusal_message(response, 401).await;
+    assert!(message.contains("not Basic credentials"), "{message}");
+    assert_eq!(app.events("source=bandwidth").await.len(), 4);
     app.stop().await;
 }
 
