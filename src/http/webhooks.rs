@@ -295,12 +295,19 @@ fn accepted_body(inserted: &crate::event::Inserted) -> String {
 fn signed_as(mut error: IngestError, headers: &HeaderMap) -> IngestError {
     if let IngestError::InvalidSignature {
         header: own,
-        cause: SignatureError::Missing | SignatureError::MissingSig | SignatureError::Unreadable,
+        cause:
+            SignatureError::Missing
+            | SignatureError::MissingSig
+            | SignatureError::Unreadable
+            | SignatureError::MissingCredentials,
         signed_as,
     } = &mut error
     {
         // Its own header may be there but empty: that is not another's.
-        let other = |h: &str| h != *own && headers.contains_key(h);
+        let other = |h: &str| {
+            let value = headers.get(h).filter(|_| h != *own);
+            value.map(HeaderValue::as_bytes)
+        };
         *signed_as = crate::providers::signing_in(other).map(|p| p.name);
     }
     error

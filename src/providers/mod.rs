@@ -350,10 +350,22 @@ pub fn find(name: &str) -> Option<&'static Provider> {
     ALL.iter().copied().find(|p| p.name == name)
 }
 
-/// The provider whose signature header `has_header` finds: for a webhook
-/// that lacks its source's header, the provider it seems to come from.
-pub fn signing_in(has_header: impl Fn(&str) -> bool) -> Option<&'static Provider> {
-    ALL.iter().copied().find(|p| has_header(p.signature_header))
+/// The provider whose signature a request carries, from `header` (a
+/// header's value by name): the first whose header is there and, where
+/// two share `Authorization`, whose scheme (`Bearer`, `Basic`) it names.
+pub fn signing_in<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<&'static Provider> {
+    ALL.iter().copied().find(|p| {
+        header(p.signature_header).is_some_and(|value| {
+            let starts = |prefix: &[u8]| {
+                value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+            };
+            match p.scheme {
+                Scheme::Jwt => starts(b"bearer "),
+                Scheme::Basic => starts(b"basic "),
+                _ => true,
+            }
+        })
+    })
 }
 
 /// The names of all providers, for error messages.
@@ -508,6 +520,19 @@ mod tests {
             private_number::PROVIDER.secret_env_var(),
             "SMSHOOK_PRIVATE_NUMBER_SECRET"
         );
+    }
+
+    /// Vonage and Bandwidth both use `Authorization`: its scheme tells them
+    /// apart.
+    #[test]
+    fn the_provider_a_request_seems_to_come_from() {
+        let seen = |name: &'static str, value: &'static str| {
+            signing_in(move |h: &str| (h == name).then_some(value.as_bytes())).map(|p| p.name)
+        };
+        assert_eq!(seen("authorization", "Bearer eyJ0"), Some("vonage"));
+        assert_eq!(seen("authorization", "basic dTpw"), Some("bandwidth"));
+        assert_eq!(seen("authorization", "Digest x"), None);
+        assert_eq!(seen("x-msgine-signature", "ab12"), Some("msgine"));
     }
 
     #[test]

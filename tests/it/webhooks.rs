@@ -1426,6 +1426,14 @@ async fn bandwidth_callbacks_come_in_batches_with_basic_credentials(backend: Bac
     );
     let message = refusal_message(response, 401).await;
     assert!(message.contains("not Basic credentials"), "{message}");
+    // An Integify webhook at this source: the answer says whose it seems.
+    let integify = provider("integify");
+    let crossed = sample_bytes(integify, "sms.delivered");
+    let crossed = app
+        .post_signed(p.name, integify, &crossed, &secret_for("integify"))
+        .await;
+    let message = refusal_message(crossed, 401).await;
+    assert!(message.contains("signed as integify signs"), "{message}");
     assert_eq!(app.events("source=bandwidth").await.len(), 4);
     app.stop().await;
 }
