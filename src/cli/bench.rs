@@ -120,6 +120,8 @@ struct Plan {
     /// Each request's body: the sample with fresh ids.
     template: Template,
     secret: Secret,
+    /// A Basic provider's `Authorization`, the same on every request.
+    credentials: Option<String>,
     /// Where connection `i` sends: `targets[i % len]`.
     targets: Vec<Target>,
     /// The TLS client, when a target is https.
@@ -150,6 +152,8 @@ impl Plan {
             provider,
             template,
             secret: Secret::new(args.secret.clone()),
+            credentials: (provider.scheme == providers::Scheme::Basic)
+                .then(|| crate::signature::basic::header_value(&args.secret)),
             targets,
             tls,
             requests: args.requests,
@@ -165,20 +169,21 @@ impl Plan {
 pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let provider = providers::find(&args.provider)
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
-    if provider.scheme != providers::Scheme::Hmac {
+    if !matches!(
+        provider.scheme,
+        providers::Scheme::Hmac | providers::Scheme::Basic
+    ) {
         // Each request would need its own Ed25519 signature or JWT, made
         // at send time: the load generator would measure itself.
         let why = if provider.signs_url() {
             "signs the URL it posts to with each body (a form's parameters, a JSON body's hash), and its samples' SIDs are no ids bench can vary"
         } else if provider.signs_in_body() {
             "signs each request's parameters, with the time, inside the body"
-        } else if provider.scheme == providers::Scheme::Basic {
-            "sends Basic credentials, the same on every request, and batches of events"
         } else {
             "signs each request anew with the time, which would measure the load generator itself"
         };
         anyhow::bail!(
-            "bench floods providers that sign the body with HMAC; {} {why}",
+            "bench floods providers that sign the body with HMAC or send Basic credentials; {} {why}",
             provider.name
         );
     }
@@ -439,7 +444,11 @@ where
 /// that runs against one database rarely meet.
 fn build_request(plan: &Plan, target: &Target, k: u64) -> Result<Request<Full<Bytes>>> {
     let body = plan.template.fill(plan.first_number.wrapping_add(k));
-    let signature = sign_hex(&plan.secret, &body, plan.provider.signature_prefix);
+    // Basic credentials are the same on every request (made once, in `Plan`).
+    let signature = match &plan.credentials {
+        Some(credentials) => credentials.clone(),
+        None => sign_hex(&plan.secret, &body, plan.provider.signature_prefix),
+    };
     Ok(Request::post(&target.path)
         .header(hyper::header::HOST, &target.host)
         .header(hyper::header::CONTENT_TYPE, "application/json")

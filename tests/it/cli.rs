@@ -792,6 +792,44 @@ async fn bench_floods_or_keeps_a_schedule_and_every_event_is_stored() {
     );
 }
 
+/// Bandwidth's Basic credentials are the same on every request: bench
+/// floods its source too, each request a batch of one distinct event.
+#[tokio::test]
+async fn bench_floods_a_basic_credentials_source() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/webhooks/bandwidth");
+    let secret = secret_for("bandwidth");
+    let args = [
+        "bench",
+        "--url",
+        &url,
+        "--json",
+        "--secret",
+        &secret,
+        "--provider",
+        "bandwidth",
+        "--event-type",
+        "message-delivered",
+        "--requests",
+        "100",
+        "--concurrency",
+        "4",
+    ];
+    let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(
+        (&run["accepted"], &run["errors"]),
+        (&json!(100), &json!(0)),
+        "{run}"
+    );
+    assert_eq!(app.events("source=bandwidth").await.len(), 100);
+}
+
 #[test]
 fn bench_refuses_a_rate_that_is_not_positive() {
     for rate in ["0", "-5", "fast"] {
