@@ -279,10 +279,15 @@ pub fn prepare<'a>(
 /// Each event of a batch body, every one an object (a lone object is a
 /// batch of one), stored as sent.
 fn batch(source: &Source, text: &str, received_at: &str) -> Result<Vec<NewEvent>, IngestError> {
-    let items: Vec<&serde_json::value::RawValue> = match text.trim_start().as_bytes().first() {
-        Some(b'{') => vec![serde_json::from_str(text).map_err(malformed_batch)?],
-        _ => serde_json::from_str(text).map_err(malformed_batch)?,
-    };
+    if text.trim_start().starts_with('{') {
+        // A lone object is stored as sent, space around it too, as one
+        // provider's object is.
+        let text = Cow::Borrowed(text);
+        let malformed = IngestError::MalformedBatch;
+        return event(source, text, received_at.to_string(), malformed).map(|e| vec![e]);
+    }
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(malformed_batch)?;
     if items.is_empty() {
         return Err(IngestError::MalformedBatch("it holds no events".into()));
     }
@@ -397,6 +402,36 @@ mod tests {
                 "malformed_json"
             );
         }
+    }
+
+    /// A batch provider's events are each stored as they stood in the
+    /// array; a lone object as sent, the space around it too (the fuzzer
+    /// found it cut off once).
+    #[test]
+    fn a_batch_keeps_each_event_and_a_lone_object_whole() {
+        let source = Source {
+            name: "bw".into(),
+            provider: &providers::bandwidth::PROVIDER,
+            secrets: vec![Secret::new("u:p")],
+            allowed: None,
+            public_url: None,
+        };
+        let auth = signature::basic::header_value("u:p");
+        let run = |body: &[u8]| {
+            let signed = Signed::header(Some(auth.as_bytes()));
+            prepare(&source, signed, body, "t".into()).map(Prepared::into_events)
+        };
+        let lone = b" {\"type\":\"message-sending\"}\t\n";
+        let events = run(lone).expect("stored");
+        assert_eq!(events[0].payload.as_bytes(), lone);
+        let events = run(b"[ {\"a\":1} ,{\"b\":2}]").expect("stored");
+        let payloads: Vec<_> = events.iter().map(|e| e.payload.as_str()).collect();
+        assert_eq!(payloads, [r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(
+            run(b"{\"a\":1} x").expect_err("trailing").code(),
+            "malformed_json"
+        );
+        assert_eq!(run(b"[]").expect_err("empty").code(), "malformed_json");
     }
 
     #[test]
