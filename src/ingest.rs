@@ -11,7 +11,9 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
-use crate::signature::{self, Params, SignatureError, basic, ed25519, jwt, twilio, vonage_sms};
+use crate::signature::{
+    self, Params, SignatureError, basic, ed25519, jwt, sinch, twilio, vonage_sms,
+};
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,15 @@ fn verify<'b>(
         Scheme::SignedUrl => signed_url(source, signed, body),
         Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
         Scheme::Basic => basic::verify(signed.signature, &source.secrets).map(|()| None),
+        Scheme::NonceHmac => {
+            let headers = sinch::Headers {
+                signature: signed.signature,
+                nonce: signed.nonce,
+                timestamp: signed.timestamp,
+                algorithm: signed.algorithm,
+            };
+            sinch::verify(headers, body, &source.secrets).map(|()| None)
+        }
     }
 }
 
@@ -146,7 +157,7 @@ fn signed_url<'b>(
     }
     let headers = twilio::Headers {
         signature: signed.signature,
-        settings: signed.settings,
+        settings: signed.algorithm,
     };
     twilio::verify(headers, url, signed.query, body, &source.secrets)
 }
@@ -189,9 +200,11 @@ pub struct Signed<'a> {
     pub timestamp: Option<&'a [u8]>,
     /// The request's query string, which a provider signing its URL signs.
     pub query: Option<&'a str>,
-    /// Twilio's signature settings: the SharedKey and algorithm a Webhook
-    /// Rule signs with.
-    pub settings: Option<&'a [u8]>,
+    /// The header naming the algorithm: Twilio's signature settings (the
+    /// SharedKey and algorithm a Webhook Rule signs with), Sinch's algorithm.
+    pub algorithm: Option<&'a [u8]>,
+    /// The nonce a provider signs with the body (Sinch).
+    pub nonce: Option<&'a [u8]>,
 }
 
 impl<'a> Signed<'a> {
@@ -201,7 +214,8 @@ impl<'a> Signed<'a> {
             signature,
             timestamp: None,
             query: None,
-            settings: None,
+            algorithm: None,
+            nonce: None,
         }
     }
 
@@ -211,11 +225,17 @@ impl<'a> Signed<'a> {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
+                Scheme::NonceHmac => get(sinch::TIMESTAMP_HEADER),
                 _ => None,
             },
             query: None,
-            settings: match provider.scheme {
+            algorithm: match provider.scheme {
                 Scheme::SignedUrl => get(twilio::SETTINGS_HEADER),
+                Scheme::NonceHmac => get(sinch::ALGORITHM_HEADER),
+                _ => None,
+            },
+            nonce: match provider.scheme {
+                Scheme::NonceHmac => get(sinch::NONCE_HEADER),
                 _ => None,
             },
         }

@@ -4,7 +4,8 @@
 //! [`jwt`], Twilio's HMAC-SHA1 (or -SHA256 under a SharedKey) over its URL and
 //! parameters in [`twilio`],
 //! the `sig` parameter of Vonage's SMS API in [`vonage_sms`], Bandwidth's
-//! Basic credentials in [`basic`].
+//! Basic credentials in [`basic`], Sinch's nonce-and-timestamp HMAC in
+//! [`sinch`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,6 +17,7 @@ use subtle::{Choice, ConstantTimeEq};
 pub mod basic;
 pub mod ed25519;
 pub mod jwt;
+pub mod sinch;
 pub mod twilio;
 pub mod vonage_sms;
 
@@ -127,6 +129,14 @@ pub enum SignatureError {
     MissingCredentials,
     #[error("the Authorization header is not Basic credentials")]
     MalformedBasic,
+    #[error(
+        "the x-sinch-webhook-signature-nonce or -timestamp header is missing; Sinch signs with both"
+    )]
+    MissingNonce,
+    #[error("the signature header is not a base64 HMAC of the algorithm named")]
+    MalformedSinch,
+    #[error("x-sinch-webhook-signature-algorithm names neither HmacSHA256 nor HmacSHA512")]
+    SinchAlgorithm,
     #[error("a parameter is sent more than once; Vonage sends each once")]
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]

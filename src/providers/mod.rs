@@ -19,6 +19,7 @@ pub mod msgine;
 pub mod notifly;
 pub mod payload;
 pub mod private_number;
+pub mod sinch;
 pub mod telnyx;
 pub mod textus;
 pub mod twilio;
@@ -42,6 +43,7 @@ pub static ALL: &[&Provider] = &[
     &vonage_sms::PROVIDER,
     &twilio_events::PROVIDER,
     &bandwidth::PROVIDER,
+    &sinch::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -54,8 +56,8 @@ pub struct Provider {
     pub signature_prefix: &'static str,
     /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
     /// HMAC-SHA1 of the URL and form parameters (Twilio), a `sig`
-    /// parameter among the others (Vonage's SMS API), or Basic credentials
-    /// (Bandwidth).
+    /// parameter among the others (Vonage's SMS API), Basic credentials
+    /// (Bandwidth), or HMAC with a nonce and a timestamp (Sinch).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -105,6 +107,10 @@ pub enum Scheme {
     /// HTTP Basic credentials (`user:password`) in `signature_header`
     /// (`Authorization`), the same on every webhook (`signature::basic`).
     Basic,
+    /// Base64 HMAC under a shared secret of the body, a nonce and a
+    /// timestamp, each in a header of its own, by the algorithm a fourth
+    /// names (`signature::sinch`).
+    NonceHmac,
 }
 
 /// What a provider's webhook bodies are.
@@ -265,6 +271,10 @@ impl Provider {
             Scheme::Basic => {
                 let credentials = crate::signature::basic::header_value(secret);
                 vec![(self.signature_header, credentials)]
+            }
+            Scheme::NonceHmac => {
+                let nonce = ulid::Ulid::generate().to_string();
+                crate::signature::sinch::sign(secret, body, &nonce, now).to_vec()
             }
         })
     }

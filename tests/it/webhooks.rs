@@ -34,6 +34,7 @@ crate::on_both_backends!(
     twilio_event_streams_batches_are_stored_event_by_event,
     twilio_conversations_updates_are_events_of_their_own,
     bandwidth_callbacks_come_in_batches_with_basic_credentials,
+    sinch_signs_the_body_with_a_nonce_and_a_timestamp,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -130,6 +131,11 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
     // field it never sent, wherever its type field is.
     for p in providers::ALL {
         let mut body = (p.sample)(p.event_types[0], &SampleIds::fresh());
+        // Sinch names a callback's trigger by the key that holds it, or by
+        // a `trigger` field, which wins.
+        if p.name == "sinch" {
+            body["trigger"] = json!("");
+        }
         let key = [
             "/type",
             "/event",
@@ -137,6 +143,7 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
             "/data/event_type",
             "/status",
             "/MessageStatus",
+            "/trigger",
         ]
         .into_iter()
         .find(|k| body.pointer(k).is_some())
@@ -1435,6 +1442,62 @@ async fn bandwidth_callbacks_come_in_batches_with_basic_credentials(backend: Bac
     let message = refusal_message(crossed, 401).await;
     assert!(message.contains("signed as integify signs"), "{message}");
     assert_eq!(app.events("source=bandwidth").await.len(), 4);
+    app.stop().await;
+}
+
+/// Sinch's Conversation API signs body, nonce and timestamp: a retry,
+/// signed anew, is a duplicate; a callback without its nonce, under an
+/// algorithm Sinch does not use, or changed, is refused.
+async fn sinch_signs_the_body_with_a_nonce_and_a_timestamp(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("sinch");
+    let mut stop = (p.sample)("MESSAGE_INBOUND", &SampleIds::fresh());
+    stop["message"]["contact_message"]["text_message"]["text"] = json!("STOP");
+    let body = serde_json::to_vec(&stop).expect("json");
+    let (status, first) = app.send_body(p, &body).await;
+    assert_eq!(status, 200, "{first}");
+    let event = app.event_answered(&first).await;
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(event["from"], "46732001122");
+    assert_eq!(event["provider_type"], "MESSAGE_INBOUND");
+    let (status, optout) = app.api("/api/optouts/46732001122").await;
+    assert_eq!(
+        (status, &optout["opted_out"]),
+        (200, &json!(true)),
+        "{optout}"
+    );
+    // A retry comes with another nonce and time: the same event.
+    let (_, again) = app.send_body(p, &body).await;
+    assert_eq!(
+        (&again["event_id"], &again["duplicate"]),
+        (&first["event_id"], &json!(true))
+    );
+
+    let signed = p
+        .sign(&secret_for(p.name), &body, 1_700_000_000, "")
+        .expect("signed");
+    let without = |name: &str| {
+        signed
+            .iter()
+            .filter(|(h, _)| *h != name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let response = app
+        .post_with(p.name, &without("x-sinch-webhook-signature-nonce"), &body)
+        .await;
+    let message = refusal_message(response, 401).await;
+    assert!(message.contains("nonce"), "{message}");
+    let mut md5 = without("x-sinch-webhook-signature-algorithm");
+    md5.push(("x-sinch-webhook-signature-algorithm", "HmacMD5".into()));
+    let message = refusal_message(app.post_with(p.name, &md5, &body).await, 401).await;
+    assert!(message.contains("HmacSHA256"), "{message}");
+    let changed = String::from_utf8(body.clone())
+        .expect("utf-8")
+        .replace("STOP", "START");
+    let response = app.post_with(p.name, &signed, changed.as_bytes()).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(app.events("source=sinch").await.len(), 1);
     app.stop().await;
 }
 
