@@ -20,6 +20,7 @@ pub mod notifly;
 pub mod payload;
 pub mod private_number;
 pub mod sinch;
+pub mod sinch_sms;
 pub mod telnyx;
 pub mod textus;
 pub mod twilio;
@@ -44,6 +45,7 @@ pub static ALL: &[&Provider] = &[
     &twilio_events::PROVIDER,
     &bandwidth::PROVIDER,
     &sinch::PROVIDER,
+    &sinch_sms::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -361,19 +363,17 @@ pub fn find(name: &str) -> Option<&'static Provider> {
 }
 
 /// The provider whose signature a request carries, from `header` (a
-/// header's value by name): the first whose header is there and, where
-/// two share `Authorization`, whose scheme (`Bearer`, `Basic`) it names.
+/// header's value by name): the first whose header is there. Vonage's
+/// `Authorization` must name `Bearer`; Basic credentials name no provider
+/// (Bandwidth and Sinch's SMS API both send them).
 pub fn signing_in<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<&'static Provider> {
     ALL.iter().copied().find(|p| {
-        header(p.signature_header).is_some_and(|value| {
-            let starts = |prefix: &[u8]| {
-                value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
-            };
-            match p.scheme {
-                Scheme::Jwt => starts(b"bearer "),
-                Scheme::Basic => starts(b"basic "),
-                _ => true,
-            }
+        header(p.signature_header).is_some_and(|value| match p.scheme {
+            Scheme::Jwt => value
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer ")),
+            Scheme::Basic => false,
+            _ => true,
         })
     })
 }
@@ -532,15 +532,15 @@ mod tests {
         );
     }
 
-    /// Vonage and Bandwidth both use `Authorization`: its scheme tells them
-    /// apart.
+    /// Vonage, Bandwidth and Sinch's SMS API all use `Authorization`: a
+    /// Bearer token is Vonage's; Basic credentials could be either other's.
     #[test]
     fn the_provider_a_request_seems_to_come_from() {
         let seen = |name: &'static str, value: &'static str| {
             signing_in(move |h: &str| (h == name).then_some(value.as_bytes())).map(|p| p.name)
         };
         assert_eq!(seen("authorization", "Bearer eyJ0"), Some("vonage"));
-        assert_eq!(seen("authorization", "basic dTpw"), Some("bandwidth"));
+        assert_eq!(seen("authorization", "basic dTpw"), None);
         assert_eq!(seen("authorization", "Digest x"), None);
         assert_eq!(seen("x-msgine-signature", "ab12"), Some("msgine"));
     }

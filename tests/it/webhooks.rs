@@ -35,6 +35,7 @@ crate::on_both_backends!(
     twilio_conversations_updates_are_events_of_their_own,
     bandwidth_callbacks_come_in_batches_with_basic_credentials,
     sinch_signs_the_body_with_a_nonce_and_a_timestamp,
+    sinch_sms_reports_each_recipients_status_and_batch_summaries,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -1498,6 +1499,45 @@ async fn sinch_signs_the_body_with_a_nonce_and_a_timestamp(backend: Backend) {
     let response = app.post_with(p.name, &signed, changed.as_bytes()).await;
     assert_eq!(response.status(), 401);
     assert_eq!(app.events("source=sinch").await.len(), 1);
+    app.stop().await;
+}
+
+/// Sinch's SMS API, with the Basic credentials Sinch sets on callbacks:
+/// a recipient's failure carries its code, a batch's summary is kept and a
+/// retry of it is one.
+async fn sinch_sms_reports_each_recipients_status_and_batch_summaries(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("sinch-sms");
+    let mut failed = (p.sample)("recipient_delivery_report_sms", &SampleIds::fresh());
+    (failed["status"], failed["code"]) = (json!("Failed"), json!(402));
+    let (status, answer) = app
+        .send_body(p, &serde_json::to_vec(&failed).expect("json"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let event = app.event_answered(&answer).await;
+    assert_eq!(
+        (&event["type"], &event["error_code"]),
+        (&json!("message.failed"), &json!("402"))
+    );
+    assert_eq!(event["to"], "46732001122");
+
+    let summary = serde_json::to_vec(&(p.sample)("delivery_report_sms", &SampleIds::fresh()));
+    let summary = summary.expect("json");
+    let (_, first) = app.send_body(p, &summary).await;
+    assert_eq!(
+        app.event_answered(&first).await["type"],
+        "delivery_report_sms"
+    );
+    let (_, again) = app.send_body(p, &summary).await;
+    assert_eq!(
+        (&again["event_id"], &again["duplicate"]),
+        (&first["event_id"], &json!(true))
+    );
+
+    let unsigned = app.post_with(p.name, &[], &summary).await;
+    assert_eq!(unsigned.status(), 401);
+    assert!(unsigned.headers().contains_key("www-authenticate"));
+    assert_eq!(app.events("source=sinch-sms").await.len(), 2);
     app.stop().await;
 }
 
