@@ -74,6 +74,23 @@ pub struct Normalized {
     pub consent: Option<bool>,
 }
 
+impl Normalized {
+    /// An event of a type smshook gives no meaning to: it keeps the name
+    /// the provider gave it (`unknown` with none), every other field empty,
+    /// and a retry is recognised by the body's hash.
+    pub fn kept_as(provider_type: Option<String>) -> Self {
+        let event_type = provider_type.clone().unwrap_or_else(|| "unknown".into());
+        Self {
+            fields: EventFields {
+                event_type,
+                provider_type,
+                ..EventFields::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 /// An event ready to be stored.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -119,23 +119,9 @@ fn delivery(p: &Object) -> Normalized {
 
 /// Any other trigger keeps its name, keyed by the body.
 fn other(p: &Object, trigger: Option<String>) -> Normalized {
-    Normalized {
-        dedupe_key: None,
-        fields: EventFields {
-            provider_event_id: None,
-            event_type: trigger.clone().unwrap_or_else(|| "unknown".into()),
-            provider_type: trigger,
-            message_id: None,
-            from: None,
-            to: None,
-            body: None,
-            status: None,
-            error_code: None,
-            error_reason: None,
-            occurred_at: occurred(p),
-        },
-        consent: None,
-    }
+    let mut kept = Normalized::kept_as(trigger);
+    kept.fields.occurred_at = occurred(p);
+    kept
 }
 
 fn occurred(p: &Object) -> Option<String> {

@@ -93,23 +93,9 @@ fn receipt(p: &Object, kind: Option<String>) -> Normalized {
 /// A batch's summary, or a type this does not know: its own name, keyed
 /// by the body.
 fn summary(p: &Object, kind: Option<String>) -> Normalized {
-    Normalized {
-        dedupe_key: None,
-        fields: EventFields {
-            provider_event_id: None,
-            event_type: kind.clone().unwrap_or_else(|| "unknown".into()),
-            provider_type: kind,
-            message_id: text(p, &["batch_id"]),
-            from: None,
-            to: None,
-            body: None,
-            status: None,
-            error_code: None,
-            error_reason: None,
-            occurred_at: None,
-        },
-        consent: None,
-    }
+    let mut kept = Normalized::kept_as(kind);
+    kept.fields.message_id = text(p, &["batch_id"]);
+    kept
 }
 
 /// Sinch's statuses: `Dispatched` (handed to the operator) is sent,

@@ -77,23 +77,13 @@ fn normalize(p: &Object) -> Normalized {
 /// their names, and an update of a message is not a retry of its
 /// creation, so the key is the body's hash (a retry repeats the body).
 fn conversations(p: &Object, event: String, message_id: Option<String>) -> Normalized {
-    Normalized {
-        dedupe_key: None,
-        fields: EventFields {
-            provider_event_id: None,
-            event_type: event.clone(),
-            provider_type: Some(event),
-            message_id,
-            from: text(p, &["Author"]),
-            to: None,
-            body: text(p, &["Body"]),
-            status: None,
-            error_code: None,
-            error_reason: None,
-            occurred_at: time(p, &["DateCreated"]),
-        },
-        consent: None,
-    }
+    let mut kept = Normalized::kept_as(Some(event));
+    let fields = &mut kept.fields;
+    fields.message_id = message_id;
+    fields.from = text(p, &["Author"]);
+    fields.body = text(p, &["Body"]);
+    fields.occurred_at = time(p, &["DateCreated"]);
+    kept
 }
 
 /// Advanced Opt-Out's verdict on an inbound message, which knows the
