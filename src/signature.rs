@@ -204,6 +204,26 @@ fn any_matches<T: AsRef<[u8]>>(
     }
 }
 
+/// What follows the scheme of an `Authorization` value (`Bearer`, `Basic`,
+/// in any case) and one space, without surrounding space; `None` for
+/// another scheme.
+pub(crate) fn credentials<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (named, rest) = value.split_at(space);
+    named
+        .eq_ignore_ascii_case(scheme.as_bytes())
+        .then(|| rest.trim_ascii())
+}
+
+/// A tag of `len` bytes written in standard base64, or `None`.
+fn base64_tag(value: &[u8], len: usize) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .filter(|tag| tag.len() == len)
+}
+
 /// Exactly `N` bytes written in base64 by `engine` (a key, a signature, a
 /// tag), or `None`.
 fn base64_array<const N: usize>(

@@ -369,9 +369,7 @@ pub fn find(name: &str) -> Option<&'static Provider> {
 pub fn signing_in<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<&'static Provider> {
     ALL.iter().copied().find(|p| {
         header(p.signature_header).is_some_and(|value| match p.scheme {
-            Scheme::Jwt => value
-                .get(..7)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer ")),
+            Scheme::Jwt => crate::signature::credentials(value, "bearer").is_some(),
             Scheme::Basic => false,
             _ => true,
         })

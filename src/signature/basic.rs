@@ -16,11 +16,7 @@ use super::{Secret, SignatureError};
 /// Checks the `Authorization` header against every secret.
 pub fn verify(header: Option<&[u8]>, secrets: &[Secret]) -> Result<(), SignatureError> {
     let value = super::present(header).map_err(|_| SignatureError::MissingCredentials)?;
-    let encoded = value
-        .get(..6)
-        .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
-        .map(|_| value[6..].trim_ascii())
-        .ok_or(SignatureError::MalformedBasic)?;
+    let encoded = super::credentials(value, "basic").ok_or(SignatureError::MalformedBasic)?;
     let credentials = STANDARD
         .decode(encoded)
         .map_err(|_| SignatureError::MalformedBasic)?;

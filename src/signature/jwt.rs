@@ -55,9 +55,7 @@ pub fn verify(
 
 /// The token after `Bearer ` (the scheme in any case).
 fn bearer(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    std::str::from_utf8(super::credentials(value, "bearer")?).ok()
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {

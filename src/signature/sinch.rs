@@ -37,11 +37,8 @@ pub fn verify(headers: Headers, body: &[u8], secrets: &[Secret]) -> Result<(), S
     let nonce = super::present(headers.nonce).map_err(|_| SignatureError::MissingNonce)?;
     let timestamp = super::present(headers.timestamp).map_err(|_| SignatureError::MissingNonce)?;
     let algorithm = algorithm(headers.algorithm)?;
-    let tag = STANDARD
-        .decode(value)
-        .ok()
-        .filter(|tag| tag.len() == algorithm.digest_algorithm().output_len())
-        .ok_or(SignatureError::MalformedSinch)?;
+    let len = algorithm.digest_algorithm().output_len();
+    let tag = super::base64_tag(value, len).ok_or(SignatureError::MalformedSinch)?;
     let computed = secrets
         .iter()
         .map(|secret| mac(algorithm, secret.expose(), body, nonce, timestamp));

@@ -81,11 +81,7 @@ impl Algorithm {
             Self::Sha1 => (20, SignatureError::MalformedSha1),
             Self::Sha256 => (32, SignatureError::MalformedSha256),
         };
-        STANDARD
-            .decode(header)
-            .ok()
-            .filter(|tag| tag.len() == len)
-            .ok_or(malformed)
+        super::base64_tag(header, len).ok_or(malformed)
     }
 }
 
