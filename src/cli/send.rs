@@ -25,10 +25,11 @@ pub struct SendArgs {
     #[arg(long)]
     url: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
-    /// for twilio, the Auth Token).
+    /// for twilio and twilio-events, the Auth Token; for bandwidth and
+    /// sinch-sms, the callback credentials as user:password).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
-    /// The URL a provider that signs its URL (twilio) is registered with,
+    /// The URL a provider that signs its URL (twilio, twilio-events) is registered with,
     /// query included, where it is not --url (a proxy in between, say): the
     /// source's public_url. Default: --url.
     #[arg(long, value_name = "URL")]
@@ -54,11 +55,12 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct SignArgs {
     provider: String,
-    /// Secret to sign with (for telnyx, a private key from `smshook keypair`).
+    /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
+    /// for bandwidth and sinch-sms, the callback credentials as user:password).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,
-    /// query included: twilio signs it with the body.
+    /// query included: twilio and twilio-events sign it with the body.
     #[arg(long)]
     url: Option<String>,
     /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256
