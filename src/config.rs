@@ -14,7 +14,7 @@ use crate::dispatch::{Brokers, Destination, Filter, Target};
 use crate::http::{Networks, TrustedProxies};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
-use crate::signature::twilio::PublicUrl;
+use crate::signature::public_url::PublicUrl;
 
 /// The commented default configuration printed by `smshook config`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -1048,8 +1048,8 @@ mod tests {
         assert!(e.contains("SMSHOOK_TRUSTED_PROXIES"), "{e}");
     }
 
-    /// Twilio signs the URL it posts to, which smshook cannot see behind a
-    /// proxy: its source names it, from the file or the environment.
+    /// Twilio (and Bird) sign the URL they post to, which smshook cannot see
+    /// behind a proxy: its source names it, from the file or the environment.
     #[test]
     fn a_twilio_source_names_its_public_url() {
         let err = |toml: &str, vars: &[(&str, &str)]| {
@@ -1072,6 +1072,10 @@ mod tests {
             e.contains("public_url") && e.contains("leave the query out"),
             "{e}"
         );
+        let bird = "[[sources]]\nname='b'\nprovider='bird'\nsecrets=['key']\n";
+        assert!(err(bird, &[]).contains("bird signs the URL"));
+        let c = load(Some(&format!("{bird}public_url='{url}'")), &[]).expect("loads");
+        assert!(c.sources[0].public_url.is_some());
         let msgine = "[[sources]]\nname='mg'\nprovider='msgine'\nsecrets=['s']\n";
         let e = err(&format!("{msgine}public_url='{url}'"), &[]);
         assert!(e.contains("msgine does not sign its URL"), "{e}");

@@ -12,7 +12,7 @@ use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
 use crate::signature::{
-    self, Params, SignatureError, basic, ed25519, jwt, sinch, twilio, vonage_sms,
+    self, Params, SignatureError, basic, bird, ed25519, jwt, sinch, twilio, vonage_sms,
 };
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
@@ -134,7 +134,21 @@ fn verify<'b>(
             };
             sinch::verify(headers, body, &source.secrets).map(|()| None)
         }
+        Scheme::UrlDigestHmac => bird_url(source, signed, body).map(|()| None),
     }
+}
+
+/// Bird: the timestamp, the URL and the body's hash.
+fn bird_url(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
+    // Config refuses a source of this provider without a public URL.
+    let Some(url) = &source.public_url else {
+        return Err(SignatureError::Mismatch);
+    };
+    let headers = bird::Headers {
+        signature: signed.signature,
+        timestamp: signed.timestamp,
+    };
+    bird::verify(headers, url, signed.query, body, &source.secrets)
 }
 
 /// Twilio: the URL and the form, or a JSON body's hash in the query (which
@@ -226,6 +240,7 @@ impl<'a> Signed<'a> {
             timestamp: match provider.scheme {
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
                 Scheme::NonceHmac => get(sinch::TIMESTAMP_HEADER),
+                Scheme::UrlDigestHmac => get(bird::TIMESTAMP_HEADER),
                 _ => None,
             },
             query: None,

@@ -5,7 +5,9 @@
 //! parameters in [`twilio`],
 //! the `sig` parameter of Vonage's SMS API in [`vonage_sms`], Bandwidth's
 //! Basic credentials in [`basic`], Sinch's nonce-and-timestamp HMAC in
-//! [`sinch`].
+//! [`sinch`], Bird's HMAC over a timestamp, its URL and the body's hash in
+//! [`bird`]; the URL a provider that signs its URL posts to in
+//! [`public_url`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,8 +17,10 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 pub mod basic;
+pub mod bird;
 pub mod ed25519;
 pub mod jwt;
+pub mod public_url;
 pub mod sinch;
 pub mod twilio;
 pub mod vonage_sms;
@@ -137,6 +141,12 @@ pub enum SignatureError {
     MalformedSinch,
     #[error("x-sinch-webhook-signature-algorithm names neither HmacSHA256 nor HmacSHA512")]
     SinchAlgorithm,
+    #[error("the signature header is not a base64 HMAC-SHA256")]
+    MalformedBase64Sha256,
+    #[error(
+        "the signature matches no configured secret for the source's public_url: is public_url exactly the URL the webhook subscription names, and each secret a signing key?"
+    )]
+    MismatchOverUrl,
     #[error("a parameter is sent more than once; Vonage sends each once")]
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]

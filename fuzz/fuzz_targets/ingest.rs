@@ -19,9 +19,9 @@ use serde_json::{Map, Value};
 use smshook::event::NewEvent;
 use smshook::providers::{ALL, Format};
 use smshook::signature::Secret;
-use smshook::signature::twilio::PublicUrl;
+use smshook::signature::public_url::PublicUrl;
 
-/// Where a source of a provider that signs its URL (Twilio) is registered.
+/// Where a source of a provider that signs its URL (Twilio, Bird) is registered.
 const URL: &str = "https://hooks.smshook.test/webhooks/fuzz";
 /// Signs for every provider: an HMAC secret, and an Ed25519 seed in base64.
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

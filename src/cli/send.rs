@@ -29,7 +29,7 @@ pub struct SendArgs {
     /// sinch-sms, the callback credentials as user:password).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
-    /// The URL a provider that signs its URL (twilio, twilio-events) is registered with,
+    /// The URL a provider that signs its URL (twilio, twilio-events, bird) is registered with,
     /// query included, where it is not --url (a proxy in between, say): the
     /// source's public_url. Default: --url.
     #[arg(long, value_name = "URL")]
@@ -60,7 +60,7 @@ pub struct SignArgs {
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,
-    /// query included: twilio and twilio-events sign it with the body.
+    /// query included: twilio, twilio-events and bird sign it with the body.
     #[arg(long)]
     url: Option<String>,
     /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256
@@ -75,7 +75,7 @@ pub struct SignArgs {
 fn provider(name: &str, shared_key: Option<&str>) -> Result<&'static Provider> {
     let provider = providers::find(name)
         .with_context(|| format!("unknown provider {name:?} (known: {})", providers::names()))?;
-    if shared_key.is_some() && !provider.signs_url() {
+    if shared_key.is_some() && provider.scheme != providers::Scheme::SignedUrl {
         bail!("--shared-key: {name} does not sign with SharedKeys (twilio does)");
     }
     Ok(provider)
@@ -245,7 +245,11 @@ pub fn keypair() -> Result<ExitCode> {
 
 /// `x-integify-signature` → `X-Integify-Signature`, as documented.
 fn header_name(lower: &str) -> String {
-    let special = [("textus", "TextUs"), ("msgine", "MsGine")];
+    let special = [
+        ("textus", "TextUs"),
+        ("msgine", "MsGine"),
+        ("messagebird", "MessageBird"),
+    ];
     lower
         .split('-')
         .map(|part| {

@@ -155,7 +155,7 @@ mod tests {
     /// for the new URL from the next request on.
     #[test]
     fn a_public_url_reloads_like_secrets() {
-        use crate::signature::twilio::PublicUrl;
+        use crate::signature::public_url::PublicUrl;
         let at = |url: &str| {
             let mut s = source("tw", "twilio", &["token"]);
             s.public_url = Some(PublicUrl::parse(url).expect("a URL"));

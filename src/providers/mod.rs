@@ -14,6 +14,7 @@ use crate::signature::ed25519::{self, KeyPair};
 use payload::{Node, Object};
 
 pub mod bandwidth;
+pub mod bird;
 pub mod integify;
 pub mod msgine;
 pub mod notifly;
@@ -46,6 +47,7 @@ pub static ALL: &[&Provider] = &[
     &bandwidth::PROVIDER,
     &sinch::PROVIDER,
     &sinch_sms::PROVIDER,
+    &bird::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -59,7 +61,8 @@ pub struct Provider {
     /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
     /// HMAC-SHA1 of the URL and form parameters (Twilio), a `sig`
     /// parameter among the others (Vonage's SMS API), Basic credentials
-    /// (Bandwidth), or HMAC with a nonce and a timestamp (Sinch).
+    /// (Bandwidth), HMAC with a nonce and a timestamp (Sinch), or HMAC of a
+    /// timestamp, the URL and the body's hash (Bird).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -113,6 +116,10 @@ pub enum Scheme {
     /// timestamp, each in a header of its own, by the algorithm a fourth
     /// names (`signature::sinch`).
     NonceHmac,
+    /// Base64 HMAC-SHA256 under a shared secret of a timestamp header, the
+    /// URL the webhook was posted to and the body's SHA-256, joined by
+    /// newlines (`signature::bird`). The source names its public URL.
+    UrlDigestHmac,
 }
 
 /// What a provider's webhook bodies are.
@@ -161,7 +168,7 @@ impl Provider {
     /// Whether its signature covers the URL, so a source names the URL the
     /// provider posts to (`public_url`).
     pub fn signs_url(&self) -> bool {
-        self.scheme == Scheme::SignedUrl
+        matches!(self.scheme, Scheme::SignedUrl | Scheme::UrlDigestHmac)
     }
 
     /// Whether a source checks its webhooks with the provider's public key
@@ -197,11 +204,11 @@ impl Provider {
     }
 
     /// `url` as this provider posts `body` to it: for one that signs its
-    /// URL and sends JSON, with the body's SHA-256 as `bodySHA256` in the
+    /// URL and parameters (Twilio) and sends JSON, with the body's SHA-256 as `bodySHA256` in the
     /// query (`smshook send`, tests).
     pub fn url_for(&self, url: &str, body: &[u8]) -> String {
         use sha2::{Digest, Sha256};
-        if !self.signs_url() || self.format == Format::Form {
+        if self.scheme != Scheme::SignedUrl || self.format == Format::Form {
             return url.to_string();
         }
         let joiner = if url.contains('?') { '&' } else { '?' };
@@ -278,6 +285,7 @@ impl Provider {
                 let nonce = ulid::Ulid::generate().to_string();
                 crate::signature::sinch::sign(secret, body, &nonce, now).to_vec()
             }
+            Scheme::UrlDigestHmac => crate::signature::bird::sign(secret, url, body, now).to_vec(),
         })
     }
 
@@ -419,6 +427,14 @@ pub fn at<'a, 'b>(obj: &'b Object<'a>, path: &str) -> Option<&'b Node<'a>> {
     }
 }
 
+/// The first element of the array at `key`, when it is an object.
+pub fn first<'b, 'a>(object: &'b Object<'a>, key: &str) -> Option<&'b Object<'a>> {
+    match object.get(key)? {
+        Node::Array(items) => items.first()?.as_object(),
+        _ => None,
+    }
+}
+
 /// The first path holding a non-empty string or a number, as text.
 pub fn text(obj: &Object, paths: &[&str]) -> Option<String> {
     paths.iter().find_map(|p| match at(obj, p)? {
@@ -492,7 +508,7 @@ pub const TEST_URL: &str = "https://hooks.smshook.test/webhooks/src";
 /// signs (posted to [`TEST_URL`]).
 #[cfg(test)]
 pub fn test_source(provider: &'static Provider) -> crate::config::Source {
-    use crate::signature::twilio::PublicUrl;
+    use crate::signature::public_url::PublicUrl;
     crate::config::Source {
         name: "src".into(),
         provider,

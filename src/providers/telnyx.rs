@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::payload::{Node, Object};
-use super::{Ack, Format, Provider, SampleIds, Scheme, at, text, time};
+use super::{Ack, Format, Provider, SampleIds, Scheme, at, first, text, time};
 use crate::event::{EventFields, Normalized};
 
 pub static PROVIDER: Provider = Provider {
@@ -55,14 +55,6 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["data.occurred_at"]),
         },
         consent: None,
-    }
-}
-
-/// The first element of the array at `key`, when it is an object.
-fn first<'b, 'a>(object: &'b Object<'a>, key: &str) -> Option<&'b Object<'a>> {
-    match object.get(key)? {
-        Node::Array(items) => items.first()?.as_object(),
-        _ => None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TWILIO_PUBLIC_URL, TestApp, secret_for};
+use crate::support::{Backend, PUBLIC_URL, TestApp, secret_for};
 
 /// The binary with `args`, its output piped, and no configuration from
 /// this process's environment.
@@ -225,7 +225,7 @@ async fn send_signs_twilio_forms_for_the_public_url() {
             .chain(extra.iter().map(|a| a.to_string()));
         smshook_beside_server(args.collect())
     };
-    let out = send(&["--public-url", TWILIO_PUBLIC_URL]).await;
+    let out = send(&["--public-url", PUBLIC_URL]).await;
     assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
     assert!(stdout(&out).contains("<Response></Response>"));
     let unproxied = send(&[]).await;
@@ -234,7 +234,7 @@ async fn send_signs_twilio_forms_for_the_public_url() {
         "signed for --url, not the public URL"
     );
     // As a Webhook Rule signs, with --secret as the SharedKey's secret.
-    let shared = ["--public-url", TWILIO_PUBLIC_URL, "--shared-key", "KS1"];
+    let shared = ["--public-url", PUBLIC_URL, "--shared-key", "KS1"];
     let out = send(&shared).await;
     assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
     let events = app.events("source=twilio").await;
@@ -257,7 +257,7 @@ async fn send_and_sign_twilio_event_streams_batches() {
         "--url",
         &url,
         "--public-url",
-        TWILIO_PUBLIC_URL,
+        PUBLIC_URL,
         "--secret",
         &secret,
     ];

@@ -12,7 +12,7 @@ use smshook::config::{Config, Source};
 use smshook::http::{self, App};
 use smshook::providers::{self, Format, Provider, SampleIds};
 use smshook::signature::Secret;
-use smshook::signature::twilio::PublicUrl;
+use smshook::signature::public_url::PublicUrl;
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -202,9 +202,10 @@ pub struct TestApp {
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Where Twilio would post, as the test's Twilio sources say: a public
-/// URL behind a proxy, not the test server's own address.
-pub const TWILIO_PUBLIC_URL: &str = "https://hooks.smshook.test/webhooks/twilio";
+/// Where a provider that signs its URL (Twilio, Bird) would post, as the
+/// test's sources of those say: a public URL behind a proxy, not the test
+/// server's own address.
+pub const PUBLIC_URL: &str = "https://hooks.smshook.test/webhooks/twilio";
 
 /// One source per provider, named after it, accepting two secrets.
 pub fn all_sources() -> Vec<Source> {
@@ -220,7 +221,7 @@ pub fn all_sources() -> Vec<Source> {
             allowed: None,
             public_url: p
                 .signs_url()
-                .then(|| PublicUrl::parse(TWILIO_PUBLIC_URL).expect("a URL")),
+                .then(|| PublicUrl::parse(PUBLIC_URL).expect("a URL")),
         })
         .collect()
 }
@@ -390,7 +391,7 @@ impl TestApp {
         secret: &str,
     ) -> reqwest::Response {
         let now = chrono::Utc::now().timestamp();
-        let url = provider.url_for(TWILIO_PUBLIC_URL, body);
+        let url = provider.url_for(PUBLIC_URL, body);
         let mut headers = provider.sign(secret, body, now, &url).expect("signed");
         headers.push(("content-type", provider.content_type().to_string()));
         let query = url

@@ -5,8 +5,8 @@ use smshook::providers::{self, SampleIds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    Backend, TWILIO_PUBLIC_URL, TestApp, TestOptions, answer_json, old_secret_for, provider,
-    sample_bytes, secret_for, sent_payload, wrong_secret_for,
+    Backend, PUBLIC_URL, TestApp, TestOptions, answer_json, old_secret_for, provider, sample_bytes,
+    secret_for, sent_payload, wrong_secret_for,
 };
 
 crate::on_both_backends!(
@@ -36,6 +36,7 @@ crate::on_both_backends!(
     bandwidth_callbacks_come_in_batches_with_basic_credentials,
     sinch_signs_the_body_with_a_nonce_and_a_timestamp,
     sinch_sms_reports_each_recipients_status_and_batch_summaries,
+    bird_signs_a_timestamp_its_url_and_the_bodys_hash,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -273,7 +274,7 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         let last = tampered.len() - 2;
         tampered[last] ^= 1;
         let headers = p
-            .sign(&secret_for(p.name), &body, now, TWILIO_PUBLIC_URL)
+            .sign(&secret_for(p.name), &body, now, PUBLIC_URL)
             .expect("signed");
         let response = app.post_with(p.name, &headers, &tampered).await;
         if p.scheme == providers::Scheme::Basic {
@@ -1071,7 +1072,7 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
     let p = provider("twilio");
     let body = sample_bytes(p, "received");
 
-    let response = post_twilio(&app, "", &body, TWILIO_PUBLIC_URL).await;
+    let response = post_twilio(&app, "", &body, PUBLIC_URL).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/xml");
     let id = response.headers()["smshook-event-id"]
@@ -1094,7 +1095,7 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
         "every parameter, as sent"
     );
 
-    let again = post_twilio(&app, "", &body, TWILIO_PUBLIC_URL).await;
+    let again = post_twilio(&app, "", &body, PUBLIC_URL).await;
     assert_eq!(again.headers()["smshook-event-id"], id.as_str());
     assert_eq!(again.headers()["smshook-duplicate"], "true");
 
@@ -1105,7 +1106,7 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
     assert_eq!(answer["error"], "invalid_signature");
 
     let status = sample_bytes(p, "delivered");
-    let with_port = TWILIO_PUBLIC_URL.replace(".test/", ".test:443/");
+    let with_port = PUBLIC_URL.replace(".test/", ".test:443/");
     assert_eq!(
         post_twilio(&app, "", &status, &with_port).await.status(),
         200
@@ -1113,9 +1114,9 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
 
     let failed = sample_bytes(p, "failed");
     let query = "?tenant=acme&x=%2F";
-    let unsigned_query = post_twilio(&app, query, &failed, TWILIO_PUBLIC_URL).await;
+    let unsigned_query = post_twilio(&app, query, &failed, PUBLIC_URL).await;
     assert_eq!(unsigned_query.status(), 401, "the query is signed too");
-    let signed_query = format!("{TWILIO_PUBLIC_URL}{query}");
+    let signed_query = format!("{PUBLIC_URL}{query}");
     assert_eq!(
         post_twilio(&app, query, &failed, &signed_query)
             .await
@@ -1128,7 +1129,7 @@ async fn twilio_signs_its_public_url_and_is_answered_in_twiml(backend: Backend) 
     (arret["Body"], arret["OptOutType"]) = (json!("ARRET"), json!("STOP"));
     arret["From"] = json!("+14155550199");
     let arret = p.encode(&arret);
-    let answer = post_twilio(&app, "", &arret, TWILIO_PUBLIC_URL).await;
+    let answer = post_twilio(&app, "", &arret, PUBLIC_URL).await;
     assert_eq!(answer.status(), 200);
     let (status, optout) = app.api("/api/optouts/+14155550199").await;
     assert_eq!((status, &optout["opted_out"]), (200, &json!(true)));
@@ -1145,7 +1146,7 @@ async fn twilio_json_bodies_are_bound_by_their_hash(backend: Backend) {
     let hashed = |body: &[u8]| format!("?bodySHA256={}", hex::encode(sha2::Sha256::digest(body)));
     let body = br#"{"MessageSid":"SM1","MessageStatus":"delivered","To":"+14155550101"}"#;
     let query = hashed(body);
-    let signed = format!("{TWILIO_PUBLIC_URL}{query}");
+    let signed = format!("{PUBLIC_URL}{query}");
     let response = post_twilio(&app, &query, body, &signed).await;
     assert_eq!(response.status(), 200);
     let id = answer_json(response).await["event_id"].clone();
@@ -1162,7 +1163,7 @@ async fn twilio_json_bodies_are_bound_by_their_hash(backend: Backend) {
 
     let array = b"[1,2]";
     let query = hashed(array);
-    let response = post_twilio(&app, &query, array, &format!("{TWILIO_PUBLIC_URL}{query}")).await;
+    let response = post_twilio(&app, &query, array, &format!("{PUBLIC_URL}{query}")).await;
     assert_eq!(response.status(), 400);
     app.stop().await;
 }
@@ -1182,7 +1183,7 @@ async fn twilio_webhook_rules_sign_with_a_shared_key(backend: Backend) {
         async move { app.post_with("twilio", &headers, &body).await }
     };
     let body = sample_bytes(p, "delivered");
-    let shared = |secret: &str| sign_shared(sid, secret, TWILIO_PUBLIC_URL, &body).to_vec();
+    let shared = |secret: &str| sign_shared(sid, secret, PUBLIC_URL, &body).to_vec();
     let response = post(shared(&old_secret_for("twilio")), body.clone()).await;
     assert_eq!(response.status(), 200);
     let id = response.headers()["smshook-event-id"].clone();
@@ -1192,7 +1193,7 @@ async fn twilio_webhook_rules_sign_with_a_shared_key(backend: Backend) {
     assert_eq!(event["type"], "message.delivered");
     // The Auth Token still signs the same webhook: a duplicate.
     let by_token = p
-        .sign(&secret_for("twilio"), &body, 0, TWILIO_PUBLIC_URL)
+        .sign(&secret_for("twilio"), &body, 0, PUBLIC_URL)
         .expect("signed");
     let again = post(by_token, body.clone()).await;
     assert_eq!(again.headers()["smshook-event-id"], id);
@@ -1316,9 +1317,7 @@ async fn twilio_event_streams_batches_are_stored_event_by_event(backend: Backend
     assert!(message.contains("2000 events"), "{message}");
     // A JSON body is signed with its hash in the query, or not at all.
     let body = serde_json::to_vec(&[&read]).expect("json");
-    let headers = p
-        .sign(&secret, &body, 0, TWILIO_PUBLIC_URL)
-        .expect("signed");
+    let headers = p.sign(&secret, &body, 0, PUBLIC_URL).expect("signed");
     let message = refusal_message(app.post_with(p.name, &headers, &body).await, 401).await;
     assert!(message.contains("bodySHA256"), "{message}");
     // The refused batches stored nothing: `read` is there once, as before.
@@ -1352,7 +1351,7 @@ async fn twilio_conversations_updates_are_events_of_their_own(backend: Backend) 
     };
     let mut ids = Vec::new();
     for event in ["onMessageAdded", "onMessageUpdated", "onMessageAdded"] {
-        let response = post_twilio(&app, "", &form(event), TWILIO_PUBLIC_URL).await;
+        let response = post_twilio(&app, "", &form(event), PUBLIC_URL).await;
         assert_eq!(response.status(), 200);
         ids.push(answer_json(response).await);
     }
@@ -1538,6 +1537,71 @@ async fn sinch_sms_reports_each_recipients_status_and_batch_summaries(backend: B
     assert_eq!(unsigned.status(), 401);
     assert!(unsigned.headers().contains_key("www-authenticate"));
     assert_eq!(app.events("source=sinch-sms").await.len(), 2);
+    app.stop().await;
+}
+
+/// Bird signs a timestamp, the subscription's URL (the source's
+/// public_url, plus the query the request carries) and the body's hash. A
+/// retry keeps its first timestamp, hours old: it is taken, and is a
+/// duplicate. A webhook signed for another URL, or without its timestamp,
+/// is refused with a message that says what to check.
+async fn bird_signs_a_timestamp_its_url_and_the_bodys_hash(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("bird");
+    let secret = secret_for(p.name);
+    let mut stop = (p.sample)("sms.inbound", &SampleIds::fresh());
+    stop["payload"]["body"]["text"]["text"] = json!("STOP");
+    let body = serde_json::to_vec(&stop).expect("json");
+    let (status, first) = app.send_body(p, &body).await;
+    assert_eq!(status, 200, "{first}");
+    let event = app.event_answered(&first).await;
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(event["provider_type"], "sms.inbound");
+    assert_eq!(event["from"], "+31612345678");
+    let (_, optout) = app.api("/api/optouts/+31612345678").await;
+    assert_eq!(optout["opted_out"], json!(true), "{optout}");
+    let retry = p
+        .sign(&secret, &body, 1_700_000_000, PUBLIC_URL)
+        .expect("signed");
+    let again = answer_json(app.post_with(p.name, &retry, &body).await).await;
+    assert_eq!(
+        (&again["event_id"], &again["duplicate"]),
+        (&first["event_id"], &json!(true))
+    );
+
+    let mut failed = (p.sample)("sms.outbound", &SampleIds::fresh());
+    failed["payload"]["status"] = json!("delivery_failed");
+    failed["payload"]["failure"] = json!({"code": 15005});
+    let failed = serde_json::to_vec(&failed).expect("json");
+    let query = "?tenant=acme";
+    let for_query = p
+        .sign(
+            &secret,
+            &failed,
+            1_700_000_000,
+            &format!("{PUBLIC_URL}{query}"),
+        )
+        .expect("signed");
+    let response = app.post_with(p.name, &for_query, &failed).await;
+    let message = refusal_message(response, 401).await;
+    assert!(message.contains("public_url"), "{message}");
+    let response = app
+        .post_with(&format!("{}{query}", p.name), &for_query, &failed)
+        .await;
+    let event = app.event_answered(&answer_json(response).await).await;
+    assert_eq!(
+        (&event["type"], &event["error_code"]),
+        (&json!("message.failed"), &json!("15005"))
+    );
+
+    let untimed: Vec<_> = retry
+        .iter()
+        .filter(|(name, _)| *name != "messagebird-request-timestamp")
+        .cloned()
+        .collect();
+    let message = refusal_message(app.post_with(p.name, &untimed, &body).await, 401).await;
+    assert!(message.contains("timestamp"), "{message}");
+    assert_eq!(app.events("source=bird").await.len(), 2);
     app.stop().await;
 }
 
