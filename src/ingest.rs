@@ -12,7 +12,7 @@ use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
 use crate::signature::{
-    self, Params, SignatureError, basic, bird, ed25519, jwt, sinch, twilio, vonage_sms,
+    self, Params, SignatureError, basic, bird, ed25519, jwt, sinch, telesign, twilio, vonage_sms,
 };
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
@@ -135,6 +135,9 @@ fn verify<'b>(
             sinch::verify(headers, body, &source.secrets).map(|()| None)
         }
         Scheme::UrlDigestHmac => bird_url(source, signed, body).map(|()| None),
+        Scheme::DecodedKeyHmac => {
+            telesign::verify(signed.signature, body, &source.secrets).map(|()| None)
+        }
     }
 }
 

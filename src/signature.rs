@@ -6,8 +6,8 @@
 //! the `sig` parameter of Vonage's SMS API in [`vonage_sms`], Bandwidth's
 //! Basic credentials in [`basic`], Sinch's nonce-and-timestamp HMAC in
 //! [`sinch`], Bird's HMAC over a timestamp, its URL and the body's hash in
-//! [`bird`]; the URL a provider that signs its URL posts to in
-//! [`public_url`].
+//! [`bird`], Telesign's HMAC under a base64 API key in [`telesign`]; the URL
+//! a provider that signs its URL posts to in [`public_url`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,6 +22,7 @@ pub mod ed25519;
 pub mod jwt;
 pub mod public_url;
 pub mod sinch;
+pub mod telesign;
 pub mod twilio;
 pub mod vonage_sms;
 
@@ -147,6 +148,10 @@ pub enum SignatureError {
         "the signature matches no configured secret for the source's public_url: is public_url exactly the URL the webhook subscription names, and each secret a signing key?"
     )]
     MismatchOverUrl,
+    #[error(
+        "x-ts-authorization is not TSA <Customer ID>:<base64 HMAC-SHA256>, as Telesign signs callbacks"
+    )]
+    MalformedTsa,
     #[error("a parameter is sent more than once; Vonage sends each once")]
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]

@@ -171,7 +171,7 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     if !matches!(
         provider.scheme,
-        providers::Scheme::Hmac | providers::Scheme::Basic
+        providers::Scheme::Hmac | providers::Scheme::Basic | providers::Scheme::DecodedKeyHmac
     ) {
         // Each request would need its own Ed25519 signature or JWT, made
         // at send time: the load generator would measure itself.
@@ -186,6 +186,11 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
             "bench floods providers that sign the body with HMAC or send Basic credentials; {} {why}",
             provider.name
         );
+    }
+    if provider.scheme == providers::Scheme::DecodedKeyHmac
+        && !crate::signature::telesign::is_api_key(&args.secret)
+    {
+        anyhow::bail!("--secret: {}", crate::signature::telesign::not_a_key());
     }
     let template = Template::new(provider, &args.event_type)?;
     // One file descriptor per connection, as for the server.
@@ -445,9 +450,13 @@ where
 fn build_request(plan: &Plan, target: &Target, k: u64) -> Result<Request<Full<Bytes>>> {
     let body = plan.template.fill(plan.first_number.wrapping_add(k));
     // Basic credentials are the same on every request (made once, in `Plan`).
-    let signature = match &plan.credentials {
-        Some(credentials) => credentials.clone(),
-        None => sign_hex(&plan.secret, &body, plan.provider.signature_prefix),
+    let signature = match (&plan.credentials, plan.provider.scheme) {
+        (Some(credentials), _) => credentials.clone(),
+        (None, providers::Scheme::DecodedKeyHmac) => {
+            crate::signature::telesign::sign(plan.secret.expose(), &body)
+                .map_err(anyhow::Error::msg)?
+        }
+        (None, _) => sign_hex(&plan.secret, &body, plan.provider.signature_prefix),
     };
     Ok(Request::post(&target.path)
         .header(hyper::header::HOST, &target.host)

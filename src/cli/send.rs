@@ -26,7 +26,8 @@ pub struct SendArgs {
     url: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
     /// for twilio and twilio-events, the Auth Token; for bandwidth and
-    /// sinch-sms, the callback credentials as user:password).
+    /// sinch-sms, the callback credentials as user:password; for telesign,
+    /// the API key, base64).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL a provider that signs its URL (twilio, twilio-events, bird) is registered with,
@@ -56,7 +57,8 @@ pub struct SendArgs {
 pub struct SignArgs {
     provider: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
-    /// for bandwidth and sinch-sms, the callback credentials as user:password).
+    /// for bandwidth and sinch-sms, the callback credentials as user:password;
+    /// for telesign, the API key, base64).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,
@@ -249,6 +251,7 @@ fn header_name(lower: &str) -> String {
         ("textus", "TextUs"),
         ("msgine", "MsGine"),
         ("messagebird", "MessageBird"),
+        ("ts", "TS"),
     ];
     lower
         .split('-')

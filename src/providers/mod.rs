@@ -22,6 +22,7 @@ pub mod payload;
 pub mod private_number;
 pub mod sinch;
 pub mod sinch_sms;
+pub mod telesign;
 pub mod telnyx;
 pub mod textus;
 pub mod twilio;
@@ -48,6 +49,7 @@ pub static ALL: &[&Provider] = &[
     &sinch::PROVIDER,
     &sinch_sms::PROVIDER,
     &bird::PROVIDER,
+    &telesign::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -61,8 +63,9 @@ pub struct Provider {
     /// HMAC of the body, Ed25519 with a timestamp (Telnyx), a JWT (Vonage),
     /// HMAC-SHA1 of the URL and form parameters (Twilio), a `sig`
     /// parameter among the others (Vonage's SMS API), Basic credentials
-    /// (Bandwidth), HMAC with a nonce and a timestamp (Sinch), or HMAC of a
-    /// timestamp, the URL and the body's hash (Bird).
+    /// (Bandwidth), HMAC with a nonce and a timestamp (Sinch), HMAC of a
+    /// timestamp, the URL and the body's hash (Bird), or HMAC under a
+    /// base64 API key (Telesign).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -120,6 +123,9 @@ pub enum Scheme {
     /// URL the webhook was posted to and the body's SHA-256, joined by
     /// newlines (`signature::bird`). The source names its public URL.
     UrlDigestHmac,
+    /// Base64 HMAC-SHA256 of the body under the base64-decoded API key,
+    /// after `TSA <Customer ID>:` (`signature::telesign`).
+    DecodedKeyHmac,
 }
 
 /// What a provider's webhook bodies are.
@@ -286,6 +292,13 @@ impl Provider {
                 crate::signature::sinch::sign(secret, body, &nonce, now).to_vec()
             }
             Scheme::UrlDigestHmac => crate::signature::bird::sign(secret, url, body, now).to_vec(),
+            Scheme::DecodedKeyHmac => {
+                let value = crate::signature::telesign::sign(secret, body)?;
+                vec![
+                    (self.signature_header, value.clone()),
+                    ("authorization", value),
+                ]
+            }
         })
     }
 
@@ -325,13 +338,18 @@ impl Provider {
     }
 
     /// Checks one configured secret: an Ed25519 provider takes a public key,
-    /// a Basic one credentials.
+    /// a Basic one credentials, Telesign a base64 API key.
     pub fn check_secret(&self, secret: &Secret) -> Result<(), String> {
         if self.verifies_with_public_key() && ed25519::public_key(secret.expose()).is_none() {
             return Err(format!(
                 "{} signs with Ed25519: give its account's public key, base64 of 32 bytes (the provider's portal shows it)",
                 self.name
             ));
+        }
+        if self.scheme == Scheme::DecodedKeyHmac
+            && !crate::signature::telesign::is_api_key(secret.expose())
+        {
+            return Err(crate::signature::telesign::not_a_key());
         }
         if self.scheme == Scheme::Basic && !crate::signature::basic::is_credentials(secret.expose())
         {
@@ -568,6 +586,22 @@ mod tests {
             .expect_err("a password alone");
         assert!(e.contains("user:password"), "{e}");
         assert_eq!(p.secret_env_var(), "SMSHOOK_BANDWIDTH_SECRET");
+    }
+
+    #[test]
+    fn a_telesign_source_takes_a_base64_api_key() {
+        let p = &telesign::PROVIDER;
+        let key = "ABC12345yusumoN6BYsBVkh+yRJ5czgsnCehZaOYldPJdmFh6NeX8kunZ2zU1YWaUw/0wV6xfw==";
+        assert_eq!(p.check_secret(&Secret::new(key)), Ok(()));
+        let e = p
+            .check_secret(&Secret::new("my api key"))
+            .expect_err("not base64");
+        assert!(e.contains("base64"), "{e}");
+        let tsa = "TSA FFFFFFFF-EEEE-DDDD-1234-AB1234567890:abc=";
+        assert_eq!(
+            signing_in(|h| (h == "x-ts-authorization").then_some(tsa.as_bytes())).map(|p| p.name),
+            Some("telesign")
+        );
     }
 
     #[test]

@@ -35,13 +35,15 @@ pub fn wrong_secret_for(provider: &str) -> String {
 }
 
 /// `name` as an HMAC secret; for an Ed25519 provider, a private key made
-/// from it (base64 of its SHA-256, a 32-byte seed). The source verifies
+/// from it (base64 of its SHA-256, a 32-byte seed), and for Telesign an API
+/// key made so. The source verifies
 /// with `Provider::verifier_for` it.
 fn signing_key(name: String, provider: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
     match providers::find(provider).map(|p| p.scheme) {
-        Some(providers::Scheme::Ed25519 { .. }) => {
+        // An Ed25519 seed, or Telesign's API key: base64.
+        Some(providers::Scheme::Ed25519 { .. } | providers::Scheme::DecodedKeyHmac) => {
             base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(name))
         }
         _ => name,

@@ -37,6 +37,7 @@ crate::on_both_backends!(
     sinch_signs_the_body_with_a_nonce_and_a_timestamp,
     sinch_sms_reports_each_recipients_status_and_batch_summaries,
     bird_signs_a_timestamp_its_url_and_the_bodys_hash,
+    telesign_signs_with_its_api_key_and_reports_by_status_code,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -138,7 +139,13 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
         if p.name == "sinch" {
             body["trigger"] = json!("");
         }
+        // Telesign names none: a report's `sub_resource` stands for one
+        // where its status code means nothing smshook knows.
+        if p.name == "telesign" {
+            (body["sub_resource"], body["status"]["code"]) = (json!(""), json!(1));
+        }
         let key = [
+            "/sub_resource",
             "/type",
             "/event",
             "/action",
@@ -1602,6 +1609,65 @@ async fn bird_signs_a_timestamp_its_url_and_the_bodys_hash(backend: Backend) {
     let message = refusal_message(app.post_with(p.name, &untimed, &body).await, 401).await;
     assert!(message.contains("timestamp"), "{message}");
     assert_eq!(app.events("source=bird").await.len(), 2);
+    app.stop().await;
+}
+
+/// Telesign signs the body under its base64 API key, `TSA <Customer
+/// ID>:<signature>`: a STOP it recognised opts the number out; each status
+/// code of a message is a report of its own, a retry of one a duplicate;
+/// a changed body or a missing header is refused.
+async fn telesign_signs_with_its_api_key_and_reports_by_status_code(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("telesign");
+    let mut stop = (p.sample)("mo_sms", &SampleIds::fresh());
+    stop["user_response"]["action"] = json!("stop");
+    stop["user_response"]["mo_message"] = json!("Arret");
+    let (status, answer) = app
+        .send_body(p, &serde_json::to_vec(&stop).expect("json"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, optout) = app.api("/api/optouts/15558675310").await;
+    assert_eq!(optout["opted_out"], json!(true), "{optout}");
+
+    let ids = SampleIds::fresh();
+    let report = |code: u64, description: &str| {
+        let mut v = (p.sample)("delivery_report", &ids);
+        (v["status"]["code"], v["status"]["description"]) = (json!(code), json!(description));
+        serde_json::to_vec(&v).expect("json")
+    };
+    let (_, sent) = app.send_body(p, &report(203, "Delivered to gateway")).await;
+    let failed = report(211, "Permanent phone error");
+    let (_, first) = app.send_body(p, &failed).await;
+    assert_ne!(first["event_id"], sent["event_id"]);
+    let event = app.event_answered(&first).await;
+    assert_eq!(
+        (&event["type"], &event["error_code"], &event["error_reason"]),
+        (
+            &json!("message.failed"),
+            &json!("211"),
+            &json!("Permanent phone error")
+        )
+    );
+    let (_, again) = app.send_body(p, &failed).await;
+    assert_eq!(
+        (&again["event_id"], &again["duplicate"]),
+        (&first["event_id"], &json!(true))
+    );
+
+    let signed = p.sign(&secret_for(p.name), &failed, 0, "").expect("signed");
+    let changed = String::from_utf8(failed.clone())
+        .expect("utf-8")
+        .replace("211", "200");
+    let response = app.post_with(p.name, &signed, changed.as_bytes()).await;
+    assert_eq!(response.status(), 401);
+    let unsigned: Vec<_> = signed
+        .iter()
+        .filter(|(name, _)| *name != "x-ts-authorization")
+        .cloned()
+        .collect();
+    let message = refusal_message(app.post_with(p.name, &unsigned, &failed).await, 401).await;
+    assert!(message.contains("x-ts-authorization"), "{message}");
+    assert_eq!(app.events("source=telesign").await.len(), 3);
     app.stop().await;
 }
 
