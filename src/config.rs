@@ -1156,9 +1156,9 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let err = |toml: &str| format!("{:#}", load(Some(toml), &[]).expect_err("must fail"));
-        let e = err("[[sources]]\nname='a'\nprovider='plivo'\nsecrets=['s']");
+        let e = err("[[sources]]\nname='a'\nprovider='clicksend'\nsecrets=['s']");
         assert!(
-            e.contains("sources[0]") && e.contains("provider") && e.contains("plivo"),
+            e.contains("sources[0]") && e.contains("provider") && e.contains("clicksend"),
             "{e}"
         );
         let e = err("lisen = 'x'");

@@ -12,7 +12,8 @@ use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
 use crate::signature::{
-    self, Params, SignatureError, basic, bird, ed25519, jwt, sinch, telesign, twilio, vonage_sms,
+    self, Params, SignatureError, basic, bird, ed25519, jwt, plivo, sinch, telesign, twilio,
+    vonage_sms,
 };
 
 /// Why a webhook was refused. Its HTTP answer is in `http::webhooks`.
@@ -138,6 +139,7 @@ fn verify<'b>(
         Scheme::DecodedKeyHmac => {
             telesign::verify(signed.signature, body, &source.secrets).map(|()| None)
         }
+        Scheme::NonceUrlHmac => plivo_url(source, signed, body),
     }
 }
 
@@ -177,6 +179,26 @@ fn signed_url<'b>(
         settings: signed.algorithm,
     };
     twilio::verify(headers, url, signed.query, body, &source.secrets)
+}
+
+/// Plivo: the URL and the nonce. The body, a form, is not signed; its
+/// parameters are what is stored.
+fn plivo_url<'b>(
+    source: &Source,
+    signed: Signed,
+    body: &'b [u8],
+) -> Result<Option<Params<'b>>, SignatureError> {
+    // Config refuses a source of this provider without a public URL.
+    let Some(url) = &source.public_url else {
+        return Err(SignatureError::Mismatch);
+    };
+    let headers = plivo::Headers {
+        signature: signed.signature,
+        main_account: signed.alternate,
+        nonce: signed.nonce,
+    };
+    plivo::verify(headers, url, &source.secrets)?;
+    Ok(Some(form_urlencoded::parse(body).collect()))
 }
 
 /// Vonage's SMS API: the `sig` among the parameters. A JSON body is stored
@@ -220,8 +242,10 @@ pub struct Signed<'a> {
     /// The header naming the algorithm: Twilio's signature settings (the
     /// SharedKey and algorithm a Webhook Rule signs with), Sinch's algorithm.
     pub algorithm: Option<&'a [u8]>,
-    /// The nonce a provider signs with the body (Sinch).
+    /// The nonce a provider signs with the body (Sinch) or the URL (Plivo).
     pub nonce: Option<&'a [u8]>,
+    /// A second signature, under another secret (Plivo's main account's).
+    pub alternate: Option<&'a [u8]>,
 }
 
 impl<'a> Signed<'a> {
@@ -233,6 +257,7 @@ impl<'a> Signed<'a> {
             query: None,
             algorithm: None,
             nonce: None,
+            alternate: None,
         }
     }
 
@@ -254,6 +279,11 @@ impl<'a> Signed<'a> {
             },
             nonce: match provider.scheme {
                 Scheme::NonceHmac => get(sinch::NONCE_HEADER),
+                Scheme::NonceUrlHmac => get(plivo::NONCE_HEADER),
+                _ => None,
+            },
+            alternate: match provider.scheme {
+                Scheme::NonceUrlHmac => get(plivo::MAIN_ACCOUNT_HEADER),
                 _ => None,
             },
         }

@@ -6,8 +6,9 @@
 //! the `sig` parameter of Vonage's SMS API in [`vonage_sms`], Bandwidth's
 //! Basic credentials in [`basic`], Sinch's nonce-and-timestamp HMAC in
 //! [`sinch`], Bird's HMAC over a timestamp, its URL and the body's hash in
-//! [`bird`], Telesign's HMAC under a base64 API key in [`telesign`]; the URL
-//! a provider that signs its URL posts to in [`public_url`].
+//! [`bird`], Telesign's HMAC under a base64 API key in [`telesign`], Plivo's
+//! HMAC of its URL and a nonce in [`plivo`]; the URL a provider that signs
+//! its URL posts to in [`public_url`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,6 +21,7 @@ pub mod basic;
 pub mod bird;
 pub mod ed25519;
 pub mod jwt;
+pub mod plivo;
 pub mod public_url;
 pub mod sinch;
 pub mod telesign;
@@ -152,6 +154,8 @@ pub enum SignatureError {
         "x-ts-authorization is not TSA <Customer ID>:<base64 HMAC-SHA256>, as Telesign signs callbacks"
     )]
     MalformedTsa,
+    #[error("x-plivo-signature-v2-nonce is missing; Plivo signs with it")]
+    MissingPlivoNonce,
     #[error("a parameter is sent more than once; Vonage sends each once")]
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]

@@ -1,8 +1,8 @@
 //! Any body, correctly signed, through `ingest::prepare` for every provider:
 //! nothing may panic; a body that is a JSON object is stored byte for byte
 //! with a dedupe key and a type, and any other is `malformed_json`, exactly
-//! when serde_json refuses it as an object (for Twilio, whose bodies are
-//! forms, any body is stored as a JSON object). Vonage's SMS API signs
+//! when serde_json refuses it as an object (for Twilio and Plivo, whose
+//! bodies are forms, any body is stored as a JSON object). Vonage's SMS API signs
 //! inside the body: a body it could sign is signed, then stored (a form as
 //! its parameters' JSON object) or refused as unsigned (a parameter sent
 //! twice); one it could not is refused as unsigned. A batch provider's

@@ -25,12 +25,12 @@ pub struct SendArgs {
     #[arg(long)]
     url: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
-    /// for twilio and twilio-events, the Auth Token; for bandwidth and
+    /// for twilio, twilio-events and plivo, the Auth Token; for bandwidth and
     /// sinch-sms, the callback credentials as user:password; for telesign,
     /// the API key, base64).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
-    /// The URL a provider that signs its URL (twilio, twilio-events, bird) is registered with,
+    /// The URL a provider that signs its URL (twilio, twilio-events, bird, plivo) is registered with,
     /// query included, where it is not --url (a proxy in between, say): the
     /// source's public_url. Default: --url.
     #[arg(long, value_name = "URL")]
@@ -62,7 +62,8 @@ pub struct SignArgs {
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,
-    /// query included: twilio, twilio-events and bird sign it with the body.
+    /// query included: twilio, twilio-events and bird sign it with the body,
+    /// plivo without its query, with a nonce.
     #[arg(long)]
     url: Option<String>,
     /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256

@@ -250,13 +250,13 @@ fn acknowledge(ack: Ack, inserted: crate::event::Inserted) -> Response {
             let json = HeaderValue::from_static("application/json");
             ([(header::CONTENT_TYPE, json)], accepted_body(&inserted)).into_response()
         }
-        Ack::Twiml => twiml_ack(&inserted),
+        Ack::EmptyXml => empty_xml_ack(&inserted),
     }
 }
 
-/// An empty TwiML document: Twilio sends no reply to the message. What the
-/// JSON answer says is in headers.
-fn twiml_ack(inserted: &crate::event::Inserted) -> Response {
+/// An empty `<Response/>` document: Twilio (TwiML) and Plivo (Plivo XML)
+/// send no reply to the message. What the JSON answer says is in headers.
+fn empty_xml_ack(inserted: &crate::event::Inserted) -> Response {
     const EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
     let duplicate = if inserted.duplicate { "true" } else { "false" };
     let mut response = ([(header::CONTENT_TYPE, "text/xml")], EMPTY).into_response();

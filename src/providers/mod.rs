@@ -19,6 +19,7 @@ pub mod integify;
 pub mod msgine;
 pub mod notifly;
 pub mod payload;
+pub mod plivo;
 pub mod private_number;
 pub mod sinch;
 pub mod sinch_sms;
@@ -50,6 +51,7 @@ pub static ALL: &[&Provider] = &[
     &sinch_sms::PROVIDER,
     &bird::PROVIDER,
     &telesign::PROVIDER,
+    &plivo::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -64,8 +66,8 @@ pub struct Provider {
     /// HMAC-SHA1 of the URL and form parameters (Twilio), a `sig`
     /// parameter among the others (Vonage's SMS API), Basic credentials
     /// (Bandwidth), HMAC with a nonce and a timestamp (Sinch), HMAC of a
-    /// timestamp, the URL and the body's hash (Bird), or HMAC under a
-    /// base64 API key (Telesign).
+    /// timestamp, the URL and the body's hash (Bird), HMAC under a base64
+    /// API key (Telesign), or HMAC of the URL and a nonce (Plivo).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -126,6 +128,11 @@ pub enum Scheme {
     /// Base64 HMAC-SHA256 of the body under the base64-decoded API key,
     /// after `TSA <Customer ID>:` (`signature::telesign`).
     DecodedKeyHmac,
+    /// Base64 HMAC-SHA256 under a shared secret of the URL the webhook was
+    /// posted to (without its query) and a nonce header; the body is not
+    /// signed (`signature::plivo`). The body is form-encoded; the source
+    /// names its public URL.
+    NonceUrlHmac,
 }
 
 /// What a provider's webhook bodies are.
@@ -147,10 +154,11 @@ pub enum Format {
 pub enum Ack {
     /// `{"ok":true,"event_id":…,"duplicate":…}`.
     Json,
-    /// An empty TwiML `<Response/>` (Twilio reads the answer to an inbound
-    /// message as instructions); the event id and whether it was a
-    /// duplicate in the `Smshook-Event-Id` and `Smshook-Duplicate` headers.
-    Twiml,
+    /// An empty `<Response/>` XML document (Twilio reads the answer to an
+    /// inbound message as TwiML, Plivo as Plivo XML: instructions, here
+    /// none); the event id and whether it was a duplicate in the
+    /// `Smshook-Event-Id` and `Smshook-Duplicate` headers.
+    EmptyXml,
 }
 
 /// How much sooner than a provider's documented answer timeout a source
@@ -174,7 +182,10 @@ impl Provider {
     /// Whether its signature covers the URL, so a source names the URL the
     /// provider posts to (`public_url`).
     pub fn signs_url(&self) -> bool {
-        matches!(self.scheme, Scheme::SignedUrl | Scheme::UrlDigestHmac)
+        matches!(
+            self.scheme,
+            Scheme::SignedUrl | Scheme::UrlDigestHmac | Scheme::NonceUrlHmac
+        )
     }
 
     /// Whether a source checks its webhooks with the provider's public key
@@ -292,6 +303,10 @@ impl Provider {
                 crate::signature::sinch::sign(secret, body, &nonce, now).to_vec()
             }
             Scheme::UrlDigestHmac => crate::signature::bird::sign(secret, url, body, now).to_vec(),
+            Scheme::NonceUrlHmac => {
+                let nonce = format!("{:020}", rand::random::<u64>());
+                crate::signature::plivo::sign(secret, url, &nonce).to_vec()
+            }
             Scheme::DecodedKeyHmac => {
                 let value = crate::signature::telesign::sign(secret, body)?;
                 vec![
@@ -557,7 +572,7 @@ mod tests {
         for p in ALL {
             assert_eq!(find(p.name).map(|f| f.name), Some(p.name));
         }
-        assert!(find("plivo").is_none());
+        assert!(find("clicksend").is_none());
         assert_eq!(
             private_number::PROVIDER.secret_env_var(),
             "SMSHOOK_PRIVATE_NUMBER_SECRET"

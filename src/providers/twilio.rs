@@ -37,7 +37,7 @@ pub static PROVIDER: Provider = Provider {
     // Twilio publishes no address ranges for webhooks and asks that they be
     // checked by signature.
     addresses_change: true,
-    ack: Ack::Twiml,
+    ack: Ack::EmptyXml,
     format: Format::Form,
     normalize,
     sample,

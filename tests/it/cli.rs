@@ -548,14 +548,14 @@ fn bad_config_names_the_key() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[[sources]]\nname = \"x\"\nprovider = \"plivo\"\nsecrets = [\"s\"]\n",
+        "[[sources]]\nname = \"x\"\nprovider = \"clicksend\"\nsecrets = [\"s\"]\n",
     )
     .expect("write");
     let out = smshook(&["serve", "--config", &path.display().to_string()], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("sources[0]") && err.contains("provider") && err.contains("plivo"),
+        err.contains("sources[0]") && err.contains("provider") && err.contains("clicksend"),
         "{err}"
     );
 }
