@@ -1484,27 +1484,21 @@ async fn sinch_signs_the_body_with_a_nonce_and_a_timestamp(backend: Backend) {
     );
     // A retry comes with another nonce and time: the same event.
     let (_, again) = app.send_body(p, &body).await;
-    assert_eq!(
-        (&again["event_id"], &again["duplicate"]),
-        (&first["event_id"], &json!(true))
-    );
+    assert_duplicate_of(&again, &first);
 
     let signed = p
         .sign(&secret_for(p.name), &body, 1_700_000_000, "")
         .expect("signed");
-    let without = |name: &str| {
-        signed
-            .iter()
-            .filter(|(h, _)| *h != name)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
     let response = app
-        .post_with(p.name, &without("x-sinch-webhook-signature-nonce"), &body)
+        .post_with(
+            p.name,
+            &without(&signed, "x-sinch-webhook-signature-nonce"),
+            &body,
+        )
         .await;
     let message = refusal_message(response, 401).await;
     assert!(message.contains("nonce"), "{message}");
-    let mut md5 = without("x-sinch-webhook-signature-algorithm");
+    let mut md5 = without(&signed, "x-sinch-webhook-signature-algorithm");
     md5.push(("x-sinch-webhook-signature-algorithm", "HmacMD5".into()));
     let message = refusal_message(app.post_with(p.name, &md5, &body).await, 401).await;
     assert!(message.contains("HmacSHA256"), "{message}");
@@ -1544,10 +1538,7 @@ async fn sinch_sms_reports_each_recipients_status_and_batch_summaries(backend: B
         "delivery_report_sms"
     );
     let (_, again) = app.send_body(p, &summary).await;
-    assert_eq!(
-        (&again["event_id"], &again["duplicate"]),
-        (&first["event_id"], &json!(true))
-    );
+    assert_duplicate_of(&again, &first);
 
     let unsigned = app.post_with(p.name, &[], &summary).await;
     assert_eq!(unsigned.status(), 401);
@@ -1580,10 +1571,7 @@ async fn bird_signs_a_timestamp_its_url_and_the_bodys_hash(backend: Backend) {
         .sign(&secret, &body, 1_700_000_000, PUBLIC_URL)
         .expect("signed");
     let again = answer_json(app.post_with(p.name, &retry, &body).await).await;
-    assert_eq!(
-        (&again["event_id"], &again["duplicate"]),
-        (&first["event_id"], &json!(true))
-    );
+    assert_duplicate_of(&again, &first);
 
     let mut failed = (p.sample)("sms.outbound", &SampleIds::fresh());
     failed["payload"]["status"] = json!("delivery_failed");
@@ -1610,11 +1598,7 @@ async fn bird_signs_a_timestamp_its_url_and_the_bodys_hash(backend: Backend) {
         (&json!("message.failed"), &json!("15005"))
     );
 
-    let untimed: Vec<_> = retry
-        .iter()
-        .filter(|(name, _)| *name != "messagebird-request-timestamp")
-        .cloned()
-        .collect();
+    let untimed = without(&retry, "messagebird-request-timestamp");
     let message = refusal_message(app.post_with(p.name, &untimed, &body).await, 401).await;
     assert!(message.contains("timestamp"), "{message}");
     assert_eq!(app.events("source=bird").await.len(), 2);
@@ -1658,10 +1642,7 @@ async fn telesign_signs_with_its_api_key_and_reports_by_status_code(backend: Bac
         )
     );
     let (_, again) = app.send_body(p, &failed).await;
-    assert_eq!(
-        (&again["event_id"], &again["duplicate"]),
-        (&first["event_id"], &json!(true))
-    );
+    assert_duplicate_of(&again, &first);
 
     let signed = p.sign(&secret_for(p.name), &failed, 0, "").expect("signed");
     let changed = String::from_utf8(failed.clone())
@@ -1669,11 +1650,7 @@ async fn telesign_signs_with_its_api_key_and_reports_by_status_code(backend: Bac
         .replace("211", "200");
     let response = app.post_with(p.name, &signed, changed.as_bytes()).await;
     assert_eq!(response.status(), 401);
-    let unsigned: Vec<_> = signed
-        .iter()
-        .filter(|(name, _)| *name != "x-ts-authorization")
-        .cloned()
-        .collect();
+    let unsigned = without(&signed, "x-ts-authorization");
     let message = refusal_message(app.post_with(p.name, &unsigned, &failed).await, 401).await;
     assert!(message.contains("x-ts-authorization"), "{message}");
     assert_eq!(app.events("source=telesign").await.len(), 3);
@@ -1744,6 +1721,24 @@ async fn plivo_signs_its_url_and_a_nonce_under_either_accounts_token(backend: Ba
     assert!(message.contains("nonce"), "{message}");
     assert_eq!(app.events("source=plivo").await.len(), 2);
     app.stop().await;
+}
+
+/// `headers` without the one named `name`.
+fn without(headers: &[(&'static str, String)], name: &str) -> Vec<(&'static str, String)> {
+    headers
+        .iter()
+        .filter(|(h, _)| *h != name)
+        .cloned()
+        .collect()
+}
+
+/// `again` answers a retry of the event `first` answered.
+fn assert_duplicate_of(again: &Value, first: &Value) {
+    assert_eq!(
+        (&again["event_id"], &again["duplicate"]),
+        (&first["event_id"], &json!(true)),
+        "{again}"
+    );
 }
 
 /// The message of a refusal, once its status is checked.
