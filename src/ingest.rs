@@ -11,6 +11,7 @@ use crate::config::Source;
 use crate::event::{NewEvent, new_event_id};
 use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
+use crate::signature::public_url::PublicUrl;
 use crate::signature::{
     self, Params, SignatureError, basic, bird, ed25519, jwt, plivo, sinch, telesign, twilio,
     vonage_sms,
@@ -145,15 +146,19 @@ fn verify<'b>(
 
 /// Bird: the timestamp, the URL and the body's hash.
 fn bird_url(source: &Source, signed: Signed, body: &[u8]) -> Result<(), SignatureError> {
-    // Config refuses a source of this provider without a public URL.
-    let Some(url) = &source.public_url else {
-        return Err(SignatureError::Mismatch);
-    };
+    let url = public_url(source)?;
     let headers = bird::Headers {
         signature: signed.signature,
         timestamp: signed.timestamp,
     };
     bird::verify(headers, url, signed.query, body, &source.secrets)
+}
+
+/// The URL a source of a provider that signs its URL is posted to. Config
+/// refuses such a source without one; should one slip through, nothing
+/// verifies.
+fn public_url(source: &Source) -> Result<&PublicUrl, SignatureError> {
+    source.public_url.as_ref().ok_or(SignatureError::Mismatch)
 }
 
 /// Twilio: the URL and the form, or a JSON body's hash in the query (which
@@ -163,10 +168,7 @@ fn signed_url<'b>(
     signed: Signed<'b>,
     body: &'b [u8],
 ) -> Result<Option<Params<'b>>, SignatureError> {
-    // Config refuses a source of this provider without a public URL.
-    let Some(url) = &source.public_url else {
-        return Err(SignatureError::Mismatch);
-    };
+    let url = public_url(source)?;
     let batch = source.provider.format == Format::Batch;
     if batch
         && signature::present(signed.signature).is_ok()
@@ -188,10 +190,7 @@ fn plivo_url<'b>(
     signed: Signed,
     body: &'b [u8],
 ) -> Result<Option<Params<'b>>, SignatureError> {
-    // Config refuses a source of this provider without a public URL.
-    let Some(url) = &source.public_url else {
-        return Err(SignatureError::Mismatch);
-    };
+    let url = public_url(source)?;
     let headers = plivo::Headers {
         signature: signed.signature,
         main_account: signed.alternate,
