@@ -243,6 +243,41 @@ async fn send_signs_twilio_forms_for_the_public_url() {
     app.stop().await;
 }
 
+/// Bird and Plivo sign the URL they post to too: `send` signs for
+/// `--public-url`, and a webhook signed for `--url` alone is refused by a
+/// source behind a proxy.
+#[tokio::test]
+async fn send_signs_bird_and_plivo_for_the_public_url() {
+    let app = TestApp::on(Backend::Sqlite).await;
+    for (provider, event_type, answer) in [
+        ("bird", "sms.inbound", "\"duplicate\":false"),
+        ("plivo", "inbound", "<Response></Response>"),
+    ] {
+        let url = app.url(&format!("/webhooks/{provider}"));
+        let send = |extra: &[&str]| {
+            let args = ["send", provider, event_type, "--url", &url, "--secret"];
+            let args = args
+                .iter()
+                .map(|a| a.to_string())
+                .chain([secret_for(provider)])
+                .chain(extra.iter().map(|a| a.to_string()));
+            smshook_beside_server(args.collect())
+        };
+        let out = send(&["--public-url", PUBLIC_URL]).await;
+        assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+        assert!(stdout(&out).contains(answer), "{}", stdout(&out));
+        let unproxied = send(&[]).await;
+        assert!(
+            stdout(&unproxied).starts_with("401"),
+            "{provider}: signed for --url, not the public URL"
+        );
+        let events = app.events(&format!("source={provider}")).await;
+        assert_eq!(events.len(), 1, "{provider}");
+        assert_eq!(events[0]["type"], "message.received");
+    }
+    app.stop().await;
+}
+
 /// `send twilio-events` posts a batch of one CloudEvent, its hash in the
 /// query that is signed; `sign` says where to post what it signed.
 #[tokio::test]
@@ -792,42 +827,50 @@ async fn bench_floods_or_keeps_a_schedule_and_every_event_is_stored() {
     );
 }
 
-/// Bandwidth's Basic credentials are the same on every request: bench
-/// floods its source too, each request a batch of one distinct event.
+/// Bandwidth's Basic credentials are the same on every request, and
+/// Telesign's signature is the body's HMAC under its API key: bench floods
+/// their sources too, each request a distinct event (Bandwidth's a batch of
+/// one).
 #[tokio::test]
-async fn bench_floods_a_basic_credentials_source() {
+async fn bench_floods_basic_credentials_and_telesign_sources() {
     let app = TestApp::spawn().await;
-    let url = app.url("/webhooks/bandwidth");
-    let secret = secret_for("bandwidth");
-    let args = [
-        "bench",
-        "--url",
-        &url,
-        "--json",
-        "--secret",
-        &secret,
-        "--provider",
-        "bandwidth",
-        "--event-type",
-        "message-delivered",
-        "--requests",
-        "100",
-        "--concurrency",
-        "4",
-    ];
-    let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
-    assert_eq!(
-        (&run["accepted"], &run["errors"]),
-        (&json!(100), &json!(0)),
-        "{run}"
-    );
-    assert_eq!(app.events("source=bandwidth").await.len(), 100);
+    for (provider, event_type) in [
+        ("bandwidth", "message-delivered"),
+        ("telesign", "delivery_report"),
+    ] {
+        let url = app.url(&format!("/webhooks/{provider}"));
+        let secret = secret_for(provider);
+        let args = [
+            "bench",
+            "--url",
+            &url,
+            "--json",
+            "--secret",
+            &secret,
+            "--provider",
+            provider,
+            "--event-type",
+            event_type,
+            "--requests",
+            "100",
+            "--concurrency",
+            "4",
+        ];
+        let out = smshook_beside_server(args.iter().map(|a| a.to_string()).collect()).await;
+        assert!(
+            out.status.success(),
+            "{provider}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+        assert_eq!(
+            (&run["accepted"], &run["errors"]),
+            (&json!(100), &json!(0)),
+            "{provider}: {run}"
+        );
+        let stored = app.events(&format!("source={provider}")).await;
+        assert_eq!(stored.len(), 100, "{provider}");
+    }
 }
 
 #[test]
