@@ -124,7 +124,7 @@ fn status_type(status: &str) -> Option<&'static str> {
 }
 
 fn sample(event_type: &str, ids: &SampleIds) -> Value {
-    let id = uuid(&ids.message_id[4..]);
+    let id = ids.message_uuid();
     let us =
         json!({"id": "0f39e2b3-8f44-4ba0-9e0b-5d1dc8c0f4a2", "identifierValue": "+3197010250010"});
     let them = json!({"id": "5cd1e9e1-2d53-4f8a-9a47-f87b9a5e6c11", "identifierKey": "phonenumber",
@@ -152,20 +152,6 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
     json!({"service": "channels", "event": event_type, "payload": message})
 }
 
-/// A ULID's 128 bits written as a UUID, the form of Bird's ids.
-fn uuid(ulid: &str) -> String {
-    let bits = ulid::Ulid::from_string(ulid).map_or(0, |u| u.0);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +164,7 @@ mod tests {
     fn an_inbound_message_is_received_from_its_contact() {
         let ids = SampleIds::fresh();
         let n = norm(sample("sms.inbound", &ids));
-        let id = uuid(&ids.message_id[4..]);
+        let id = ids.message_uuid();
         assert_eq!(n.dedupe_key.as_deref(), Some(id.as_str()));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
@@ -256,11 +242,5 @@ mod tests {
         assert_eq!(bare.fields.event_type, "sms.inbound");
         assert_eq!(bare.dedupe_key, None);
         assert_eq!(norm(json!({})).fields.event_type, "unknown");
-    }
-
-    #[test]
-    fn sample_ids_are_written_as_uuids() {
-        let id = uuid("01ARZ3NDEKTSV4RRFFQ69G5FAV");
-        assert_eq!(id, "01563e3a-b5d3-d676-4c61-efb99302bd5b");
     }
 }

@@ -432,6 +432,22 @@ pub struct SampleIds {
 }
 
 impl SampleIds {
+    /// The message id's ULID written as a UUID, the form of Bird's and
+    /// Plivo's ids.
+    pub fn message_uuid(&self) -> String {
+        let ulid = self.message_id.trim_start_matches("msg_");
+        let bits = ulid::Ulid::from_string(ulid).map_or(0, |u| u.0);
+        let hex = format!("{bits:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    }
+
     pub fn fresh() -> Self {
         let ulid = ulid::Ulid::generate();
         Self {
@@ -601,6 +617,15 @@ mod tests {
             .expect_err("a password alone");
         assert!(e.contains("user:password"), "{e}");
         assert_eq!(p.secret_env_var(), "SMSHOOK_BANDWIDTH_SECRET");
+    }
+
+    #[test]
+    fn sample_uuids_are_the_message_ids_ulid() {
+        let ids = SampleIds {
+            message_id: "msg_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            ..SampleIds::fresh()
+        };
+        assert_eq!(ids.message_uuid(), "01563e3a-b5d3-d676-4c61-efb99302bd5b");
     }
 
     #[test]

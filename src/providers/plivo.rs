@@ -90,7 +90,7 @@ fn occurred(p: &Object) -> Option<String> {
 
 /// A sample as Plivo sends it: every value a string (it is a form).
 fn sample(event_type: &str, ids: &SampleIds) -> Value {
-    let uuid = format!("{}-plivo", &ids.message_id[4..]).to_lowercase();
+    let uuid = ids.message_uuid();
     if event_type == INBOUND {
         return json!({
             "From": "14155550123", "To": "14155550100", "Type": "sms",
@@ -122,7 +122,7 @@ mod tests {
     fn an_inbound_message_is_received() {
         let ids = SampleIds::fresh();
         let n = norm(sample(INBOUND, &ids));
-        let uuid = format!("{}-plivo", &ids.message_id[4..]).to_lowercase();
+        let uuid = ids.message_uuid();
         assert_eq!(n.dedupe_key.as_deref(), Some(uuid.as_str()));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
