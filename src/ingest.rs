@@ -127,15 +127,16 @@ fn verify<'b>(
         Scheme::SignedUrl => signed_url(source, signed, body),
         Scheme::SignedParams => signed_params(signed.query, body, &source.secrets),
         Scheme::Basic => basic::verify(signed.signature, &source.secrets).map(|()| None),
-        Scheme::NonceHmac => {
-            let headers = sinch::Headers {
-                signature: signed.signature,
-                nonce: signed.nonce,
-                timestamp: signed.timestamp,
-                algorithm: signed.algorithm,
-            };
-            sinch::verify(headers, body, &source.secrets).map(|()| None)
+        Scheme::NonceHmac => sinch_hmac(signed.signature, signed, body, source).map(|()| None),
+        // Sinch's HMAC headers win; without them, Basic credentials.
+        Scheme::BasicOrNonceHmac => match signed.alternate {
+            Some(hmac) => sinch_hmac(Some(hmac), signed, body, source),
+            None => basic::verify(signed.signature, &source.secrets).map_err(|e| match e {
+                SignatureError::MissingCredentials => SignatureError::MissingCredentialsOrHmac,
+                other => other,
+            }),
         }
+        .map(|()| None),
         Scheme::UrlDigestHmac => bird_url(source, signed, body).map(|()| None),
         Scheme::DecodedKeyHmac => {
             telesign::verify(signed.signature, body, &source.secrets).map(|()| None)
@@ -152,6 +153,22 @@ fn bird_url(source: &Source, signed: Signed, body: &[u8]) -> Result<(), Signatur
         timestamp: signed.timestamp,
     };
     bird::verify(headers, url, signed.query, body, &source.secrets)
+}
+
+/// Sinch: `signature` over the body, the nonce and the timestamp.
+fn sinch_hmac(
+    signature: Option<&[u8]>,
+    signed: Signed,
+    body: &[u8],
+    source: &Source,
+) -> Result<(), SignatureError> {
+    let headers = sinch::Headers {
+        signature,
+        nonce: signed.nonce,
+        timestamp: signed.timestamp,
+        algorithm: signed.algorithm,
+    };
+    sinch::verify(headers, body, &source.secrets)
 }
 
 /// The URL a source of a provider that signs its URL is posted to. Config
@@ -243,7 +260,8 @@ pub struct Signed<'a> {
     pub algorithm: Option<&'a [u8]>,
     /// The nonce a provider signs with the body (Sinch) or the URL (Plivo).
     pub nonce: Option<&'a [u8]>,
-    /// A second signature, under another secret (Plivo's main account's).
+    /// A second signature: under another secret (Plivo's main account's),
+    /// or by another scheme (Sinch's SMS API's HMAC, beside Basic).
     pub alternate: Option<&'a [u8]>,
 }
 
@@ -266,23 +284,24 @@ impl<'a> Signed<'a> {
             signature: get(provider.signature_header),
             timestamp: match provider.scheme {
                 Scheme::Ed25519 { timestamp_header } => get(timestamp_header),
-                Scheme::NonceHmac => get(sinch::TIMESTAMP_HEADER),
+                Scheme::NonceHmac | Scheme::BasicOrNonceHmac => get(sinch::TIMESTAMP_HEADER),
                 Scheme::UrlDigestHmac => get(bird::TIMESTAMP_HEADER),
                 _ => None,
             },
             query: None,
             algorithm: match provider.scheme {
                 Scheme::SignedUrl => get(twilio::SETTINGS_HEADER),
-                Scheme::NonceHmac => get(sinch::ALGORITHM_HEADER),
+                Scheme::NonceHmac | Scheme::BasicOrNonceHmac => get(sinch::ALGORITHM_HEADER),
                 _ => None,
             },
             nonce: match provider.scheme {
-                Scheme::NonceHmac => get(sinch::NONCE_HEADER),
+                Scheme::NonceHmac | Scheme::BasicOrNonceHmac => get(sinch::NONCE_HEADER),
                 Scheme::NonceUrlHmac => get(plivo::NONCE_HEADER),
                 _ => None,
             },
             alternate: match provider.scheme {
                 Scheme::NonceUrlHmac => get(plivo::MAIN_ACCOUNT_HEADER),
+                Scheme::BasicOrNonceHmac => get(sinch::SIGNATURE_HEADER),
                 _ => None,
             },
         }

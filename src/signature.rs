@@ -137,6 +137,10 @@ pub enum SignatureError {
     #[error("the Authorization header is not Basic credentials")]
     MalformedBasic,
     #[error(
+        "neither Basic credentials (Authorization) nor Sinch's HMAC (x-sinch-webhook-signature) came: ask Sinch for either on the service plan's callbacks, and give the source its credentials (user:password) or HMAC secret"
+    )]
+    MissingCredentialsOrHmac,
+    #[error(
         "the x-sinch-webhook-signature-nonce or -timestamp header is missing; Sinch signs with both"
     )]
     MissingNonce,

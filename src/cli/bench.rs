@@ -152,8 +152,11 @@ impl Plan {
             provider,
             template,
             secret: Secret::new(args.secret.clone()),
-            credentials: (provider.scheme == providers::Scheme::Basic)
-                .then(|| crate::signature::basic::header_value(&args.secret)),
+            credentials: matches!(
+                provider.scheme,
+                providers::Scheme::Basic | providers::Scheme::BasicOrNonceHmac
+            )
+            .then(|| crate::signature::basic::header_value(&args.secret)),
             targets,
             tls,
             requests: args.requests,
@@ -171,7 +174,10 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         .with_context(|| format!("unknown provider {:?}", args.provider))?;
     if !matches!(
         provider.scheme,
-        providers::Scheme::Hmac | providers::Scheme::Basic | providers::Scheme::DecodedKeyHmac
+        providers::Scheme::Hmac
+            | providers::Scheme::Basic
+            | providers::Scheme::BasicOrNonceHmac
+            | providers::Scheme::DecodedKeyHmac
     ) {
         // Each request would need its own Ed25519 signature or JWT, made
         // at send time: the load generator would measure itself.

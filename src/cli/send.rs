@@ -25,9 +25,10 @@ pub struct SendArgs {
     #[arg(long)]
     url: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
-    /// for twilio, twilio-events and plivo, the Auth Token; for bandwidth and
-    /// sinch-sms, the callback credentials as user:password; for telesign,
-    /// the API key, base64).
+    /// for twilio, twilio-events and plivo, the Auth Token; for bandwidth,
+    /// the callback credentials as user:password; for sinch-sms, those
+    /// credentials, or else the HMAC secret; for telesign, the API key,
+    /// base64).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL a provider that signs its URL (twilio, twilio-events, bird, plivo) is registered with,
@@ -57,8 +58,9 @@ pub struct SendArgs {
 pub struct SignArgs {
     provider: String,
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
-    /// for bandwidth and sinch-sms, the callback credentials as user:password;
-    /// for telesign, the API key, base64).
+    /// for bandwidth, the callback credentials as user:password; for
+    /// sinch-sms, those credentials, or else the HMAC secret; for telesign,
+    /// the API key, base64).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,

@@ -493,7 +493,10 @@ fn answer(error: &IngestError, message: &str) -> Response {
     }
     // A sender that sends its Basic credentials only when asked is asked.
     if let IngestError::InvalidSignature {
-        cause: SignatureError::MissingCredentials | SignatureError::MalformedBasic,
+        cause:
+            SignatureError::MissingCredentials
+            | SignatureError::MissingCredentialsOrHmac
+            | SignatureError::MalformedBasic,
         ..
     } = error
     {

@@ -121,6 +121,11 @@ pub enum Scheme {
     /// timestamp, each in a header of its own, by the algorithm a fourth
     /// names (`signature::sinch`).
     NonceHmac,
+    /// HTTP Basic credentials in `signature_header`, or, from a sender that
+    /// signs (Sinch's SMS API, once Sinch enables HMAC for the service
+    /// plan), the [`Scheme::NonceHmac`] headers, which win when present. A
+    /// source's secrets are credentials (`user:password`) or HMAC secrets.
+    BasicOrNonceHmac,
     /// Base64 HMAC-SHA256 under a shared secret of a timestamp header, the
     /// URL the webhook was posted to and the body's SHA-256, joined by
     /// newlines (`signature::bird`). The source names its public URL.
@@ -298,7 +303,12 @@ impl Provider {
                 let credentials = crate::signature::basic::header_value(secret);
                 vec![(self.signature_header, credentials)]
             }
-            Scheme::NonceHmac => {
+            // Credentials are `user:password`; anything else is an HMAC secret.
+            Scheme::BasicOrNonceHmac if crate::signature::basic::is_credentials(secret) => {
+                let credentials = crate::signature::basic::header_value(secret);
+                vec![(self.signature_header, credentials)]
+            }
+            Scheme::NonceHmac | Scheme::BasicOrNonceHmac => {
                 let nonce = ulid::Ulid::generate().to_string();
                 crate::signature::sinch::sign(secret, body, &nonce, now).to_vec()
             }
@@ -411,7 +421,7 @@ pub fn signing_in<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<&'sta
     ALL.iter().copied().find(|p| {
         header(p.signature_header).is_some_and(|value| match p.scheme {
             Scheme::Jwt => crate::signature::credentials(value, "bearer").is_some(),
-            Scheme::Basic => false,
+            Scheme::Basic | Scheme::BasicOrNonceHmac => false,
             _ => true,
         })
     })

@@ -3,7 +3,9 @@
 //! a recipient's delivery report (`recipient_delivery_report_sms`) or a
 //! batch's summary (`delivery_report_sms`). The SMS API signs nothing by
 //! default; Sinch's account manager sets HTTP Basic credentials on a
-//! service plan's callbacks, which a source checks (`signature::basic`).
+//! service plan's callbacks (`signature::basic`), or enables HMAC for it,
+//! signed as the Conversation API signs (`signature::sinch`; Sinch's SDKs
+//! check SMS callbacks with the same function). A source takes either.
 
 use serde_json::{Value, json};
 
@@ -15,7 +17,7 @@ pub static PROVIDER: Provider = Provider {
     name: "sinch-sms",
     signature_header: "authorization",
     signature_prefix: "",
-    scheme: Scheme::Basic,
+    scheme: Scheme::BasicOrNonceHmac,
     // A batch's summary (`delivery_report_sms`) is normalized too, keyed by
     // its body; `send` makes the two that carry an event of their own.
     event_types: &["mo_text", "recipient_delivery_report_sms"],

@@ -318,7 +318,10 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
             continue;
         }
         assert_eq!(missing.status(), 401, "{} missing header", p.name);
-        if p.scheme == providers::Scheme::Basic {
+        if matches!(
+            p.scheme,
+            providers::Scheme::Basic | providers::Scheme::BasicOrNonceHmac
+        ) {
             // Asked for, as HTTP asks for credentials.
             assert_eq!(
                 missing.headers()["www-authenticate"],
@@ -329,6 +332,9 @@ async fn bad_signatures_are_401_for_every_provider(backend: Backend) {
         let expected = match p.scheme {
             providers::Scheme::Basic => {
                 smshook::signature::SignatureError::MissingCredentials.to_string()
+            }
+            providers::Scheme::BasicOrNonceHmac => {
+                smshook::signature::SignatureError::MissingCredentialsOrHmac.to_string()
             }
             _ => "the signature header is missing".into(),
         };
@@ -1511,9 +1517,9 @@ async fn sinch_signs_the_body_with_a_nonce_and_a_timestamp(backend: Backend) {
     app.stop().await;
 }
 
-/// Sinch's SMS API, with the Basic credentials Sinch sets on callbacks:
-/// a recipient's failure carries its code, a batch's summary is kept and a
-/// retry of it is one.
+/// Sinch's SMS API, with the Basic credentials or the HMAC Sinch sets on
+/// callbacks: a recipient's failure carries its code, a batch's summary is
+/// kept and a retry of it, however authenticated, is one.
 async fn sinch_sms_reports_each_recipients_status_and_batch_summaries(backend: Backend) {
     let app = TestApp::on(backend).await;
     let p = provider("sinch-sms");
@@ -1537,12 +1543,32 @@ async fn sinch_sms_reports_each_recipients_status_and_batch_summaries(backend: B
         app.event_answered(&first).await["type"],
         "delivery_report_sms"
     );
-    let (_, again) = app.send_body(p, &summary).await;
+    // Signed with Sinch's HMAC (the test's secret is no user:password),
+    // then sent again with Basic credentials: the same event either way.
+    let signed = p
+        .sign(&secret_for(p.name), &summary, 0, "")
+        .expect("signed");
+    assert!(
+        signed
+            .iter()
+            .any(|(h, _)| *h == "x-sinch-webhook-signature")
+    );
+    let again = answer_json(app.post_with(p.name, &signed, &summary).await).await;
     assert_duplicate_of(&again, &first);
+    let credentials = smshook::signature::basic::header_value(&secret_for(p.name));
+    let basic = [("authorization", credentials)];
+    let again = answer_json(app.post_with(p.name, &basic, &summary).await).await;
+    assert_duplicate_of(&again, &first);
+    let changed = String::from_utf8(summary.clone())
+        .expect("utf-8")
+        .replace("delivery_report_sms", "delivery_report_mms");
+    let response = app.post_with(p.name, &signed, changed.as_bytes()).await;
+    assert_eq!(response.status(), 401, "the HMAC binds the body");
 
     let unsigned = app.post_with(p.name, &[], &summary).await;
-    assert_eq!(unsigned.status(), 401);
     assert!(unsigned.headers().contains_key("www-authenticate"));
+    let message = refusal_message(unsigned, 401).await;
+    assert!(message.contains("x-sinch-webhook-signature"), "{message}");
     assert_eq!(app.events("source=sinch-sms").await.len(), 2);
     app.stop().await;
 }
