@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 mod backup;
 mod bench;
 mod check;
+mod providers;
 mod query;
 mod send;
 mod serve;
@@ -65,6 +66,10 @@ enum Command {
     Sign(send::SignArgs),
     /// Print a fresh Ed25519 key pair for trying a Telnyx source with `send`.
     Keypair,
+    /// List the providers: what each signs, what its source takes as a
+    /// secret (and from which variable without a config file), and the
+    /// samples `send` makes.
+    Providers(providers::ProvidersArgs),
     /// Flood a server with distinct signed events and print throughput and latency.
     Bench(bench::BenchArgs),
     /// Print a completion script for a shell, e.g. `smshook completions bash
@@ -101,11 +106,35 @@ impl ConfigArgs {
     }
 }
 
+/// `smshook events | head`: once the reader goes, printing fails, and
+/// `println!` (or clap's completion writer) panics with a backtrace. A command whose output nobody reads
+/// any more has nothing left to do: it exits 0, as `cat` would (Rust
+/// ignores SIGPIPE, which would end it quietly). Any other panic is
+/// reported as before. Not for `serve`, whose output is its logs.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 /// Parses the arguments, runs the command, and turns an error into exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     no_transparent_huge_pages();
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_stdout();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -193,6 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", crate::config::DEFAULT_TOML);
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Providers(args) => return providers::providers(&args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "smshook", &mut std::io::stdout());
@@ -218,7 +248,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Sign(args) => send::sign(&args),
             Command::Keypair => send::keypair(),
             Command::Bench(args) => bench::bench(&args).await,
-            Command::Config | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+            Command::Config | Command::Completions { .. } | Command::Providers(_) => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }

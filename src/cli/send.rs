@@ -249,7 +249,7 @@ pub fn keypair() -> Result<ExitCode> {
 }
 
 /// `x-integify-signature` → `X-Integify-Signature`, as documented.
-fn header_name(lower: &str) -> String {
+pub(super) fn header_name(lower: &str) -> String {
     let special = [
         ("textus", "TextUs"),
         ("msgine", "MsGine"),

@@ -140,6 +140,43 @@ pub enum Scheme {
     NonceUrlHmac,
 }
 
+impl Scheme {
+    /// What a provider signing so signs, in a few words (`smshook providers`).
+    pub fn signs(self) -> &'static str {
+        match self {
+            Self::Hmac => "HMAC-SHA256 of the body",
+            Self::Ed25519 { .. } => "Ed25519 over a timestamp and the body",
+            Self::Jwt => "an HS256 JWT carrying the body's SHA-256",
+            Self::SignedUrl => "HMAC of its URL and the form parameters",
+            Self::SignedParams => "a signature among its parameters, over the others",
+            Self::Basic => "nothing: Basic credentials, the same on every webhook",
+            Self::NonceHmac => "HMAC of the body, a nonce and a timestamp",
+            Self::BasicOrNonceHmac => {
+                "HMAC of the body, a nonce and a timestamp, or nothing (Basic credentials)"
+            }
+            Self::UrlDigestHmac => "HMAC of a timestamp, its URL and the body's SHA-256",
+            Self::DecodedKeyHmac => "HMAC-SHA256 of the body under a base64 API key",
+            Self::NonceUrlHmac => "HMAC of its URL and a nonce, not the body",
+        }
+    }
+
+    /// What a source of such a provider takes as a secret.
+    pub fn secret(self) -> &'static str {
+        match self {
+            Self::Hmac => "the webhook secret",
+            Self::Ed25519 { .. } => "the account's public key, base64",
+            Self::Jwt | Self::SignedParams => "the account's signature secret",
+            Self::SignedUrl => "the Auth Token, or a SharedKey's secret",
+            Self::Basic => "the callback credentials, user:password",
+            Self::NonceHmac => "the webhook's secret",
+            Self::BasicOrNonceHmac => "the HMAC secret, or the credentials as user:password",
+            Self::UrlDigestHmac => "the webhook subscription's signing key",
+            Self::DecodedKeyHmac => "the API key, base64",
+            Self::NonceUrlHmac => "the Auth Token (the account's, or the main account's)",
+        }
+    }
+}
+
 /// What a provider's webhook bodies are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

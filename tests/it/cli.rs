@@ -1,6 +1,6 @@
-//! The `smshook` binary's helper commands: `config`, `check`, `sign`,
-//! `send`, `events`, `requests`, `stats`, `replay`, `bench`, `backup` and
-//! `completions`.
+//! The `smshook` binary's helper commands: `config`, `check`, `providers`,
+//! `sign`, `send`, `events`, `requests`, `stats`, `replay`, `bench`,
+//! `backup` and `completions`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -74,6 +74,47 @@ fn config_prints_the_commented_default() {
     let text = stdout(&out);
     assert!(text.contains("ack_deadline = \"4s\"") && text.contains("# [[sources]]"));
     toml::from_str::<toml::Table>(&text).expect("the printed config is valid TOML");
+}
+
+/// `providers` lists every provider with what its source takes; `--json`
+/// says the same as data.
+#[test]
+fn providers_says_what_each_source_takes() {
+    let out = smshook(&["providers"], None);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for p in smshook::providers::ALL {
+        assert!(text.contains(&format!("{}\n  signs", p.name)), "{}", p.name);
+        assert!(text.contains(&p.secret_env_var()), "{}", p.name);
+    }
+    assert!(text.contains("SMSHOOK_PLIVO_PUBLIC_URL"));
+    let out = smshook(&["providers", "--json"], None);
+    let all: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("a JSON array");
+    assert_eq!(all.len(), smshook::providers::ALL.len());
+    let telesign = all
+        .iter()
+        .find(|p| p["name"] == "telesign")
+        .expect("telesign");
+    assert_eq!(telesign["secret"], "the API key, base64");
+    assert_eq!(telesign["answer_timeout_secs"], 5.0);
+}
+
+/// A reader that stops early (`| head`) ends a command quietly, status 0,
+/// not with a panic's backtrace.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    for args in [&["completions", "bash"][..], &["providers"]] {
+        let mut child = command(args).spawn().expect("run smshook");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        out.read_line(&mut first).expect("a line");
+        drop(out);
+        let done = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert!(done.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
