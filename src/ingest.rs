@@ -200,11 +200,11 @@ fn signed_url<'b>(
     twilio::verify(headers, url, signed.query, body, &source.secrets)
 }
 
-/// Plivo: the URL and the nonce. The body, a form, is not signed; its
-/// parameters are what is stored.
+/// Plivo: the URL and the nonce. The parameters, a POST's form or a GET's
+/// query, are not signed; they are what is stored.
 fn plivo_url<'b>(
     source: &Source,
-    signed: Signed,
+    signed: Signed<'b>,
     body: &'b [u8],
 ) -> Result<Option<Params<'b>>, SignatureError> {
     let url = public_url(source)?;
@@ -214,7 +214,11 @@ fn plivo_url<'b>(
         nonce: signed.nonce,
     };
     plivo::verify(headers, url, &source.secrets)?;
-    Ok(Some(form_urlencoded::parse(body).collect()))
+    let form = match (body, signed.query) {
+        (b"", Some(query)) => query.as_bytes(),
+        _ => body,
+    };
+    Ok(Some(form_urlencoded::parse(form).collect()))
 }
 
 /// Vonage's SMS API: the `sig` among the parameters. A JSON body is stored

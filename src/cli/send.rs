@@ -43,8 +43,9 @@ pub struct SendArgs {
     /// self-signed server's own; without it, the system's roots.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// Send a GET, signed in the query, as Vonage's SMS API does unless its
-    /// dashboard says otherwise (vonage-sms only).
+    /// Send a GET, its parameters in the query: as Vonage's SMS API does
+    /// unless its dashboard says otherwise (signed in the query), or Plivo
+    /// where a callback's method is GET (vonage-sms, plivo).
     #[arg(long)]
     get: bool,
     /// Sign as a Twilio Webhook Rule does with a SharedKey: HMAC-SHA256
@@ -144,8 +145,9 @@ fn post_request(
     Ok(request.body(body))
 }
 
-/// `body`'s parameters, signed, as the query of a GET to `--url` (a
-/// provider that signs its parameters: Vonage's SMS API).
+/// `body`'s parameters as the query of a GET to `--url`: signed among them
+/// (Vonage's SMS API), or beside them in headers (Plivo, which signs the
+/// URL without its query).
 fn get_request(
     args: &SendArgs,
     provider: &Provider,
@@ -162,7 +164,15 @@ fn get_request(
     let query = String::from_utf8_lossy(&query);
     let joiner = if args.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{joiner}{query}", args.url);
-    Ok(client(args.ca.as_deref())?.get(url))
+    let mut request = client(args.ca.as_deref())?.get(url);
+    if !provider.signs_in_body() {
+        let signed_for = args.public_url.as_ref().unwrap_or(&args.url);
+        let key = (args.secret.as_str(), args.shared_key.as_deref());
+        for (name, value) in signed(provider, key, b"", Some(signed_for))? {
+            request = request.header(name, value);
+        }
+    }
+    Ok(request)
 }
 
 /// An HTTP client trusting the system's roots, or `ca`'s certificates: the

@@ -242,10 +242,11 @@ impl Provider {
         self.scheme == Scheme::SignedParams
     }
 
-    /// Whether its webhooks may come as `GET`, signed in the query: those
-    /// of a provider that signs its parameters.
+    /// Whether its webhooks may come as `GET`, their parameters in the
+    /// query: those of a provider that signs its parameters (Vonage's SMS
+    /// API), or that signs none of them (Plivo: its URL and a nonce).
     pub fn takes_get(&self) -> bool {
-        self.signs_in_body()
+        self.signs_in_body() || self.scheme == Scheme::NonceUrlHmac
     }
 
     /// Its source's `public_url` without a config file, e.g.

@@ -286,7 +286,7 @@ async fn send_signs_twilio_forms_for_the_public_url() {
 
 /// Bird and Plivo sign the URL they post to too: `send` signs for
 /// `--public-url`, and a webhook signed for `--url` alone is refused by a
-/// source behind a proxy.
+/// source behind a proxy; `--get` sends Plivo's parameters in the query.
 #[tokio::test]
 async fn send_signs_bird_and_plivo_for_the_public_url() {
     let app = TestApp::on(Backend::Sqlite).await;
@@ -316,6 +316,30 @@ async fn send_signs_bird_and_plivo_for_the_public_url() {
         assert_eq!(events.len(), 1, "{provider}");
         assert_eq!(events[0]["type"], "message.received");
     }
+    // Plivo's callbacks may come by GET: --get puts the form in the query.
+    let url = app.url("/webhooks/plivo");
+    let args = [
+        "send",
+        "plivo",
+        "delivered",
+        "--get",
+        "--url",
+        &url,
+        "--public-url",
+    ];
+    let args = args.iter().map(|a| a.to_string()).chain([
+        PUBLIC_URL.to_string(),
+        "--secret".into(),
+        secret_for("plivo"),
+    ]);
+    let out = smshook_beside_server(args.collect()).await;
+    assert!(stdout(&out).starts_with("200 OK"), "{}", stdout(&out));
+    assert_eq!(
+        app.events("source=plivo&type=message.delivered")
+            .await
+            .len(),
+        1
+    );
     app.stop().await;
 }
 

@@ -1681,7 +1681,8 @@ async fn telesign_signs_with_its_api_key_and_reports_by_status_code(backend: Bac
 /// under the number's account's token (V2) and the main account's (Ma-V2):
 /// either verifies. An inbound message is answered with an empty Plivo XML
 /// document and stored as its form's parameters; a status callback is an
-/// event of its own; a nonce that was not signed, or none, is refused.
+/// event of its own, by POST or GET; a nonce that was not signed, or none,
+/// is refused.
 async fn plivo_signs_its_url_and_a_nonce_under_either_accounts_token(backend: Backend) {
     let app = TestApp::on(backend).await;
     let p = provider("plivo");
@@ -1732,6 +1733,28 @@ async fn plivo_signs_its_url_and_a_nonce_under_either_accounts_token(backend: Ba
         (&json!("message.failed"), &json!("30"))
     );
 
+    // A callback whose method is GET: its parameters in the query, which
+    // (like a POST's form) V2 leaves unsigned.
+    let [(_, sig), (_, nonce)] =
+        smshook::signature::plivo::sign(&secret_for(p.name), PUBLIC_URL, "7");
+    let query = String::from_utf8(sample_bytes(p, "delivered")).expect("a form");
+    let response = app
+        .client
+        .get(app.url(&format!("/webhooks/{}?{query}", p.name)))
+        .header("x-plivo-signature-v2", sig)
+        .header("x-plivo-signature-v2-nonce", nonce)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["smshook-event-id"].to_str().expect("id");
+    let (_, event) = app.api(&format!("/api/events/{id}")).await;
+    assert_eq!(event["type"], "message.delivered");
+    assert_eq!(
+        event["payload"]["Status"], "delivered",
+        "the query, as JSON"
+    );
+
     let mut replayed = headers.clone();
     replayed[3].1 = "05429567804466091623".into();
     let message = refusal_message(app.post_with(p.name, &replayed, &failed).await, 401).await;
@@ -1739,7 +1762,7 @@ async fn plivo_signs_its_url_and_a_nonce_under_either_accounts_token(backend: Ba
     replayed.truncate(3);
     let message = refusal_message(app.post_with(p.name, &replayed, &failed).await, 401).await;
     assert!(message.contains("nonce"), "{message}");
-    assert_eq!(app.events("source=plivo").await.len(), 2);
+    assert_eq!(app.events("source=plivo").await.len(), 3);
     app.stop().await;
 }
 
