@@ -126,14 +126,10 @@ fn description(event_type: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received_from_its_sender() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("message-received", &ids));
+        let n = PROVIDER.norm(sample("message-received", &ids));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
         assert_eq!(f.from.as_deref(), Some("+14155550101"));
@@ -153,24 +149,27 @@ mod tests {
     #[test]
     fn receipts_say_what_became_of_a_message_per_recipient() {
         let ids = SampleIds::fresh();
-        let failed = norm(sample("message-failed", &ids));
+        let failed = PROVIDER.norm(sample("message-failed", &ids));
         assert_eq!(failed.fields.event_type, "message.failed");
         assert_eq!(failed.fields.error_code.as_deref(), Some("4720"));
         assert_eq!(
             failed.fields.error_reason.as_deref(),
             Some("rejected-carrier-invalid-destination-address")
         );
-        let delivered = norm(sample("message-delivered", &ids));
+        let delivered = PROVIDER.norm(sample("message-delivered", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_eq!(delivered.fields.error_reason, None);
         assert_ne!(delivered.dedupe_key, failed.dedupe_key);
         assert_eq!(
-            norm(sample("message-sending", &ids)).fields.event_type,
+            PROVIDER
+                .norm(sample("message-sending", &ids))
+                .fields
+                .event_type,
             "message-sending"
         );
         // A group message's receipt for another recipient is its own event.
         let mut other = sample("message-delivered", &ids);
         other["to"] = json!("+14155550102");
-        assert_ne!(norm(other).dedupe_key, delivered.dedupe_key);
+        assert_ne!(PROVIDER.norm(other).dedupe_key, delivered.dedupe_key);
     }
 }

@@ -156,14 +156,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received_from_its_contact() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("sms.inbound", &ids));
+        let n = PROVIDER.norm(sample("sms.inbound", &ids));
         let id = ids.message_uuid();
         assert_eq!(n.dedupe_key.as_deref(), Some(id.as_str()));
         let f = n.fields;
@@ -183,7 +179,7 @@ mod tests {
     fn an_inbound_stop_opts_the_number_out() {
         let mut v = sample("sms.inbound", &SampleIds::fresh());
         v["payload"]["body"]["text"]["text"] = json!("STOP");
-        let n = norm(v);
+        let n = PROVIDER.norm(v);
         assert_eq!(crate::optout::classify(&n.fields, n.consent), Some(true));
     }
 
@@ -193,7 +189,7 @@ mod tests {
         let outbound = |status: &str| {
             let mut v = sample("sms.outbound", &ids);
             v["payload"]["status"] = json!(status);
-            norm(v)
+            PROVIDER.norm(v)
         };
         let delivered = outbound("delivered");
         assert_eq!(delivered.fields.event_type, "message.delivered");
@@ -221,7 +217,7 @@ mod tests {
         v["payload"]["details"] = json!("unknown_subscriber");
         v["payload"]["failure"] =
             json!({"code": 15005, "source": {"name": "sms-messagebird", "code": "1"}});
-        let f = norm(v).fields;
+        let f = PROVIDER.norm(v).fields;
         assert_eq!(f.event_type, "message.failed");
         assert_eq!(f.status.as_deref(), Some("delivery_failed"));
         assert_eq!(f.error_code.as_deref(), Some("15005"));
@@ -233,14 +229,15 @@ mod tests {
 
     #[test]
     fn other_events_keep_their_names_and_are_keyed_by_body() {
-        let n = norm(json!({"service": "channels", "event": "sms.interaction",
+        let n = PROVIDER.norm(json!({"service": "channels", "event": "sms.interaction",
                             "payload": {"id": "i1", "messageId": "m1", "type": "opened"}}));
         assert_eq!(n.fields.event_type, "sms.interaction");
         assert_eq!(n.fields.message_id.as_deref(), Some("m1"));
         assert_eq!(n.dedupe_key, None);
-        let bare = norm(json!({"service": "channels", "event": "sms.inbound", "payload": []}));
+        let bare =
+            PROVIDER.norm(json!({"service": "channels", "event": "sms.inbound", "payload": []}));
         assert_eq!(bare.fields.event_type, "sms.inbound");
         assert_eq!(bare.dedupe_key, None);
-        assert_eq!(norm(json!({})).fields.event_type, "unknown");
+        assert_eq!(PROVIDER.norm(json!({})).fields.event_type, "unknown");
     }
 }

@@ -110,13 +110,9 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn documented_delivery_payload() {
-        let n = norm(json!({
+        let n = PROVIDER.norm(json!({
             "id": "evt_01HXYZ789", "type": "sms.delivered", "created_at": "2026-04-10T12:01:30Z",
             "data": {"message_id": "msg_01HXYZ123456", "to": "+2203001234",
                      "status": "delivered", "delivered_at": "2026-04-10T12:01:28Z"}
@@ -135,15 +131,16 @@ mod tests {
     #[test]
     fn legacy_names_map_through_status() {
         let t = |s: &str| {
-            norm(json!({"id": "1", "type": "DELIVERY_REPORT", "data": {"status": s}}))
+            PROVIDER
+                .norm(json!({"id": "1", "type": "DELIVERY_REPORT", "data": {"status": s}}))
                 .fields
                 .event_type
         };
         assert_eq!(t("delivered"), "message.delivered");
         assert_eq!(t("UNDELIVERED"), "message.failed");
         assert_eq!(t("mystery"), "DELIVERY_REPORT");
-        let r =
-            norm(json!({"id": "2", "type": "SMS_RECEIVED", "data": {"from": "+1", "body": "hi"}}));
+        let r = PROVIDER
+            .norm(json!({"id": "2", "type": "SMS_RECEIVED", "data": {"from": "+1", "body": "hi"}}));
         assert_eq!(r.fields.event_type, "message.received");
         assert_eq!(r.fields.body.as_deref(), Some("hi"));
     }
@@ -151,11 +148,15 @@ mod tests {
     #[test]
     fn unknown_types_keep_their_name() {
         assert_eq!(
-            norm(json!({"id": "3", "type": "sms.clicked"}))
+            PROVIDER
+                .norm(json!({"id": "3", "type": "sms.clicked"}))
                 .fields
                 .event_type,
             "sms.clicked"
         );
-        assert_eq!(norm(json!({"id": "4"})).fields.event_type, "unknown");
+        assert_eq!(
+            PROVIDER.norm(json!({"id": "4"})).fields.event_type,
+            "unknown"
+        );
     }
 }

@@ -619,11 +619,14 @@ pub fn test_source(provider: &'static Provider) -> crate::config::Source {
     }
 }
 
-/// Normalizes a JSON value as if it had arrived as a body (tests).
 #[cfg(test)]
-pub fn normalize_json(normalize: fn(&Object) -> Normalized, v: &Value) -> Normalized {
-    let body = v.to_string();
-    normalize(&payload::parse_object(&body).expect("a JSON object"))
+impl Provider {
+    /// Normalizes a JSON value as if it had arrived as this provider's
+    /// body (tests).
+    pub fn norm(&self, v: Value) -> Normalized {
+        let body = v.to_string();
+        (self.normalize)(&payload::parse_object(&body).expect("a JSON object"))
+    }
 }
 
 #[cfg(test)]
@@ -697,7 +700,7 @@ mod tests {
         for p in ALL {
             for t in p.event_types {
                 let sample = (p.sample)(t, &SampleIds::fresh());
-                let n = normalize_json(p.normalize, &sample);
+                let n = p.norm(sample.clone());
                 assert_eq!(decode(p, &p.encode(&sample)), sample, "{} {t}", p.name);
                 assert_eq!(n.fields.provider_type.as_deref(), Some(*t), "{}", p.name);
                 assert!(n.dedupe_key.is_some(), "{} {t} has no dedupe key", p.name);

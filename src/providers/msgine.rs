@@ -81,7 +81,7 @@ mod tests {
             "to": "+256701521269", "from": "MyApp", "timestamp": "2024-01-15T10:30:15Z",
             "failureReason": "Invalid phone number", "errorCode": "invalid_phone_number"
         });
-        let n = crate::providers::normalize_json(normalize, &v);
+        let n = PROVIDER.norm(v);
         assert_eq!(
             n.dedupe_key.as_deref(),
             Some("msg_1234567890:message.failed")
@@ -101,7 +101,7 @@ mod tests {
         let a = sample("message.sent", &SampleIds::fresh());
         let mut b = a.clone();
         b["event"] = json!("message.delivered");
-        let key = |v: &Value| crate::providers::normalize_json(normalize, v).dedupe_key;
+        let key = |v: &Value| PROVIDER.norm(v.clone()).dedupe_key;
         assert_ne!(key(&a), key(&b));
     }
 }

@@ -109,10 +109,7 @@ mod tests {
 
     #[test]
     fn documented_message_payload() {
-        let n = crate::providers::normalize_json(
-            normalize,
-            &sample("message.updated", &SampleIds::fresh()),
-        );
+        let n = PROVIDER.norm(sample("message.updated", &SampleIds::fresh()));
         assert_eq!(n.fields.event_type, "message.updated");
         assert!(
             n.fields
@@ -131,7 +128,7 @@ mod tests {
     fn conversation_event_keeps_name_and_id() {
         let v = json!({"id": "a056V7R7NmNRjl70", "type": "conversation.updated",
                        "payload": {"id": "WAz8eIbvDR60rouK"}});
-        let n = crate::providers::normalize_json(normalize, &v);
+        let n = PROVIDER.norm(v);
         assert_eq!(n.dedupe_key.as_deref(), Some("a056V7R7NmNRjl70"));
         assert_eq!(n.fields.event_type, "conversation.updated");
         assert_eq!(n.fields.message_id, None);

@@ -114,14 +114,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received() {
         let ids = SampleIds::fresh();
-        let n = norm(sample(INBOUND, &ids));
+        let n = PROVIDER.norm(sample(INBOUND, &ids));
         let uuid = ids.message_uuid();
         assert_eq!(n.dedupe_key.as_deref(), Some(uuid.as_str()));
         let f = n.fields;
@@ -138,21 +134,21 @@ mod tests {
     #[test]
     fn each_status_is_an_event_of_its_own() {
         let ids = SampleIds::fresh();
-        let sent = norm(sample("sent", &ids));
+        let sent = PROVIDER.norm(sample("sent", &ids));
         assert_eq!(sent.fields.event_type, "message.sent");
-        let delivered = norm(sample("delivered", &ids));
+        let delivered = PROVIDER.norm(sample("delivered", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_ne!(sent.dedupe_key, delivered.dedupe_key);
-        let failed = norm(sample("undelivered", &ids)).fields;
+        let failed = PROVIDER.norm(sample("undelivered", &ids)).fields;
         assert_eq!(failed.event_type, "message.failed");
         assert_eq!(failed.error_code.as_deref(), Some("30"));
         assert_eq!(
-            norm(sample("queued", &ids)).fields.event_type,
+            PROVIDER.norm(sample("queued", &ids)).fields.event_type,
             "message.sent"
         );
         let mut read = sample("sent", &ids);
         read["Status"] = json!("read");
-        assert_eq!(norm(read).fields.event_type, "message.read");
+        assert_eq!(PROVIDER.norm(read).fields.event_type, "message.read");
     }
 
     #[test]
@@ -160,13 +156,13 @@ mod tests {
         let mut v = sample("delivered", &SampleIds::fresh());
         v["MessageTime"] = json!("2026-12-04 10:00:00.123456");
         assert_eq!(
-            norm(v.clone()).fields.occurred_at,
+            PROVIDER.norm(v.clone()).fields.occurred_at,
             None,
             "no zone: not guessed"
         );
         v["DeliveryReportTime"] = json!("2026-12-04 11:30:00.5+01:00");
         assert_eq!(
-            norm(v).fields.occurred_at.as_deref(),
+            PROVIDER.norm(v).fields.occurred_at.as_deref(),
             Some("2026-12-04T10:30:00.500Z")
         );
     }

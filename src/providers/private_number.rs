@@ -73,7 +73,7 @@ mod tests {
         let v = json!({"event": "sms.received", "version": "1", "data": {
             "messageId": 42, "from": "+14155551234", "to": "+12025550100",
             "body": "Hello, this is a test message", "receivedAt": "2026-03-01T15:30:00.000Z"}});
-        let n = crate::providers::normalize_json(normalize, &v);
+        let n = PROVIDER.norm(v);
         assert_eq!(n.dedupe_key.as_deref(), Some("42:sms.received"));
         assert_eq!(n.fields.event_type, "message.received");
         assert_eq!(n.fields.message_id.as_deref(), Some("42"));

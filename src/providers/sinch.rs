@@ -172,14 +172,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received_from_its_channel_identity() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("MESSAGE_INBOUND", &ids));
+        let n = PROVIDER.norm(sample("MESSAGE_INBOUND", &ids));
         assert_eq!(n.dedupe_key.as_deref(), Some(&ids.message_id[4..]));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
@@ -194,14 +190,14 @@ mod tests {
     #[test]
     fn a_delivery_report_is_one_event_per_status() {
         let ids = SampleIds::fresh();
-        let delivered = norm(sample("MESSAGE_DELIVERY", &ids));
+        let delivered = PROVIDER.norm(sample("MESSAGE_DELIVERY", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_eq!(delivered.fields.to.as_deref(), Some("46732001122"));
         let mut failed = sample("MESSAGE_DELIVERY", &ids);
         failed["message_delivery_report"]["status"] = json!("FAILED");
         failed["message_delivery_report"]["reason"] =
             json!({"code": "RECIPIENT_NOT_REACHABLE", "description": "Unreachable"});
-        let failed = norm(failed);
+        let failed = PROVIDER.norm(failed);
         assert_eq!(failed.fields.event_type, "message.failed");
         assert_eq!(
             failed.fields.error_code.as_deref(),
@@ -213,12 +209,15 @@ mod tests {
 
     #[test]
     fn other_triggers_keep_their_names_and_are_keyed_by_body() {
-        let n =
-            norm(json!({"app_id": "A", "contact_create_notification": {"contact": {"id": "C"}}}));
+        let n = PROVIDER
+            .norm(json!({"app_id": "A", "contact_create_notification": {"contact": {"id": "C"}}}));
         assert_eq!(n.fields.event_type, "CONTACT_CREATE");
         assert_eq!(n.dedupe_key, None);
-        let named = norm(json!({"trigger": "CONVERSATION_START", "app_id": "A"}));
+        let named = PROVIDER.norm(json!({"trigger": "CONVERSATION_START", "app_id": "A"}));
         assert_eq!(named.fields.event_type, "CONVERSATION_START");
-        assert_eq!(norm(json!({"app_id": "A"})).fields.event_type, "unknown");
+        assert_eq!(
+            PROVIDER.norm(json!({"app_id": "A"})).fields.event_type,
+            "unknown"
+        );
     }
 }

@@ -136,14 +136,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("mo_text", &ids));
+        let n = PROVIDER.norm(sample("mo_text", &ids));
         assert_eq!(n.dedupe_key.as_deref(), Some(&ids.event_id[4..]));
         assert_eq!(n.fields.event_type, "message.received");
         assert_eq!(n.fields.from.as_deref(), Some("46732001122"));
@@ -154,12 +150,12 @@ mod tests {
     #[test]
     fn a_recipients_statuses_are_each_an_event() {
         let ids = SampleIds::fresh();
-        let delivered = norm(sample("recipient_delivery_report_sms", &ids));
+        let delivered = PROVIDER.norm(sample("recipient_delivery_report_sms", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_eq!(delivered.fields.error_code, None);
         let mut failed = sample("recipient_delivery_report_sms", &ids);
         (failed["status"], failed["code"]) = (json!("Failed"), json!(402));
-        let failed = norm(failed);
+        let failed = PROVIDER.norm(failed);
         assert_eq!(failed.fields.event_type, "message.failed");
         assert_eq!(failed.fields.error_code.as_deref(), Some("402"));
         assert_ne!(failed.dedupe_key, delivered.dedupe_key);
@@ -171,9 +167,13 @@ mod tests {
         ] {
             let mut report = sample("recipient_delivery_report_sms", &ids);
             report["status"] = json!(status);
-            assert_eq!(norm(report).fields.event_type, normalized, "{status}");
+            assert_eq!(
+                PROVIDER.norm(report).fields.event_type,
+                normalized,
+                "{status}"
+            );
         }
-        let summary = norm(sample("delivery_report_sms", &ids));
+        let summary = PROVIDER.norm(sample("delivery_report_sms", &ids));
         assert_eq!(summary.fields.event_type, "delivery_report_sms");
         assert_eq!(summary.dedupe_key, None, "keyed by the body");
     }

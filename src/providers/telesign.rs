@@ -145,14 +145,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_keyed_by_its_reference() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("mo_sms", &ids));
+        let n = PROVIDER.norm(sample("mo_sms", &ids));
         let reference = format!("{}000000", &ids.message_id[4..]);
         assert_eq!(n.dedupe_key.as_deref(), Some(reference.as_str()));
         let f = n.fields;
@@ -175,7 +171,7 @@ mod tests {
             let mut v = sample("mo_sms", &SampleIds::fresh());
             v["user_response"]["action"] = json!(action);
             v["user_response"]["mo_message"] = json!(text);
-            let n = norm(v);
+            let n = PROVIDER.norm(v);
             crate::optout::classify(&n.fields, n.consent)
         };
         assert_eq!(consent("stop", "ARRET"), Some(true));
@@ -191,7 +187,7 @@ mod tests {
             let mut v = sample("delivery_report", &ids);
             v["status"]["code"] = code;
             v["status"]["description"] = json!(description);
-            norm(v)
+            PROVIDER.norm(v)
         };
         let delivered = report(json!(200), "Delivered to handset");
         assert_eq!(delivered.fields.event_type, "message.delivered");
@@ -225,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_bulk_report_keeps_its_sub_resource() {
-        let n = norm(json!({"reference_id": "0123456789ABCDEF0123456789ABCDEF",
+        let n = PROVIDER.norm(json!({"reference_id": "0123456789ABCDEF0123456789ABCDEF",
             "status": {"code": 295, "description": "Status delayed", "updated_on": "2016-10-25T12:33:45.420798Z"},
             "errors": [], "sub_resource": "bulk_sms", "session_id": "255E3E34382C0E049046BF14FF7F3435"}));
         assert_eq!(n.fields.event_type, "bulk_sms");
@@ -233,7 +229,10 @@ mod tests {
             n.dedupe_key.as_deref(),
             Some("0123456789ABCDEF0123456789ABCDEF:295")
         );
-        assert_eq!(norm(json!({})).fields.event_type, "delivery_report");
-        assert_eq!(norm(json!({})).dedupe_key, None);
+        assert_eq!(
+            PROVIDER.norm(json!({})).fields.event_type,
+            "delivery_report"
+        );
+        assert_eq!(PROVIDER.norm(json!({})).dedupe_key, None);
     }
 }

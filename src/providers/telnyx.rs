@@ -127,14 +127,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn inbound_message() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("message.received", &ids));
+        let n = PROVIDER.norm(sample("message.received", &ids));
         assert_eq!(n.dedupe_key.as_deref(), Some(ids.event_id.as_str()));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
@@ -151,7 +147,7 @@ mod tests {
             let mut v = sample("message.finalized", &SampleIds::fresh());
             v["data"]["payload"]["to"][0]["status"] = json!(status);
             v["data"]["payload"]["errors"] = errors;
-            norm(v).fields
+            PROVIDER.norm(v).fields
         };
         assert_eq!(
             finalized("delivered", json!([])).event_type,
@@ -182,12 +178,15 @@ mod tests {
         let first = sample("message.sent", &ids);
         let mut retry = first.clone();
         retry["meta"]["attempt"] = json!(2);
-        assert_eq!(norm(first).dedupe_key, norm(retry).dedupe_key);
+        assert_eq!(
+            PROVIDER.norm(first).dedupe_key,
+            PROVIDER.norm(retry).dedupe_key
+        );
     }
 
     #[test]
     fn a_body_without_the_envelope_has_no_key_and_breaks_nothing() {
-        let n = norm(json!({"data": "not an object", "payload": []}));
+        let n = PROVIDER.norm(json!({"data": "not an object", "payload": []}));
         assert_eq!(n.dedupe_key, None);
         assert_eq!(n.fields.event_type, "unknown");
         assert_eq!(n.fields.to, None);

@@ -202,31 +202,28 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn json_ld_delivery_reads_direction_from_conversation() {
-        let n = norm(sample("message.received", &SampleIds::fresh()));
+        let n = PROVIDER.norm(sample("message.received", &SampleIds::fresh()));
         assert_eq!(n.fields.event_type, "message.received");
         assert_eq!(n.fields.from.as_deref(), Some("+13035551234"));
         assert_eq!(n.fields.to.as_deref(), Some("+13035550100"));
         assert_eq!(n.fields.body.as_deref(), Some("STOP"));
-        let out = norm(sample("message.delivered", &SampleIds::fresh()));
+        let out = PROVIDER.norm(sample("message.delivered", &SampleIds::fresh()));
         assert_eq!(out.fields.from.as_deref(), Some("+13035550100"));
         assert_eq!(out.fields.to.as_deref(), Some("+13035551234"));
     }
 
     #[test]
     fn type_and_fields_under_data() {
-        let n = norm(json!({"event": "message.failed", "data": {
+        let n = PROVIDER.norm(json!({"event": "message.failed", "data": {
             "id": "m1", "message_id": "m1", "from": "+1", "to": "+2", "body": "hi",
             "status": "failed", "error_code": "30007"}}));
         assert_eq!(n.fields.event_type, "message.failed");
         assert_eq!(n.dedupe_key.as_deref(), Some("m1:message.failed"));
         assert_eq!(n.fields.error_code.as_deref(), Some("30007"));
-        let nested = norm(json!({"data": {"type": "contact.opted_out", "phone_number": "+15"}}));
+        let nested =
+            PROVIDER.norm(json!({"data": {"type": "contact.opted_out", "phone_number": "+15"}}));
         assert_eq!(nested.fields.event_type, "contact.opted_out");
         assert_eq!(nested.fields.from.as_deref(), Some("+15"));
         assert_eq!(nested.dedupe_key, None, "no id: the body hash is used");
@@ -234,7 +231,7 @@ mod tests {
 
     #[test]
     fn message_unknown_is_a_failure_that_keeps_its_name() {
-        let n = norm(sample("message.unknown", &SampleIds::fresh()));
+        let n = PROVIDER.norm(sample("message.unknown", &SampleIds::fresh()));
         assert_eq!(n.fields.event_type, "message.failed");
         assert_eq!(n.fields.provider_type.as_deref(), Some("message.unknown"));
         assert!(n.fields.error_reason.is_some());

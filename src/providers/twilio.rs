@@ -146,14 +146,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("received", &ids));
+        let n = PROVIDER.norm(sample("received", &ids));
         let message = sid("SM", &ids.message_id);
         assert_eq!(n.dedupe_key, Some(format!("{message}:received")));
         let f = n.fields;
@@ -171,22 +167,28 @@ mod tests {
     #[test]
     fn statuses_normalize_and_each_is_its_own_event() {
         let ids = SampleIds::fresh();
-        let failed = norm(sample("undelivered", &ids));
+        let failed = PROVIDER.norm(sample("undelivered", &ids));
         assert_eq!(failed.fields.event_type, "message.failed");
         assert_eq!(failed.fields.error_code.as_deref(), Some("30003"));
-        let delivered = norm(sample("delivered", &ids));
+        let delivered = PROVIDER.norm(sample("delivered", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_eq!(delivered.fields.status.as_deref(), Some("delivered"));
         assert_ne!(
             delivered.dedupe_key, failed.dedupe_key,
             "same message, two events"
         );
-        assert_eq!(norm(sample("sent", &ids)).fields.event_type, "message.sent");
-        assert_eq!(norm(sample("queued", &ids)).fields.event_type, "queued");
+        assert_eq!(
+            PROVIDER.norm(sample("sent", &ids)).fields.event_type,
+            "message.sent"
+        );
+        assert_eq!(
+            PROVIDER.norm(sample("queued", &ids)).fields.event_type,
+            "queued"
+        );
         // Only the older name: still read.
         let old =
             json!({"SmsSid": "SM1", "SmsStatus": "failed", "ErrorMessage": "Unknown destination"});
-        let old = norm(old);
+        let old = PROVIDER.norm(old);
         assert_eq!(old.fields.event_type, "message.failed");
         assert_eq!(
             old.fields.error_reason.as_deref(),
@@ -204,7 +206,7 @@ mod tests {
             "Author": "+14155550101", "Body": "Hello", "Index": "0",
             "DateCreated": "2026-12-04T10:00:00.000Z", "Source": "SMS",
         });
-        let n = norm(added.clone());
+        let n = PROVIDER.norm(added.clone());
         assert_eq!(n.fields.event_type, "onMessageAdded");
         assert_eq!(n.fields.provider_type.as_deref(), Some("onMessageAdded"));
         assert_eq!(n.fields.message_id.as_deref(), Some("IM1"));
@@ -220,14 +222,14 @@ mod tests {
         );
         let mut updated = added;
         updated["EventType"] = json!("onMessageUpdated");
-        assert_eq!(norm(updated).fields.event_type, "onMessageUpdated");
+        assert_eq!(PROVIDER.norm(updated).fields.event_type, "onMessageUpdated");
     }
 
     #[test]
     fn a_stop_message_opts_its_sender_out() {
         let mut stop = sample("received", &SampleIds::fresh());
         stop["Body"] = json!("Stop");
-        let n = norm(stop);
+        let n = PROVIDER.norm(stop);
         assert_eq!(n.consent, None, "no Advanced Opt-Out: the keyword list");
         assert_eq!(crate::optout::classify(&n.fields, n.consent), Some(true));
     }
@@ -240,7 +242,7 @@ mod tests {
             if let Some(kind) = kind {
                 message["OptOutType"] = json!(kind);
             }
-            let n = norm(message);
+            let n = PROVIDER.norm(message);
             assert_eq!(n.fields.event_type, "message.received", "{body}");
             crate::optout::classify(&n.fields, n.consent)
         };

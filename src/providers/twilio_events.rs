@@ -125,14 +125,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn a_status_event_normalizes_as_twilios_status_does() {
         let ids = SampleIds::fresh();
-        let n = norm(sample("com.twilio.messaging.message.undelivered", &ids));
+        let n = PROVIDER.norm(sample("com.twilio.messaging.message.undelivered", &ids));
         let event_id = sid("EZ", &ids.event_id);
         assert_eq!(n.dedupe_key.as_deref(), Some(event_id.as_str()));
         let f = n.fields;
@@ -153,21 +149,21 @@ mod tests {
             ("read", "message.read"),
             ("queued", "queued"),
         ] {
-            let n = norm(sample(&format!("{STATUS}{status}"), &ids));
+            let n = PROVIDER.norm(sample(&format!("{STATUS}{status}"), &ids));
             assert_eq!(n.fields.event_type, normalized);
         }
     }
 
     #[test]
     fn an_inbound_message_is_received_and_other_products_keep_their_types() {
-        let n = norm(sample(INBOUND, &SampleIds::fresh()));
+        let n = PROVIDER.norm(sample(INBOUND, &SampleIds::fresh()));
         assert_eq!(n.fields.event_type, "message.received");
         assert_eq!(n.fields.from.as_deref(), Some("+14155550101"));
         assert_eq!(
             n.fields.body.as_deref(),
             Some("Can I move my appointment to Friday?")
         );
-        let call = norm(json!({
+        let call = PROVIDER.norm(json!({
             "specversion": "1.0", "type": "com.twilio.voice.status-callback.call.completed",
             "id": "EZ1", "time": "2026-12-04T10:00:00.000Z", "data": {"CallSid": "CA1"},
         }));
@@ -176,7 +172,7 @@ mod tests {
             "com.twilio.voice.status-callback.call.completed"
         );
         assert_eq!(call.dedupe_key.as_deref(), Some("EZ1"));
-        let added = norm(json!({
+        let added = PROVIDER.norm(json!({
             "specversion": "1.0", "type": "com.twilio.conversations.message.added",
             "id": "EZ2", "time": "2026-12-04T10:00:01.000Z",
             "data": {"MessageSid": "IM1", "Author": "+14155550101", "MessageBody": "Hi",

@@ -107,14 +107,10 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_has_no_status() {
         let ids = SampleIds::fresh();
-        let n = norm(sample(INBOUND, &ids));
+        let n = PROVIDER.norm(sample(INBOUND, &ids));
         assert_eq!(n.dedupe_key, Some(format!("{}:inbound", ids.message_id)));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
@@ -130,7 +126,7 @@ mod tests {
     #[test]
     fn statuses_normalize_and_each_is_its_own_event() {
         let ids = SampleIds::fresh();
-        let rejected = norm(sample("rejected", &ids));
+        let rejected = PROVIDER.norm(sample("rejected", &ids));
         assert_eq!(rejected.fields.event_type, "message.failed");
         assert_eq!(rejected.fields.error_code.as_deref(), Some("1320"));
         assert!(
@@ -140,22 +136,29 @@ mod tests {
                 .as_deref()
                 .is_some_and(|r| r.contains("network"))
         );
-        let delivered = norm(sample("delivered", &ids));
+        let delivered = PROVIDER.norm(sample("delivered", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_ne!(
             delivered.dedupe_key, rejected.dedupe_key,
             "same message, two events"
         );
         assert_eq!(
-            norm(sample("submitted", &ids)).fields.event_type,
+            PROVIDER.norm(sample("submitted", &ids)).fields.event_type,
             "message.sent"
         );
         assert_eq!(
-            norm(sample("undeliverable", &ids)).fields.event_type,
+            PROVIDER
+                .norm(sample("undeliverable", &ids))
+                .fields
+                .event_type,
             "message.failed"
         );
         let mut unknown = sample("delivered", &ids);
         unknown["status"] = json!("deleted");
-        assert_eq!(norm(unknown).fields.event_type, "deleted", "kept as sent");
+        assert_eq!(
+            PROVIDER.norm(unknown).fields.event_type,
+            "deleted",
+            "kept as sent"
+        );
     }
 }

@@ -135,15 +135,11 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
 mod tests {
     use super::*;
 
-    fn norm(v: Value) -> Normalized {
-        crate::providers::normalize_json(normalize, &v)
-    }
-
     #[test]
     fn an_inbound_message_is_received_from_its_msisdn() {
         let sample = sample(INBOUND, &SampleIds::fresh());
         let id = sample["messageId"].as_str().expect("id").to_string();
-        let n = norm(sample);
+        let n = PROVIDER.norm(sample);
         assert_eq!(n.dedupe_key, Some(format!("{id}:inbound")));
         let f = n.fields;
         assert_eq!(f.event_type, "message.received");
@@ -161,20 +157,23 @@ mod tests {
     #[test]
     fn receipts_normalize_and_each_status_is_its_own_event() {
         let ids = SampleIds::fresh();
-        let delivered = norm(sample("delivered", &ids));
+        let delivered = PROVIDER.norm(sample("delivered", &ids));
         assert_eq!(delivered.fields.event_type, "message.delivered");
         assert_eq!(delivered.fields.from.as_deref(), Some("AcmeInc"));
         assert_eq!(delivered.fields.to.as_deref(), Some("447700900001"));
         assert_eq!(delivered.fields.error_code, None, "err-code 0 is no error");
-        let rejected = norm(sample("rejected", &ids));
+        let rejected = PROVIDER.norm(sample("rejected", &ids));
         assert_eq!(rejected.fields.event_type, "message.failed");
         assert_eq!(rejected.fields.error_code.as_deref(), Some("6"));
         assert_ne!(delivered.dedupe_key, rejected.dedupe_key);
         assert_eq!(
-            norm(sample("accepted", &ids)).fields.event_type,
+            PROVIDER.norm(sample("accepted", &ids)).fields.event_type,
             "message.sent"
         );
-        assert_eq!(norm(sample("buffered", &ids)).fields.event_type, "buffered");
+        assert_eq!(
+            PROVIDER.norm(sample("buffered", &ids)).fields.event_type,
+            "buffered"
+        );
     }
 
     #[test]
@@ -182,24 +181,24 @@ mod tests {
         let mut receipt = sample("delivered", &SampleIds::fresh());
         receipt["message-timestamp"] = json!("2020-01-01 12:00:00 +0000");
         assert_eq!(
-            norm(receipt.clone()).fields.occurred_at.as_deref(),
+            PROVIDER.norm(receipt.clone()).fields.occurred_at.as_deref(),
             Some("2020-01-01T12:00:00.000Z")
         );
         receipt["timestamp"] = json!("1582650446");
         assert_eq!(
-            norm(receipt.clone()).fields.occurred_at.as_deref(),
+            PROVIDER.norm(receipt.clone()).fields.occurred_at.as_deref(),
             Some("2020-02-25T17:07:26.000Z")
         );
         receipt["timestamp"] = json!("soon");
         receipt["message-timestamp"] = json!("yesterday");
-        assert_eq!(norm(receipt).fields.occurred_at, None);
+        assert_eq!(PROVIDER.norm(receipt).fields.occurred_at, None);
     }
 
     #[test]
     fn a_stop_message_opts_its_sender_out() {
         let mut stop = sample(INBOUND, &SampleIds::fresh());
         stop["text"] = json!("STOP");
-        let n = norm(stop);
+        let n = PROVIDER.norm(stop);
         assert_eq!(crate::optout::classify(&n.fields, n.consent), Some(true));
     }
 }
