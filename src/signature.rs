@@ -58,8 +58,16 @@ impl Secret {
 
     /// HMAC-SHA256 of `body` under this secret.
     pub fn mac(&self, body: &[u8]) -> [u8; 32] {
+        self.mac_parts(&[body])
+    }
+
+    /// HMAC-SHA256 under this secret of `parts`, one after the other (a
+    /// signed text made of a timestamp, a URL, a digest, …).
+    pub fn mac_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = self.keyed.clone();
-        mac.update(body);
+        for part in parts {
+            mac.update(part);
+        }
         mac.finalize().into_bytes().into()
     }
 

@@ -13,7 +13,6 @@
 //! old timestamps have lost those retries). A replayed webhook is the same
 //! body, and the same event: it is stored once.
 
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
@@ -47,7 +46,7 @@ pub fn verify(
     let digest = Sha256::digest(body);
     let computed = secrets
         .iter()
-        .map(|secret| mac(secret.expose(), timestamp, &url, &digest));
+        .map(|secret| mac(secret, timestamp, &url, &digest));
     super::any_matches(computed, &tag).map_err(|_| SignatureError::MismatchOverUrl)
 }
 
@@ -55,9 +54,14 @@ pub fn verify(
 /// query included) under `secret` at Unix time `now` (`smshook send`, tests).
 pub fn sign(secret: &str, url: &str, body: &[u8], now: i64) -> [(&'static str, String); 2] {
     let timestamp = now.to_string();
-    let tag = mac(secret, timestamp.as_bytes(), url, &Sha256::digest(body));
+    let tag = mac(
+        &Secret::new(secret),
+        timestamp.as_bytes(),
+        url,
+        &Sha256::digest(body),
+    );
     [
-        (SIGNATURE_HEADER, STANDARD.encode(tag.as_ref())),
+        (SIGNATURE_HEADER, STANDARD.encode(tag)),
         (TIMESTAMP_HEADER, timestamp),
     ]
 }
@@ -72,13 +76,8 @@ fn timestamp(header: Option<&[u8]>) -> Result<&[u8], SignatureError> {
 }
 
 /// HMAC-SHA256 of `timestamp\nurl\n` and the body's digest.
-fn mac(secret: &str, timestamp: &[u8], url: &str, digest: &[u8]) -> hmac::Tag {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut context = hmac::Context::with_key(&key);
-    for part in [timestamp, b"\n", url.as_bytes(), b"\n", digest] {
-        context.update(part);
-    }
-    context.sign()
+fn mac(secret: &Secret, timestamp: &[u8], url: &str, digest: &[u8]) -> [u8; 32] {
+    secret.mac_parts(&[timestamp, b"\n", url.as_bytes(), b"\n", digest])
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 //! whole (Plivo's messaging callbacks carry no V3 signature, which would
 //! cover the parameters).
 
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -40,9 +39,9 @@ pub fn verify(headers: Headers, url: &PublicUrl, secrets: &[Secret]) -> Result<(
         return Err(SignatureError::Missing);
     }
     let nonce = super::present(headers.nonce).map_err(|_| SignatureError::MissingPlivoNonce)?;
-    let computed: Vec<hmac::Tag> = secrets
+    let computed: Vec<[u8; 32]> = secrets
         .iter()
-        .map(|secret| mac(secret.expose(), &url.text, nonce))
+        .map(|secret| mac(secret, &url.text, nonce))
         .collect();
     let mut outcome = Err(SignatureError::MalformedBase64Sha256);
     for value in signed {
@@ -59,20 +58,16 @@ pub fn verify(headers: Headers, url: &PublicUrl, secrets: &[Secret]) -> Result<(
 /// is not signed) with `nonce`, under `token` (`smshook send`, tests).
 pub fn sign(token: &str, url: &str, nonce: &str) -> [(&'static str, String); 2] {
     let base = url.split_once('?').map_or(url, |(base, _)| base);
-    let tag = mac(token, base, nonce.as_bytes());
+    let tag = mac(&Secret::new(token), base, nonce.as_bytes());
     [
-        (SIGNATURE_HEADER, STANDARD.encode(tag.as_ref())),
+        (SIGNATURE_HEADER, STANDARD.encode(tag)),
         (NONCE_HEADER, nonce.to_string()),
     ]
 }
 
 /// HMAC-SHA256 of the URL and then the nonce.
-fn mac(secret: &str, url: &str, nonce: &[u8]) -> hmac::Tag {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut context = hmac::Context::with_key(&key);
-    context.update(url.as_bytes());
-    context.update(nonce);
-    context.sign()
+fn mac(secret: &Secret, url: &str, nonce: &[u8]) -> [u8; 32] {
+    secret.mac_parts(&[url.as_bytes(), nonce])
 }
 
 #[cfg(test)]
