@@ -229,7 +229,7 @@ fn signed(
     let url = match url {
         Some(url) => url,
         None if provider.signs_url() => bail!(
-            "{} signs the URL it posts to with the body: give it with --url",
+            "{} signs the URL it posts to: give it with --url",
             provider.name
         ),
         None => "",
