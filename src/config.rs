@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +16,7 @@ use crate::http::{Networks, TrustedProxies};
 use crate::providers::{self, Provider};
 use crate::signature::Secret;
 use crate::signature::public_url::PublicUrl;
+use crate::signature::sns::Certificates;
 
 /// The commented default configuration printed by `smshook config`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -87,6 +89,9 @@ pub struct Source {
     /// The URL the provider posts to, for a provider that signs it
     /// (`public_url`; Twilio). Required for those, refused for others.
     pub public_url: Option<PublicUrl>,
+    /// Where an Amazon SNS source's signing keys come from: pinned
+    /// (`signing_certificates`) or fetched from AWS. `None` for others.
+    pub certificates: Option<Arc<Certificates>>,
 }
 
 impl Source {
@@ -174,6 +179,7 @@ struct SourceFile {
     secret_file: Option<PathBuf>,
     allowed_ips: Option<Vec<String>>,
     public_url: Option<String>,
+    signing_certificates: Option<Vec<PathBuf>>,
 }
 
 impl Config {
@@ -555,13 +561,50 @@ fn file_source(s: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<So
     let secrets = checked(provider, source_secrets(&s, env)?).context("secrets")?;
     let allowed = s.allowed_ips.as_deref().map(allowed_ips).transpose()?;
     let public_url = public_url(provider, s.public_url.as_deref()).context("public_url")?;
+    let certificates = certificates(provider, s.signing_certificates.as_deref())
+        .context("signing_certificates")?;
     Ok(Source {
         name: s.name,
         provider,
         secrets,
         allowed,
         public_url,
+        certificates,
     })
+}
+
+/// An Amazon SNS source's keys: the certificates (or public keys) pinned
+/// in `files`, or with none named, SNS's own, fetched from AWS. Any other
+/// source must name none.
+fn certificates(
+    provider: &Provider,
+    files: Option<&[PathBuf]>,
+) -> Result<Option<Arc<Certificates>>> {
+    let sns = provider.scheme == providers::Scheme::SnsCertificate;
+    let Some(files) = files else {
+        return Ok(sns.then(|| Arc::new(Certificates::fetched())));
+    };
+    if !sns {
+        bail!(
+            "{} does not sign with certificates; leave signing_certificates out",
+            provider.name
+        );
+    }
+    if files.is_empty() {
+        bail!(
+            "an empty list pins no key and refuses every message; leave the key out to fetch SNS's certificates from AWS"
+        );
+    }
+    let keys = files
+        .iter()
+        .map(|file| {
+            let pem =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            crate::signature::sns::public_key_from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Arc::new(Certificates::pinned(keys))))
 }
 
 /// A source's `public_url`: the URL its provider posts to, which it signs
@@ -838,6 +881,7 @@ fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Source>> {
             secrets: checked(p, secrets).with_context(|| p.secret_env_var())?,
             allowed,
             public_url,
+            certificates: certificates(p, None)?,
         });
     }
     Ok(sources)

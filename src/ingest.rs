@@ -13,7 +13,7 @@ use crate::providers::payload::{json_from_form, parse_object};
 use crate::providers::{Format, Provider, Scheme};
 use crate::signature::public_url::PublicUrl;
 use crate::signature::{
-    self, Params, SignatureError, basic, bird, ed25519, jwt, plivo, sinch, telesign, twilio,
+    self, Params, SignatureError, basic, bird, ed25519, jwt, plivo, sinch, sns, telesign, twilio,
     vonage_sms,
 };
 
@@ -54,6 +54,13 @@ pub enum IngestError {
     /// A batch provider's body that is not an array of event objects.
     #[error("the body is not a JSON array of event objects: {0}")]
     MalformedBatch(String),
+    /// An SNS message whose signing certificate could not be fetched (yet):
+    /// not the sender's fault, so answered with a status it retries.
+    #[error("{cause}")]
+    Unverifiable {
+        cause: SignatureError,
+        retry_status: u16,
+    },
     /// The bodies being read already hold `max_body_bytes_in_flight`.
     #[error(
         "the server is reading as many webhook bodies as it holds at once (a flood?); retry later"
@@ -74,6 +81,7 @@ impl IngestError {
             Self::BadBody(_) => "bad_body",
             Self::InvalidSignature { .. } => "invalid_signature",
             Self::Unsigned { .. } => "unsigned",
+            Self::Unverifiable { .. } => "certificate_unavailable",
             Self::MalformedJson(_) | Self::MalformedBatch(_) => "malformed_json",
             Self::Busy { .. } => "server_busy",
             Self::StorageUnavailable { .. } => "storage_unavailable",
@@ -93,6 +101,10 @@ fn refusal(source: &Source, cause: SignatureError) -> IngestError {
     match (provider.scheme, cause) {
         (Scheme::Jwt, SignatureError::Missing) => IngestError::Unsigned {
             header: provider.signature_header,
+            retry_status: provider.retry_status,
+        },
+        (_, cause @ SignatureError::CertificateUnavailable) => IngestError::Unverifiable {
+            cause,
             retry_status: provider.retry_status,
         },
         _ => IngestError::InvalidSignature {
@@ -142,6 +154,10 @@ fn verify<'b>(
             telesign::verify(signed.signature, body, &source.secrets).map(|()| None)
         }
         Scheme::NonceUrlHmac => plivo_url(source, signed, body),
+        Scheme::SnsCertificate => {
+            let certificates = source.certificates.as_deref();
+            sns::verify(body, &source.secrets, certificates).map(|()| None)
+        }
     }
 }
 
@@ -449,6 +465,7 @@ mod tests {
             secrets: vec![Secret::new("s")],
             allowed: None,
             public_url: None,
+            certificates: None,
         }
     }
 
@@ -505,6 +522,7 @@ mod tests {
             secrets: vec![Secret::new("u:p")],
             allowed: None,
             public_url: None,
+            certificates: None,
         };
         let auth = signature::basic::header_value("u:p");
         let run = |body: &[u8]| {

@@ -7,8 +7,9 @@
 //! Basic credentials in [`basic`], Sinch's nonce-and-timestamp HMAC in
 //! [`sinch`], Bird's HMAC over a timestamp, its URL and the body's hash in
 //! [`bird`], Telesign's HMAC under a base64 API key in [`telesign`], Plivo's
-//! HMAC of its URL and a nonce in [`plivo`]; the URL a provider that signs
-//! its URL posts to in [`public_url`].
+//! HMAC of its URL and a nonce in [`plivo`], Amazon SNS's RSA signatures by
+//! AWS's certificates in [`sns`]; the URL a provider that signs its URL posts
+//! to in [`public_url`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,6 +25,7 @@ pub mod jwt;
 pub mod plivo;
 pub mod public_url;
 pub mod sinch;
+pub mod sns;
 pub mod telesign;
 pub mod twilio;
 pub mod vonage_sms;
@@ -172,6 +174,22 @@ pub enum SignatureError {
     RepeatedParam,
     #[error("the body is neither a form nor a JSON object of plain values")]
     Unreadable,
+    #[error(
+        "the body is not a signed Amazon SNS message (Type, MessageId, TopicArn, Message, Timestamp, Signature, SigningCertURL): is the subscription's raw message delivery off?"
+    )]
+    NotSns,
+    #[error("the SNS Signature is not base64")]
+    MalformedSns,
+    #[error("the SNS SignatureVersion is neither 1 nor 2")]
+    SnsVersion,
+    #[error("the message's TopicArn is not one of the topics this source takes (its secrets)")]
+    UnknownTopic,
+    #[error(
+        "SigningCertURL is not an Amazon SNS certificate (https://sns.<region>.amazonaws.com/SimpleNotificationService-….pem)"
+    )]
+    SnsCertificateUrl,
+    #[error("the SNS signing certificate could not be fetched yet; retry later")]
+    CertificateUnavailable,
 }
 
 /// HMAC-SHA256 of `body` under `key`.

@@ -64,8 +64,9 @@ enum Command {
     Send(send::SendArgs),
     /// Print the signature header(s) a provider would send for the body on stdin.
     Sign(send::SignArgs),
-    /// Print a fresh Ed25519 key pair for trying a Telnyx source with `send`.
-    Keypair,
+    /// Print a fresh key pair for trying a source with `send`: Ed25519 for
+    /// telnyx (the default), RSA for aws-sns.
+    Keypair(send::KeypairArgs),
     /// List the providers: what each signs, what its source takes as a
     /// secret (and from which variable without a config file), and the
     /// samples `send` makes.
@@ -246,7 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Stats(args) => stats::stats(&args).await,
             Command::Send(args) => send::send(&args).await,
             Command::Sign(args) => send::sign(&args),
-            Command::Keypair => send::keypair(),
+            Command::Keypair(args) => send::keypair(&args),
             Command::Bench(args) => bench::bench(&args).await,
             Command::Config | Command::Completions { .. } | Command::Providers(_) => {
                 Ok(ExitCode::SUCCESS)

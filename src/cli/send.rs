@@ -1,8 +1,8 @@
 //! `smshook send` and `smshook sign`: make webhooks exactly as a provider
 //! would — a realistic sample with fresh ids, signed the provider's way — to
 //! test a receiver (this one or any other) without the provider; and
-//! `smshook keypair`, the Ed25519 keys to do that for Telnyx, which signs
-//! with a private key of its own.
+//! `smshook keypair`, the keys to do that for a provider that signs with a
+//! private key of its own: Ed25519 for Telnyx, RSA for Amazon SNS.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,7 +28,8 @@ pub struct SendArgs {
     /// for twilio, twilio-events and plivo, the Auth Token; for bandwidth,
     /// the callback credentials as user:password; for sinch-sms, those
     /// credentials, or else the HMAC secret; for telesign, the API key,
-    /// base64).
+    /// base64; for aws-sns, the file of an RSA private key in PEM, from
+    /// `smshook keypair aws-sns`).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL a provider that signs its URL (twilio, twilio-events, bird, plivo) is registered with,
@@ -61,7 +62,8 @@ pub struct SignArgs {
     /// Secret to sign with (for telnyx, a private key from `smshook keypair`;
     /// for bandwidth, the callback credentials as user:password; for
     /// sinch-sms, those credentials, or else the HMAC secret; for telesign,
-    /// the API key, base64).
+    /// the API key, base64; for aws-sns, the file of an RSA private key in
+    /// PEM: the message on stdin is printed signed).
     #[arg(long, env = "SMSHOOK_SEND_SECRET", hide_env_values = true)]
     secret: String,
     /// The URL the webhook is posted to, as registered with the provider,
@@ -213,6 +215,14 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode> {
 /// `timestamp` and `sig`), now; any other body as it is.
 fn signed_body(provider: &Provider, secret: &str, body: &[u8]) -> Result<Vec<u8>> {
     let now = chrono::Utc::now().timestamp();
+    let key;
+    let secret = if provider.scheme == providers::Scheme::SnsCertificate {
+        key = std::fs::read_to_string(secret)
+            .with_context(|| format!("--secret: reading the private key {secret}"))?;
+        key.as_str()
+    } else {
+        secret
+    };
     provider
         .sign_body(secret, body, now)
         .map_err(|e| anyhow::anyhow!("the body cannot be signed as {}: {e}", provider.name))
@@ -243,10 +253,41 @@ fn signed(
         .map_err(|e| anyhow::anyhow!("--secret: {e}"))
 }
 
-/// `smshook keypair`: a fresh Ed25519 key pair, to try a Telnyx source
-/// without Telnyx. Telnyx signs with its own private key; yours signs only
-/// what `smshook send` makes.
-pub fn keypair() -> Result<ExitCode> {
+#[derive(Debug, Args)]
+pub struct KeypairArgs {
+    /// The provider whose signatures to imitate: telnyx or aws-sns.
+    #[arg(default_value = "telnyx")]
+    provider: String,
+}
+
+/// `smshook keypair`: a fresh key pair, to try a source without its
+/// provider. Telnyx and Amazon SNS sign with their own private keys; yours
+/// signs only what `smshook send` makes.
+pub fn keypair(args: &KeypairArgs) -> Result<ExitCode> {
+    match args.provider.as_str() {
+        "telnyx" => Ok(ed25519_keypair()),
+        "aws-sns" => rsa_keypair(),
+        other => bail!(
+            "{other:?}: keypair makes keys for telnyx (Ed25519) and aws-sns (RSA); the others sign with a shared secret"
+        ),
+    }
+}
+
+/// An RSA key pair, in PEM, for an Amazon SNS source that pins the public
+/// key (`signing_certificates`).
+fn rsa_keypair() -> Result<ExitCode> {
+    use crate::signature::sns;
+    let private = sns::new_private_key().map_err(anyhow::Error::msg)?;
+    let public = sns::public_key_pem(&private).map_err(anyhow::Error::msg)?;
+    println!("# Save the public key to a file and name it in the aws-sns source's");
+    println!("# signing_certificates; save the private key to another, which signs test");
+    println!("# messages: smshook send aws-sns ... --secret <private key file>.");
+    println!("# A real SNS source pins nothing (SNS's certificates are fetched) or SNS's own.");
+    print!("{public}{private}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ed25519_keypair() -> ExitCode {
     let (private, public) = KeyPair::generate();
     println!("# The public key goes in the source's secrets (or SMSHOOK_TELNYX_PUBLIC_KEY);");
     println!(
@@ -255,7 +296,7 @@ pub fn keypair() -> Result<ExitCode> {
     println!("# A real Telnyx source takes the public key from Telnyx's portal instead.");
     println!("public_key = \"{public}\"");
     println!("private_key = \"{private}\"");
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// `x-integify-signature` → `X-Integify-Signature`, as documented.

@@ -75,6 +75,7 @@ mod tests {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             allowed: None,
             public_url: None,
+            certificates: None,
         }
     }
 

@@ -122,6 +122,9 @@ async fn take(
     };
     let content = logged_content(&parts, &bytes);
     record.size = content.len() as u64;
+    if let Some(certificates) = &source.certificates {
+        certificates.prefetch(&bytes, &source.secrets).await;
+    }
     let signed = signed_parts(source, &parts);
     let mut event = match ingest::prepare(source, signed, &bytes, record.at.clone()) {
         Ok(Prepared::One(event)) => event,
@@ -146,6 +149,9 @@ async fn take(
             let outcomes = Outcomes::of(inserted.duplicate);
             app.metrics.accepted(&source.name, outcomes, took);
             committed(app, outcomes, hands_off);
+            if let Some(certificates) = &source.certificates {
+                certificates.confirm(&bytes, &source.name);
+            }
             acknowledge(source.provider.ack, inserted)
         }
         Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
@@ -477,7 +483,8 @@ fn answer(error: &IngestError, message: &str) -> Response {
         IngestError::InvalidSignature { .. } => StatusCode::UNAUTHORIZED,
         IngestError::StorageUnavailable { retry_status, .. }
         | IngestError::Busy { retry_status }
-        | IngestError::Unsigned { retry_status, .. } => {
+        | IngestError::Unsigned { retry_status, .. }
+        | IngestError::Unverifiable { retry_status, .. } => {
             StatusCode::from_u16(*retry_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
         }
     };

@@ -13,6 +13,7 @@ use crate::signature::Secret;
 use crate::signature::ed25519::{self, KeyPair};
 use payload::{Node, Object};
 
+pub mod aws_sns;
 pub mod bandwidth;
 pub mod bird;
 pub mod integify;
@@ -52,6 +53,7 @@ pub static ALL: &[&Provider] = &[
     &bird::PROVIDER,
     &telesign::PROVIDER,
     &plivo::PROVIDER,
+    &aws_sns::PROVIDER,
 ];
 
 /// How one provider's webhooks look.
@@ -67,7 +69,8 @@ pub struct Provider {
     /// parameter among the others (Vonage's SMS API), Basic credentials
     /// (Bandwidth), HMAC with a nonce and a timestamp (Sinch), HMAC of a
     /// timestamp, the URL and the body's hash (Bird), HMAC under a base64
-    /// API key (Telesign), or HMAC of the URL and a nonce (Plivo).
+    /// API key (Telesign), HMAC of the URL and a nonce (Plivo), or an RSA
+    /// signature by AWS's certificate inside the body (Amazon SNS).
     pub scheme: Scheme,
     /// Provider event types `smshook send` can make a sample of.
     pub event_types: &'static [&'static str],
@@ -138,6 +141,11 @@ pub enum Scheme {
     /// signed (`signature::plivo`). The body is form-encoded; the source
     /// names its public URL.
     NonceUrlHmac,
+    /// An Amazon SNS message: a JSON envelope carrying a base64 RSA
+    /// signature of its fields by the key of the certificate it names on
+    /// AWS (`signature::sns`). A source's secrets are the topic ARNs it
+    /// takes; its keys are fetched from AWS, or pinned.
+    SnsCertificate,
 }
 
 impl Scheme {
@@ -157,6 +165,7 @@ impl Scheme {
             Self::UrlDigestHmac => "HMAC of a timestamp, its URL and the body's SHA-256",
             Self::DecodedKeyHmac => "HMAC-SHA256 of the body under a base64 API key",
             Self::NonceUrlHmac => "HMAC of its URL and a nonce, not the body",
+            Self::SnsCertificate => "RSA signature of the message, by AWS's certificate",
         }
     }
 
@@ -173,6 +182,7 @@ impl Scheme {
             Self::UrlDigestHmac => "the webhook subscription's signing key",
             Self::DecodedKeyHmac => "the API key, base64",
             Self::NonceUrlHmac => "the Auth Token (the account's, or the main account's)",
+            Self::SnsCertificate => "the SNS topic ARN it takes",
         }
     }
 }
@@ -215,6 +225,8 @@ impl Provider {
     pub fn secret_env_var(&self) -> String {
         let what = if self.verifies_with_public_key() {
             "PUBLIC_KEY"
+        } else if self.scheme == Scheme::SnsCertificate {
+            "TOPIC_ARN"
         } else {
             "SECRET"
         };
@@ -236,17 +248,18 @@ impl Provider {
         matches!(self.scheme, Scheme::Ed25519 { .. })
     }
 
-    /// Whether its signature is a parameter inside the webhook rather than
-    /// a header ([`Provider::sign_body`]; Vonage's SMS API).
+    /// Whether its signature is inside the webhook rather than in a header
+    /// ([`Provider::sign_body`]): a parameter (Vonage's SMS API), or a field
+    /// of the message (Amazon SNS).
     pub fn signs_in_body(&self) -> bool {
-        self.scheme == Scheme::SignedParams
+        matches!(self.scheme, Scheme::SignedParams | Scheme::SnsCertificate)
     }
 
     /// Whether its webhooks may come as `GET`, their parameters in the
     /// query: those of a provider that signs its parameters (Vonage's SMS
     /// API), or that signs none of them (Plivo: its URL and a nonce).
     pub fn takes_get(&self) -> bool {
-        self.signs_in_body() || self.scheme == Scheme::NonceUrlHmac
+        matches!(self.scheme, Scheme::SignedParams | Scheme::NonceUrlHmac)
     }
 
     /// Its source's `public_url` without a config file, e.g.
@@ -299,6 +312,8 @@ impl Provider {
     pub fn secret_noun(&self) -> &'static str {
         if self.verifies_with_public_key() {
             "public key"
+        } else if self.scheme == Scheme::SnsCertificate {
+            "topic ARN"
         } else {
             "secret"
         }
@@ -336,7 +351,7 @@ impl Provider {
                 vec![(self.signature_header, tag)]
             }
             // The signature is in the body ([`Provider::sign_body`]).
-            Scheme::SignedParams => Vec::new(),
+            Scheme::SignedParams | Scheme::SnsCertificate => Vec::new(),
             Scheme::Basic => {
                 let credentials = crate::signature::basic::header_value(secret);
                 vec![(self.signature_header, credentials)]
@@ -369,11 +384,15 @@ impl Provider {
     /// `now`: unchanged where the signature is in headers ([`Provider::sign`]);
     /// for Vonage's SMS API, its parameters with a `timestamp` (when they
     /// have none) and the `sig`, by HMAC-SHA256 (any method verifies), as
-    /// JSON or a form as `body` was.
+    /// JSON or a form as `body` was; for Amazon SNS, the message signed by
+    /// the private key (PEM) `secret`.
     pub fn sign_body(&self, secret: &str, body: &[u8], now: i64) -> Result<Vec<u8>, String> {
         use crate::signature::vonage_sms;
         if !self.signs_in_body() {
             return Ok(body.to_vec());
+        }
+        if self.scheme == Scheme::SnsCertificate {
+            return crate::signature::sns::sign(secret, body);
         }
         let (params, is_json) = vonage_sms::params(None, body).map_err(|e| e.to_string())?;
         let signed = vonage_sms::sign(&params, secret, vonage_sms::Method::HmacSha256, now);
@@ -391,10 +410,13 @@ impl Provider {
     }
 
     /// What a source of this provider takes to verify webhooks signed with
-    /// `signing`: the same shared secret, or the private key's public key.
+    /// `signing`: the same shared secret, or the private key's public key
+    /// (for Amazon SNS, the key its source pins: its secrets are topics).
     pub fn verifier_for(&self, signing: &str) -> Result<String, String> {
         if self.verifies_with_public_key() {
             KeyPair::from_seed(signing).map(|k| k.public())
+        } else if self.scheme == Scheme::SnsCertificate {
+            crate::signature::sns::public_key_pem(signing)
         } else {
             Ok(signing.to_string())
         }
@@ -413,6 +435,12 @@ impl Provider {
             && !crate::signature::telesign::is_api_key(secret.expose())
         {
             return Err(crate::signature::telesign::not_a_key());
+        }
+        if self.scheme == Scheme::SnsCertificate && !is_topic_arn(secret.expose()) {
+            return Err(format!(
+                "{} takes the ARNs of the SNS topics it subscribes to (arn:aws:sns:<region>:<account>:<topic>), not a secret",
+                self.name
+            ));
         }
         if self.scheme == Scheme::Basic && !crate::signature::basic::is_credentials(secret.expose())
         {
@@ -446,6 +474,17 @@ impl Provider {
     }
 }
 
+/// Whether `text` is an SNS topic's ARN: `arn:<partition>:sns:<region>:<account>:<topic>`.
+fn is_topic_arn(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "sns", region, account, topic]
+        if partition.starts_with("aws")
+            && !region.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !topic.is_empty())
+}
+
 /// Looks a provider up by its config name.
 pub fn find(name: &str) -> Option<&'static Provider> {
     ALL.iter().copied().find(|p| p.name == name)
@@ -459,7 +498,8 @@ pub fn signing_in<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<&'sta
     ALL.iter().copied().find(|p| {
         header(p.signature_header).is_some_and(|value| match p.scheme {
             Scheme::Jwt => crate::signature::credentials(value, "bearer").is_some(),
-            Scheme::Basic | Scheme::BasicOrNonceHmac => false,
+            // No header: Basic credentials, or a signature in the body.
+            Scheme::Basic | Scheme::BasicOrNonceHmac | Scheme::SnsCertificate => false,
             _ => true,
         })
     })
@@ -601,21 +641,45 @@ pub const TEST_SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 #[cfg(test)]
 pub const TEST_URL: &str = "https://hooks.smshook.test/webhooks/src";
 
-/// A source named `src` of `provider`, verifying what [`TEST_SIGNING_KEY`]
-/// signs (posted to [`TEST_URL`]).
+/// The key that signs as `provider` does in tests: [`TEST_SIGNING_KEY`],
+/// or for Amazon SNS an RSA private key (PEM) made once per run.
+#[cfg(test)]
+pub fn test_key(provider: &Provider) -> &'static str {
+    static RSA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if provider.scheme == Scheme::SnsCertificate {
+        RSA.get_or_init(|| crate::signature::sns::new_private_key().expect("an RSA key"))
+    } else {
+        TEST_SIGNING_KEY
+    }
+}
+
+/// A source named `src` of `provider`, verifying what [`test_key`] signs
+/// (posted to [`TEST_URL`]); for Amazon SNS, taking
+/// [`crate::signature::sns::SAMPLE_TOPIC_ARN`] with the key pinned.
 #[cfg(test)]
 pub fn test_source(provider: &'static Provider) -> crate::config::Source {
     use crate::signature::public_url::PublicUrl;
+    use crate::signature::sns;
+    let verifier = provider.verifier_for(test_key(provider)).expect("key");
+    let sns = provider.scheme == Scheme::SnsCertificate;
+    let certificates = sns.then(|| {
+        let key = sns::public_key_from_pem(verifier.as_bytes()).expect("a public key");
+        std::sync::Arc::new(sns::Certificates::pinned(vec![key]))
+    });
+    let secret = if sns {
+        sns::SAMPLE_TOPIC_ARN.to_string()
+    } else {
+        verifier
+    };
     crate::config::Source {
         name: "src".into(),
         provider,
-        secrets: vec![Secret::new(
-            provider.verifier_for(TEST_SIGNING_KEY).expect("key"),
-        )],
+        secrets: vec![Secret::new(secret)],
         allowed: None,
         public_url: provider
             .signs_url()
             .then(|| PublicUrl::parse(TEST_URL).expect("a URL")),
+        certificates,
     }
 }
 

@@ -13,6 +13,7 @@ use smshook::http::{self, App};
 use smshook::providers::{self, Format, Provider, SampleIds};
 use smshook::signature::Secret;
 use smshook::signature::public_url::PublicUrl;
+use smshook::signature::sns;
 use smshook::store::{self, EventQuery, RequestQuery, Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,8 +47,24 @@ fn signing_key(name: String, provider: &str) -> String {
         Some(providers::Scheme::Ed25519 { .. } | providers::Scheme::DecodedKeyHmac) => {
             base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(name))
         }
+        Some(providers::Scheme::SnsCertificate) => rsa_key(&name),
         _ => name,
     }
+}
+
+/// An RSA private key (PEM) for `name`, made once per run: Amazon SNS
+/// signs with one.
+fn rsa_key(name: &str) -> String {
+    static KEYS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut keys = KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, key)) = keys.iter().find(|(n, _)| n == name) {
+        return key.clone();
+    }
+    let key = smshook::signature::sns::new_private_key().expect("an RSA key");
+    keys.push((name.to_string(), key.clone()));
+    key
 }
 
 /// Which store a test runs on.
@@ -168,6 +185,8 @@ pub struct TestOptions {
     /// `allowed_ips` by source name; sources not named accept any address.
     pub allowed_ips: &'static [(&'static str, &'static [&'static str])],
     pub idle_timeout: Duration,
+    /// Sources beside one per provider.
+    pub extra_sources: Vec<Source>,
 }
 
 impl Default for TestOptions {
@@ -187,6 +206,7 @@ impl Default for TestOptions {
             trusted_proxies: &[],
             allowed_ips: &[],
             idle_timeout: Duration::from_secs(130),
+            extra_sources: Vec::new(),
         }
     }
 }
@@ -213,19 +233,37 @@ pub const PUBLIC_URL: &str = "https://hooks.smshook.test/webhooks/twilio";
 pub fn all_sources() -> Vec<Source> {
     providers::ALL
         .iter()
-        .map(|p| Source {
-            name: p.name.to_string(),
-            provider: p,
-            secrets: [old_secret_for(p.name), secret_for(p.name)]
+        .map(|p| {
+            let verifiers = [old_secret_for(p.name), secret_for(p.name)]
                 .iter()
-                .map(|s| Secret::new(p.verifier_for(s).expect("a signing key")))
-                .collect(),
-            allowed: None,
-            public_url: p
-                .signs_url()
-                .then(|| PublicUrl::parse(PUBLIC_URL).expect("a URL")),
+                .map(|s| p.verifier_for(s).expect("a signing key"))
+                .collect::<Vec<_>>();
+            let sns = p.scheme == providers::Scheme::SnsCertificate;
+            Source {
+                name: p.name.to_string(),
+                provider: p,
+                secrets: if sns {
+                    vec![Secret::new(sns::SAMPLE_TOPIC_ARN)]
+                } else {
+                    verifiers.iter().map(Secret::new).collect()
+                },
+                allowed: None,
+                public_url: p
+                    .signs_url()
+                    .then(|| PublicUrl::parse(PUBLIC_URL).expect("a URL")),
+                certificates: sns.then(|| pinned(&verifiers)),
+            }
         })
         .collect()
+}
+
+/// An SNS source's certificates: these public keys (PEM), pinned.
+pub fn pinned(keys: &[String]) -> Arc<sns::Certificates> {
+    let keys = keys
+        .iter()
+        .map(|pem| sns::public_key_from_pem(pem.as_bytes()).expect("a public key"))
+        .collect();
+    Arc::new(sns::Certificates::pinned(keys))
 }
 
 /// The payload stored for `body`: the JSON itself, a form's parameters as
@@ -308,7 +346,13 @@ impl TestApp {
             file_check_interval: Duration::from_secs(60),
             request_log_max_rows: o.request_log_max_rows,
             retention: None,
-            sources: limited(all_sources(), o.allowed_ips),
+            sources: limited(
+                all_sources()
+                    .into_iter()
+                    .chain(o.extra_sources.clone())
+                    .collect(),
+                o.allowed_ips,
+            ),
             destinations: o.destinations.clone(),
             brokers: o.brokers.clone(),
             api_token: o.api_token.map(Secret::new),

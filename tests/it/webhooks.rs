@@ -39,6 +39,8 @@ crate::on_both_backends!(
     bird_signs_a_timestamp_its_url_and_the_bodys_hash,
     telesign_signs_with_its_api_key_and_reports_by_status_code,
     plivo_signs_its_url_and_a_nonce_under_either_accounts_token,
+    aws_sns_messages_are_verified_by_topic_and_awss_key,
+    an_sns_certificate_that_cannot_be_fetched_is_a_503_to_retry,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
 );
@@ -145,6 +147,14 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
         if p.name == "telesign" {
             (body["sub_resource"], body["status"]["code"]) = (json!(""), json!(1));
         }
+        // Amazon SNS's is the carried message's `eventType`, in a string.
+        if p.name == "aws-sns" {
+            body = (p.sample)("TEXT_DELIVERED", &SampleIds::fresh());
+            let carried = body["Message"].as_str().expect("a message");
+            let mut message: Value = serde_json::from_str(carried).expect("json");
+            message["eventType"] = json!("x.never_seen");
+            body["Message"] = json!(message.to_string());
+        }
         let key = [
             "/sub_resource",
             "/type",
@@ -157,9 +167,11 @@ async fn unknown_fields_and_types_are_stored_and_answered_200(backend: Backend) 
             "/trigger",
         ]
         .into_iter()
-        .find(|k| body.pointer(k).is_some())
-        .unwrap_or_else(|| panic!("{}: no type field in its sample", p.name));
-        *body.pointer_mut(key).expect("type field") = json!("x.never_seen");
+        .find(|k| body.pointer(k).is_some());
+        match key {
+            Some(key) => *body.pointer_mut(key).expect("type field") = json!("x.never_seen"),
+            None => assert_eq!(p.name, "aws-sns", "no type field in its sample"),
+        }
         // A form's parameters are strings, and so are Vonage SMS API's.
         let extra = if p.signs_url() || p.signs_in_body() {
             json!("a parameter never sent before")
@@ -1966,5 +1978,169 @@ async fn vonage_sms_refuses_what_its_secret_did_not_sign(backend: Backend) {
     let answer: Value = crossed.json().await.expect("json");
     refused(answer, "it is signed as vonage signs");
     assert!(app.events("source=vonage-sms").await.is_empty());
+    app.stop().await;
+}
+
+/// An Amazon SNS message as SNS posts it (`text/plain`, the default of
+/// its delivery policy), signed by `key` (PEM).
+async fn post_sns(app: &TestApp, source: &str, message: &Value, key: &str) -> (u16, Value) {
+    let p = provider("aws-sns");
+    let body = p
+        .sign_body(key, message.to_string().as_bytes(), 0)
+        .expect("signed");
+    let headers = [("content-type", "text/plain; charset=UTF-8".to_string())];
+    let response = app.post_with(source, &headers, &body).await;
+    let status = response.status().as_u16();
+    (status, crate::support::answer_json(response).await)
+}
+
+/// A sample SNS message of `event_type` with the carried message changed
+/// by `change` (JSON).
+fn sns_message(event_type: &str, change: impl FnOnce(&mut Value)) -> Value {
+    let p = provider("aws-sns");
+    let mut envelope = (p.sample)(event_type, &SampleIds::fresh());
+    // A subscription confirmation's is text.
+    let carried = envelope["Message"]
+        .as_str()
+        .map(serde_json::from_str::<Value>);
+    if let Some(Ok(mut message)) = carried {
+        change(&mut message);
+        envelope["Message"] = json!(message.to_string());
+    }
+    envelope
+}
+
+/// SNS signs its messages with AWS's key: a message is taken from a topic
+/// the source names, signed by a pinned key, its certificate's URL AWS's.
+/// Inbound messages are keyed by their own id (SNS's id changes if the SMS
+/// service publishes again); a STOP opts out; a subscription confirmation
+/// is stored.
+async fn aws_sns_messages_are_verified_by_topic_and_awss_key(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let key = secret_for("aws-sns");
+    let inbound = sns_message("inbound", |m| m["messageBody"] = json!("STOP"));
+    let (status, answer) = post_sns(&app, "aws-sns", &inbound, &key).await;
+    assert_eq!(status, 200, "{answer}");
+    let event = app.event_answered(&answer).await;
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(event["from"], "+14255550182");
+    assert_eq!(event["to"], "+12125550101");
+    assert_eq!(event["body"], "STOP");
+    assert_eq!(event["provider_event_id"], inbound["MessageId"]);
+    assert_eq!(event["payload"]["TopicArn"], inbound["TopicArn"]);
+    assert_eq!(event["opt_out"], true, "STOP");
+    // Published again by the SMS service: a new SNS id, the same message.
+    let mut again = inbound.clone();
+    again["MessageId"] = json!("0b4a3a55-6f6e-4b8e-9b55-cf1c2a4c9d11");
+    let (status, answer2) = post_sns(&app, "aws-sns", &again, &key).await;
+    assert_eq!((status, &answer2["duplicate"]), (200, &json!(true)));
+    assert_eq!(answer2["event_id"], answer["event_id"]);
+
+    let delivered = sns_message("TEXT_DELIVERED", |_| {});
+    let (status, answer) = post_sns(&app, "aws-sns", &delivered, &key).await;
+    assert_eq!(status, 200, "{answer}");
+    let event = app.event_answered(&answer).await;
+    assert_eq!(event["type"], "message.delivered");
+    assert_eq!(event["status"], "DELIVERED");
+
+    let refused = |message: Value, key: String, why: &'static str| {
+        let app = &app;
+        async move {
+            let (status, answer) = post_sns(app, "aws-sns", &message, &key).await;
+            assert_eq!(status, 401, "{why}: {answer}");
+            assert_eq!(answer["error"], "invalid_signature");
+            let text = answer["message"].as_str().expect("a message").to_string();
+            assert!(text.contains(why), "{why}: {text}");
+        }
+    };
+    let mut other_topic = sns_message("inbound", |_| {});
+    other_topic["TopicArn"] = json!("arn:aws:sns:us-east-1:123456789012:someone-else");
+    refused(other_topic, key.clone(), "TopicArn").await;
+    let mut elsewhere = sns_message("inbound", |_| {});
+    elsewhere["SigningCertURL"] =
+        json!("https://certs.example.com/SimpleNotificationService-1.pem");
+    refused(elsewhere, key.clone(), "SigningCertURL").await;
+    let unpinned = sns_message("inbound", |_| {});
+    refused(unpinned, wrong_secret_for("aws-sns"), "does not match").await;
+    // Raw message delivery: the carried message alone, unsigned.
+    let raw = json!({"originationNumber": "+14255550182", "messageBody": "hi"});
+    let response = app
+        .post_with("aws-sns", &[], raw.to_string().as_bytes())
+        .await;
+    assert_eq!(response.status(), 401);
+    let answer: Value = response.json().await.expect("json");
+    let text = answer["message"].as_str().expect("a message");
+    assert!(text.contains("raw message delivery"), "{text}");
+
+    let confirmation = sns_message("SubscriptionConfirmation", |_| {});
+    let (status, answer) = post_sns(&app, "aws-sns", &confirmation, &key).await;
+    assert_eq!(status, 200, "{answer}");
+    let event = app.event_answered(&answer).await;
+    assert_eq!(event["type"], "SubscriptionConfirmation");
+    assert_eq!(
+        event["payload"]["SubscribeURL"],
+        confirmation["SubscribeURL"]
+    );
+    assert_eq!(app.events("source=aws-sns").await.len(), 3);
+    app.stop().await;
+}
+
+/// A source that fetches SNS's certificates answers a message whose
+/// certificate it could not fetch (here: no network, or AWS's 404 for a
+/// made-up name) with a 503 SNS retries; one from a topic it does not take
+/// is refused without fetching anything.
+async fn an_sns_certificate_that_cannot_be_fetched_is_a_503_to_retry(backend: Backend) {
+    let p = provider("aws-sns");
+    let fetching = smshook::config::Source {
+        name: "aws-sns-fetched".into(),
+        provider: p,
+        secrets: vec![smshook::signature::Secret::new(
+            smshook::signature::sns::SAMPLE_TOPIC_ARN,
+        )],
+        allowed: None,
+        public_url: None,
+        certificates: Some(std::sync::Arc::new(
+            smshook::signature::sns::Certificates::fetched(),
+        )),
+    };
+    let app = TestApp::spawn_with(TestOptions {
+        backend,
+        extra_sources: vec![fetching],
+        ..Default::default()
+    })
+    .await;
+    let key = secret_for("aws-sns");
+    let mut message = sns_message("inbound", |_| {});
+    message["SigningCertURL"] = json!(
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-smshook-test-0000.pem"
+    );
+    let p = provider("aws-sns");
+    let body = p
+        .sign_body(&key, message.to_string().as_bytes(), 0)
+        .expect("signed");
+    for _ in 0..2 {
+        let response = app.post_with("aws-sns-fetched", &[], &body).await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["error"], "certificate_unavailable", "{answer}");
+    }
+    message["TopicArn"] = json!("arn:aws:sns:us-east-1:123456789012:someone-else");
+    let (status, answer) = post_sns(&app, "aws-sns-fetched", &message, &key).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    assert!(app.events("source=aws-sns-fetched").await.is_empty());
+    // Refusals are logged with the next commit.
+    let (_, status, _) = app.send_sample(p, "inbound").await;
+    assert_eq!(status, 200);
+    let requests = app.requests().await;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["reason"] == "certificate_unavailable"),
+        "{requests:?}"
+    );
     app.stop().await;
 }
