@@ -1243,6 +1243,61 @@ mod tests {
         }
     }
 
+    /// An Amazon SNS source takes topic ARNs as its secrets, and AWS's
+    /// certificates fetched, or pinned ones; nothing else takes
+    /// `signing_certificates`.
+    #[test]
+    fn sns_sources_take_topics_and_pinned_certificates() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pem = dir.path().join("sns.pem");
+        let private = crate::signature::sns::new_private_key().expect("key");
+        let public = crate::signature::sns::public_key_pem(&private).expect("public");
+        std::fs::write(&pem, public).expect("write");
+        let topic = "arn:aws:sns:us-east-1:123456789012:sms";
+        let source = |rest: &str| format!("[[sources]]\nname='a'\nprovider='aws-sns'\n{rest}");
+        let c = load(Some(&source(&format!("secrets=['{topic}']"))), &[]).expect("fetching");
+        let fetched = c.sources[0].certificates.as_ref().expect("certificates");
+        assert!(!fetched.is_pinned());
+        let pinned = format!(
+            "secrets=['{topic}']\nsigning_certificates=['{}']",
+            pem.display()
+        );
+        let c = load(Some(&source(&pinned)), &[]).expect("pinned");
+        let certificates = c.sources[0].certificates.as_ref().expect("certificates");
+        assert!(certificates.is_pinned());
+        let err = |toml: &str| format!("{:#}", load(Some(toml), &[]).expect_err("must fail"));
+        let e = err(&source("secrets=['a-webhook-secret']"));
+        assert!(e.contains("secrets") && e.contains("topic"), "{e}");
+        let e = err(&source(&format!(
+            "secrets=['{topic}']\nsigning_certificates=[]"
+        )));
+        assert!(
+            e.contains("signing_certificates") && e.contains("empty"),
+            "{e}"
+        );
+        let missing = format!("secrets=['{topic}']\nsigning_certificates=['/nope.pem']");
+        let e = err(&source(&missing));
+        assert!(
+            e.contains("signing_certificates") && e.contains("/nope.pem"),
+            "{e}"
+        );
+        std::fs::write(&pem, "not a certificate").expect("write");
+        let e = err(&source(&pinned));
+        assert!(
+            e.contains("signing_certificates") && e.contains("CERTIFICATE"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[sources]]\nname='a'\nprovider='msgine'\nsecrets=['s']\nsigning_certificates=['{}']",
+            pem.display()
+        ));
+        assert!(e.contains("msgine does not sign with certificates"), "{e}");
+        let vars = [("SMSHOOK_AWS_SNS_TOPIC_ARN", topic)];
+        let c = load(None, &vars).expect("from the environment");
+        assert_eq!(c.sources[0].name, "aws-sns");
+        assert_eq!(c.sources[0].secrets[0].expose(), topic);
+    }
+
     /// Queue destinations: exactly one kind each, their server's URL
     /// required at start-up, and a Redis URL's password never repeated.
     #[test]

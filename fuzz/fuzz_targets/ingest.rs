@@ -8,8 +8,13 @@
 //! twice); one it could not is refused as unsigned. A batch provider's
 //! (Twilio Event Streams') body is stored as one event per object of a
 //! non-empty array (or a lone object), each byte for byte, and refused
-//! otherwise. The first byte picks the provider.
+//! otherwise. Amazon SNS signs inside the body too, with an RSA key the
+//! source pins: a body it could sign is signed, then stored or refused as
+//! not from the source's topic or AWS's certificate URL; one it could not is
+//! refused. The first byte picks the provider.
 #![no_main]
+
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use smshook::config::Source;
@@ -17,7 +22,8 @@ use smshook::ingest;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use smshook::event::NewEvent;
-use smshook::providers::{ALL, Format};
+use smshook::providers::{ALL, Format, Scheme};
+use smshook::signature::sns;
 use smshook::signature::Secret;
 use smshook::signature::public_url::PublicUrl;
 
@@ -31,28 +37,35 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let provider = ALL[usize::from(pick) % ALL.len()];
+    let sns = provider.scheme == Scheme::SnsCertificate;
+    let key = if sns { rsa_key() } else { KEY };
+    let verifier = provider.verifier_for(key).expect("key");
     let source = Source {
         name: "fuzz".into(),
         provider,
-        secrets: vec![Secret::new(provider.verifier_for(KEY).expect("key"))],
+        secrets: vec![Secret::new(if sns { sns::SAMPLE_TOPIC_ARN } else { &verifier })],
         allowed: None,
         public_url: provider
             .signs_url()
             .then(|| PublicUrl::parse(URL).expect("a URL")),
+        certificates: sns.then(|| {
+            let public = sns::public_key_from_pem(verifier.as_bytes()).expect("a key");
+            Arc::new(sns::Certificates::pinned(vec![public]))
+        }),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let at = "2026-12-03T00:00:00.000Z".to_string();
     let in_params = provider.signs_in_body();
-    let Ok(body) = provider.sign_body(KEY, body, now) else {
+    let Ok(body) = provider.sign_body(key, body, now) else {
         let e = ingest::prepare(&source, ingest::Signed::default(), body, at);
         assert_eq!(e.expect_err("unsigned").code(), "invalid_signature");
         return;
     };
     let body = &body[..];
     let url = provider.url_for(URL, body);
-    let headers = provider.sign(KEY, body, now, &url).expect("signed");
+    let headers = provider.sign(key, body, now, &url).expect("signed");
     let mut signed = ingest::Signed::from_pairs(provider, &headers);
     signed.query = url.split_once('?').map(|(_, query)| query);
     let result = ingest::prepare(&source, signed, body, at).map(ingest::Prepared::into_events);
@@ -89,6 +102,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The RSA key (PEM) the SNS source pins, made once per run.
+fn rsa_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| sns::new_private_key().expect("an RSA key"))
+}
 
 /// An event stored from exactly `text`, a JSON object.
 fn stored_whole(event: &NewEvent, text: &[u8]) {

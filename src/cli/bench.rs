@@ -183,6 +183,8 @@ pub async fn bench(args: &BenchArgs) -> Result<ExitCode> {
         // at send time: the load generator would measure itself.
         let why = if provider.signs_url() {
             "signs the URL it posts to with each body (a form's parameters, a JSON body's hash), and its samples' SIDs are no ids bench can vary"
+        } else if provider.scheme == providers::Scheme::SnsCertificate {
+            "signs each message with an RSA key of AWS's, inside the body"
         } else if provider.signs_in_body() {
             "signs each request's parameters, with the time, inside the body"
         } else {

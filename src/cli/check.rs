@@ -29,6 +29,15 @@ pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where an SNS source's keys come from, as `check` says it.
+fn certificates_text(source: &crate::config::Source) -> String {
+    match &source.certificates {
+        Some(c) if c.is_pinned() => ", pinned certificates".into(),
+        Some(_) => ", SNS's certificates fetched from AWS".into(),
+        None => String::new(),
+    }
+}
+
 /// For a source that answers sooner than `ack_deadline`, since its
 /// provider waits less: how soon, and why.
 fn sooner(provider: &Provider, ack_deadline: std::time::Duration) -> String {
@@ -68,7 +77,8 @@ fn summary(config: &Config) -> String {
             s.allowed_text(),
             s.public_url
                 .as_ref()
-                .map_or(String::new(), |u| format!(", signed for {}", u.text)),
+                .map_or(String::new(), |u| format!(", signed for {}", u.text))
+                + &certificates_text(s),
             sooner(s.provider, config.ack_deadline)
         );
     }

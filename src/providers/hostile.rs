@@ -417,6 +417,100 @@ fn vonage_sms_bodies_damaged_after_signing_are_refused() {
     assert!(refused > 1000, "refused {refused}");
 }
 
+/// Amazon SNS: every field of every carried message (JSON in the
+/// envelope's `Message` string) replaced by every kind of value or removed,
+/// and every field of the envelope replaced by every kind of value, signed
+/// after the damage. A message SNS could have signed is stored as sent,
+/// with a key and a type, unless its topic or certificate URL is not the
+/// source's (refused); one it could not sign is refused as unsigned. Never
+/// a panic.
+#[test]
+fn aws_sns_messages_with_hostile_fields_are_signed_and_stored_or_refused() {
+    let provider = &super::aws_sns::PROVIDER;
+    let source = source(provider);
+    let key = super::test_key(provider);
+    let sign_and_take =
+        |v: &Value, admitted: bool| match provider.sign_body(key, &provider.encode(v), 0) {
+            Ok(body) if admitted => assert_stored(provider, &body, ingest_all(&source, &body)),
+            Ok(body) => {
+                let refused = ingest(&source, &body).expect_err("another topic or certificate");
+                assert_eq!(refused.code(), "invalid_signature", "{v}");
+            }
+            Err(_) => {
+                let unsigned = provider.encode(v);
+                let refused = ingest(&source, &unsigned).expect_err("unsigned");
+                assert_eq!(refused.code(), "invalid_signature", "{v}");
+            }
+        };
+    for sample in samples(provider) {
+        let carried = sample["Message"]
+            .as_str()
+            .map(serde_json::from_str::<Value>);
+        if let Some(Ok(message)) = carried {
+            let mut all = Vec::new();
+            paths(&message, &mut Vec::new(), &mut all);
+            for path in &all {
+                for value in hostile_values() {
+                    let mut m = message.clone();
+                    *at_mut(&mut m, path) = value;
+                    let mut v = sample.clone();
+                    v["Message"] = json!(m.to_string());
+                    sign_and_take(&v, true);
+                }
+            }
+        }
+        for (field, _) in sample.as_object().expect("an object") {
+            for value in hostile_values() {
+                let mut v = sample.clone();
+                v[field.as_str()] = value;
+                let admitted = !matches!(field.as_str(), "TopicArn" | "SigningCertURL");
+                sign_and_take(&v, admitted);
+            }
+        }
+    }
+}
+
+/// Amazon SNS: signed messages damaged in transit are refused, never a
+/// panic; one is stored only where the damage left every signed field as
+/// signed (space between JSON tokens, an unsigned URL changed).
+#[test]
+fn aws_sns_messages_damaged_after_signing_are_refused() {
+    let provider = &super::aws_sns::PROVIDER;
+    let source = source(provider);
+    let key = super::test_key(provider);
+    let mut rng = Rng(0x5e55_ba5e_5e55_ba5e);
+    let mut refused = 0;
+    for sample in samples(provider) {
+        let signed = provider
+            .sign_body(key, &provider.encode(&sample), 0)
+            .expect("signed");
+        assert!(ingest(&source, &signed).is_ok(), "the undamaged one");
+        let text = |b: &[u8]| {
+            let envelope = crate::signature::sns::Envelope::parse(b).ok()?;
+            let signed = envelope.signed_text().ok()?;
+            Some((signed, envelope.signature.map(|s| s.to_string())))
+        };
+        let sent = text(&signed).expect("readable");
+        for _ in 0..100 {
+            let mut damaged = signed.clone();
+            mangle(&mut damaged, &mut rng);
+            match ingest(&source, &damaged) {
+                Err(e) => {
+                    assert_eq!(e.code(), "invalid_signature", "{e}");
+                    refused += 1;
+                }
+                Ok(_) => assert_eq!(
+                    text(&damaged),
+                    Some(sent.clone()),
+                    "stored with other fields than were signed: {}",
+                    String::from_utf8_lossy(&damaged)
+                ),
+            }
+        }
+    }
+    assert!(refused > 300, "refused {refused}");
+}
+
 /// A body's parameters with a value, sorted, as `signature::vonage_sms`
 /// reads them.
 fn signed_params(body: &[u8]) -> Option<Vec<(String, String)>> {

@@ -283,9 +283,9 @@ pub fn sign(private_key: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     )
     .map_err(|_| "signing failed".to_string())?;
     let signature = serde_json::Value::from(STANDARD.encode(signature)).to_string();
-    let open = unsigned.trim_end_matches('}');
-    let comma = if open.ends_with('{') { "" } else { "," };
-    Ok(format!("{open}{comma}\"{SIGNATURE_FIELD}\":{signature}}}").into_bytes())
+    // An object with at least `SignatureVersion`: a field follows a comma.
+    let open = unsigned.strip_suffix('}').unwrap_or(&unsigned);
+    Ok(format!("{open},\"{SIGNATURE_FIELD}\":{signature}}}").into_bytes())
 }
 
 /// The public key (PEM) of a PEM private key: what a source pins to take

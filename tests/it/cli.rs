@@ -839,6 +839,105 @@ async fn keypair_signs_for_a_telnyx_source_that_verifies_with_its_public_key() {
     app.stop().await;
 }
 
+/// `keypair aws-sns` makes an RSA pair: a source pinning its public key
+/// takes what `send aws-sns` and `sign aws-sns` sign with its private key,
+/// and `check` says what the source takes.
+#[tokio::test]
+async fn keypair_signs_for_an_sns_source_that_pins_its_public_key() {
+    let out = smshook(&["keypair", "aws-sns"], None);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let block = |label: &str| {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----\n");
+        let start = text
+            .find(&begin)
+            .unwrap_or_else(|| panic!("{label} in {text}"));
+        let stop = text[start..].find(&end).expect("its end") + start + end.len();
+        text[start..stop].to_string()
+    };
+    let (public, private) = (block("PUBLIC KEY"), block("PRIVATE KEY"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public_file = dir.path().join("sns.pem");
+    let private_file = dir.path().join("sns.key");
+    std::fs::write(&public_file, &public).expect("write");
+    std::fs::write(&private_file, &private).expect("write");
+    let topic = smshook::signature::sns::SAMPLE_TOPIC_ARN;
+    let config = dir.path().join("smshook.toml");
+    let source = format!(
+        "[[sources]]\nname = \"sms\"\nprovider = \"aws-sns\"\nsecrets = [{topic:?}]\nsigning_certificates = [{:?}]\n",
+        public_file.display().to_string()
+    );
+    std::fs::write(&config, source).expect("write");
+    let checked = smshook(&["check", "--config", &config.display().to_string()], None);
+    assert!(
+        stdout(&checked).contains("source: POST /webhooks/sms (aws-sns, 1 topic ARN, from any address, pinned certificates"),
+        "{}{}",
+        stdout(&checked),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let mine = smshook::config::Source {
+        name: "sns-mine".into(),
+        provider: smshook::providers::find("aws-sns").expect("aws-sns"),
+        secrets: vec![smshook::signature::Secret::new(topic)],
+        allowed: None,
+        public_url: None,
+        certificates: Some(crate::support::pinned(&[public])),
+    };
+    let app = TestApp::spawn_with(crate::support::TestOptions {
+        extra_sources: vec![mine],
+        ..Default::default()
+    })
+    .await;
+    let key = private_file.display().to_string();
+    let send = |source: &str, event_type: &str| {
+        let url = app.url(&format!("/webhooks/{source}"));
+        let args = [
+            "send", "aws-sns", event_type, "--url", &url, "--secret", &key,
+        ];
+        smshook_beside_server(args.iter().map(|a| a.to_string()).collect())
+    };
+    let sent = send("sns-mine", "inbound").await;
+    assert!(stdout(&sent).starts_with("200 OK"), "{}", stdout(&sent));
+    let sent = send("sns-mine", "TEXT_DELIVERED").await;
+    assert!(stdout(&sent).starts_with("200 OK"), "{}", stdout(&sent));
+    let elsewhere = send("aws-sns", "inbound").await;
+    assert!(
+        stdout(&elsewhere).starts_with("401"),
+        "{}",
+        stdout(&elsewhere)
+    );
+    let events = app.events("source=sns-mine").await;
+    assert_eq!(events[0]["type"], "message.received");
+    assert_eq!(events[1]["type"], "message.delivered");
+
+    let unsigned = serde_json::to_vec(&json!({
+        "Type": "Notification", "MessageId": "m-1", "TopicArn": topic, "Message": "hi",
+        "Timestamp": "2026-12-04T00:00:00Z",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem",
+    }))
+    .expect("json");
+    let signed = smshook(&["sign", "aws-sns", "--secret", &key], Some(&unsigned));
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let body = stdout(&signed);
+    let keys = [smshook::signature::Secret::new(topic)];
+    let pinned = crate::support::pinned(&[block("PUBLIC KEY")]);
+    let verified = smshook::signature::sns::verify(body.trim().as_bytes(), &keys, Some(&pinned));
+    assert_eq!(verified, Ok(()));
+    let missing = smshook(
+        &["sign", "aws-sns", "--secret", "/nope.key"],
+        Some(&unsigned),
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nope.key"));
+    app.stop().await;
+}
+
 /// Runs `smshook bench` against `url` off the runtime and returns its JSON.
 async fn bench(url: &str, extra: &[&str]) -> Value {
     let secret = secret_for("integify");
