@@ -190,6 +190,10 @@ pub enum SignatureError {
     SnsCertificateUrl,
     #[error("the SNS signing certificate could not be fetched yet; retry later")]
     CertificateUnavailable,
+    #[error(
+        "the signature matches none of the source's signing_certificates: has AWS moved to a new certificate (the message's SigningCertURL)?"
+    )]
+    MismatchPinned,
 }
 
 /// HMAC-SHA256 of `body` under `key`.

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::providers::{ALL, Ack, Format, Provider};
+use crate::providers::{ALL, Ack, Format, Provider, Scheme};
 
 #[derive(Debug, Args)]
 pub struct ProvidersArgs {
@@ -50,9 +50,10 @@ fn describe(p: &Provider) -> Value {
 /// One provider, as a few indented lines.
 fn block(p: &Provider) -> String {
     let mut out = format!("{}\n", p.name);
-    let header = match p.signs_in_body() {
-        true => format!("its {} parameter", p.signature_header),
-        false => super::send::header_name(p.signature_header),
+    let header = match (p.signs_in_body(), p.scheme) {
+        (true, Scheme::SnsCertificate) => format!("its {} field", p.signature_header),
+        (true, _) => format!("its {} parameter", p.signature_header),
+        (false, _) => super::send::header_name(p.signature_header),
     };
     out += &format!("  signs      {} ({header})\n", p.scheme.signs());
     out += &format!(

@@ -131,9 +131,8 @@ pub fn verify(
         _ => return Err(SignatureError::SnsVersion),
     };
     let text = envelope.signed_text()?;
-    let keys = certificates
-        .ok_or(SignatureError::Mismatch)?
-        .keys_for(url)?;
+    let certificates = certificates.ok_or(SignatureError::Mismatch)?;
+    let keys = certificates.keys_for(url)?;
     let verifies = |key: &std::sync::Arc<[u8]>| {
         UnparsedPublicKey::new(algorithm, &key[..])
             .verify(text.as_bytes(), &signature)
@@ -141,10 +140,10 @@ pub fn verify(
     };
     // Pinned keys are few; each is tried, as each secret is elsewhere.
     let matched = keys.iter().filter(|key| verifies(key)).count();
-    if matched > 0 {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
+    match (matched, certificates.is_pinned()) {
+        (0, true) => Err(SignatureError::MismatchPinned),
+        (0, false) => Err(SignatureError::Mismatch),
+        _ => Ok(()),
     }
 }
 
@@ -412,18 +411,18 @@ mod tests {
                     &topics,
                     Some(&pinned(&[CERTIFICATE])),
                 );
-                assert_eq!(result, Err(SignatureError::Mismatch), "{field}");
+                assert_eq!(result, Err(SignatureError::MismatchPinned), "{field}");
             }
         }
         // Unsigned: where to unsubscribe, and the Subject of a confirmation.
         let moved = with(NOTIFICATION_V1, "UnsubscribeURL", "https://x.test/".into());
         assert_eq!(check(&moved), Ok(()));
         let removed = with(NOTIFICATION_V1, "Subject", serde_json::Value::Null);
-        assert_eq!(check(&removed), Err(SignatureError::Mismatch));
+        assert_eq!(check(&removed), Err(SignatureError::MismatchPinned));
         let v1 = with(NOTIFICATION_V2, "SignatureVersion", "1".into());
         assert_eq!(
             check(&v1),
-            Err(SignatureError::Mismatch),
+            Err(SignatureError::MismatchPinned),
             "SHA-1 of a SHA-256 signature"
         );
     }
@@ -456,7 +455,7 @@ mod tests {
         assert_eq!(check(&no_token), Err(SignatureError::NotSns));
         let other_key = pinned(&[&public_key_pem(&new_private_key().expect("key")).expect("pem")]);
         let by_other = verify(NOTIFICATION_V1.as_bytes(), &topics(), Some(&other_key));
-        assert_eq!(by_other, Err(SignatureError::Mismatch));
+        assert_eq!(by_other, Err(SignatureError::MismatchPinned));
         assert_eq!(
             verify(NOTIFICATION_V1.as_bytes(), &topics(), None),
             Err(SignatureError::Mismatch),
@@ -520,7 +519,7 @@ mod tests {
             let tampered = text.replace("first message", "first massage");
             assert_eq!(
                 verify(tampered.as_bytes(), &topics(), Some(&rotated)),
-                Err(SignatureError::Mismatch)
+                Err(SignatureError::MismatchPinned)
             );
         }
         assert!(sign("not a key", unsigned.as_bytes()).is_err());

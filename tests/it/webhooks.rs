@@ -2061,7 +2061,12 @@ async fn aws_sns_messages_are_verified_by_topic_and_awss_key(backend: Backend) {
         json!("https://certs.example.com/SimpleNotificationService-1.pem");
     refused(elsewhere, key.clone(), "SigningCertURL").await;
     let unpinned = sns_message("inbound", |_| {});
-    refused(unpinned, wrong_secret_for("aws-sns"), "does not match").await;
+    refused(
+        unpinned,
+        wrong_secret_for("aws-sns"),
+        "signing_certificates",
+    )
+    .await;
     // Raw message delivery: the carried message alone, unsigned.
     let raw = json!({"originationNumber": "+14255550182", "messageBody": "hi"});
     let response = app

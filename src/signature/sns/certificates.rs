@@ -117,18 +117,24 @@ impl Certificates {
     /// Opens the `SubscribeURL` of a subscription confirmation in `body`
     /// (already verified and stored), which confirms the subscription, in
     /// the background; with pinned keys, logs how to confirm it by hand.
+    /// An unsubscribe confirmation is logged: nothing more will come.
     pub fn confirm(&self, body: &[u8], source: &str) {
         let Ok(envelope) = Envelope::parse(body) else {
             return;
         };
-        if envelope.kind.as_deref() != Some("SubscriptionConfirmation") {
-            return;
-        }
         let topic = envelope
             .topic_arn
             .as_deref()
             .unwrap_or_default()
             .to_string();
+        match envelope.kind.as_deref() {
+            Some("SubscriptionConfirmation") => {}
+            Some("UnsubscribeConfirmation") => {
+                tracing::warn!(%source, %topic, "SNS says this endpoint was unsubscribed from the topic: nothing more comes from it until it is subscribed again");
+                return;
+            }
+            _ => return,
+        }
         let Some(url) = envelope
             .subscribe_url
             .as_deref()
