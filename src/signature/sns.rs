@@ -212,11 +212,27 @@ fn aws_url(url: &str) -> Option<url::Url> {
         && parsed.username().is_empty()
         && parsed.password().is_none()
         && parsed.fragment().is_none();
-    let region_ok = region.len() >= 3
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    (plain && region_ok).then_some(parsed)
+    (plain && is_region(region)).then_some(parsed)
+}
+
+/// Whether `name` is written as AWS's regions are: `us-east-1`,
+/// `us-gov-west-1`, `cn-north-1`. Stricter than "letters, digits and
+/// dashes", which would take `sns.s3-us-west-2.amazonaws.com`: the legacy
+/// S3 endpoint of a bucket named `sns`, whose files anyone holding that
+/// bucket writes.
+fn is_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let letters = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [country, middle @ .., number] if !middle.is_empty() => {
+            country.len() == 2
+                && letters(country)
+                && middle.iter().all(letters)
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
 }
 
 /// A public key as [`verify`] takes it (SubjectPublicKeyInfo, DER) from a
@@ -469,6 +485,7 @@ mod tests {
             "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-6209c161c6221fdf56ec1eb5c821d112.pem",
             "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc_D-1.pem",
             "https://sns.eu-central-2.amazonaws.com/SimpleNotificationService-x.pem",
+            "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-x.pem",
         ] {
             assert!(certificate_url(good).is_ok(), "{good}");
         }
@@ -487,6 +504,11 @@ mod tests {
             "https://sns..amazonaws.com/SimpleNotificationService-a.pem",
             "https://sns.US-EAST-1.amazonaws.com.evil/SimpleNotificationService-a.pem",
             "https://s3.us-east-1.amazonaws.com/SimpleNotificationService-a.pem",
+            // A bucket named `sns` on S3's legacy endpoints.
+            "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.s3-external-1.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.s3.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.us-east.amazonaws.com/SimpleNotificationService-a.pem",
             "not a url",
         ] {
             assert!(certificate_url(bad).is_err(), "{bad}");
