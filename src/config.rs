@@ -64,6 +64,9 @@ pub struct Config {
     /// it, every `secret_file`, and the TLS key (start-up warns when others
     /// can read them).
     pub secret_files: Vec<PathBuf>,
+    /// Certificates pinned by a source (`signing_certificates`): not
+    /// secret, but a change reloads them as a secret file's does.
+    pub certificate_files: Vec<PathBuf>,
     /// Serve HTTPS with these, instead of plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -203,11 +206,17 @@ impl Config {
         let secret_files = file
             .as_deref()
             .map_or_else(Vec::new, |f| files_with_secrets(&raw, f));
+        let certificate_files = raw
+            .sources
+            .iter()
+            .flat_map(|s| s.signing_certificates.iter().flatten().cloned())
+            .collect();
         let mut config = build(raw, file.is_some(), o).with_context(|| match &file {
             Some(p) => format!("config file {}", p.display()),
             None => "configuration".to_string(),
         })?;
         config.secret_files = secret_files;
+        config.certificate_files = certificate_files;
         config
             .secret_files
             .extend(config.tls.as_ref().map(|t| t.key.clone()));
@@ -396,6 +405,7 @@ fn build(raw: FileConfig, from_file: bool, o: &Overrides) -> Result<Config> {
             .map(Secret::new),
         trusted_proxies,
         secret_files: Vec::new(),
+        certificate_files: Vec::new(),
         tls,
     })
 }

@@ -78,7 +78,7 @@ fn reload_secrets(args: ConfigArgs, app: App, config: &Config) -> impl Future<Ou
                     if stamps(&files) == seen {
                         continue;
                     }
-                    tracing::info!("a file holding secrets changed: reading the configuration again");
+                    tracing::info!("a file holding secrets or certificates changed: reading the configuration again");
                 }
             }
             seen = reload(&args, &app, &mut files);
@@ -111,12 +111,13 @@ fn reload(args: &ConfigArgs, app: &App, files: &mut Vec<PathBuf>) -> Vec<Option<
 }
 
 /// The files whose change reloads secrets: those holding secrets, but the
-/// TLS key, which `http::tls` reads again itself.
+/// TLS key, which `http::tls` reads again itself, and pinned certificates.
 #[cfg(unix)]
 fn secret_files(config: &Config) -> Vec<PathBuf> {
     let tls_key = config.tls.as_ref().map(|t| &t.key);
     let files = config.secret_files.iter();
-    files.filter(|f| Some(*f) != tls_key).cloned().collect()
+    let secrets = files.filter(|f| Some(*f) != tls_key);
+    secrets.chain(&config.certificate_files).cloned().collect()
 }
 
 pub async fn migrate(args: &ConfigArgs) -> Result<ExitCode> {

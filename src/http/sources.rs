@@ -28,8 +28,8 @@ impl Sources {
         self.0.current()
     }
 
-    /// Gives each source the secrets, `allowed_ips` and `public_url`
-    /// `config` has for the source of the same name and provider. Sources added, removed or
+    /// Gives each source the secrets, `allowed_ips`, `public_url` and
+    /// pinned certificates `config` has for the source of the same name and provider. Sources added, removed or
     /// given another provider need a restart (the metrics and the routes
     /// are set up for the sources at start-up).
     pub fn reload(&self, config: &Config) -> Reload {
@@ -40,13 +40,17 @@ impl Sources {
                 Some(old) if old.provider.name == new.provider.name => {
                     // What verifies a webhook reloads together: a
                     // `public_url` moves with the host, as a secret rotates.
+                    // An SNS source that fetches keeps its certificates
+                    // (and what it fetched): they compare equal.
                     if old.secrets != new.secrets
                         || old.allowed != new.allowed
                         || old.public_url != new.public_url
+                        || old.certificates != new.certificates
                     {
                         old.secrets = new.secrets.clone();
                         old.allowed = new.allowed.clone();
                         old.public_url = new.public_url.clone();
+                        old.certificates = new.certificates.clone();
                         reload.changed.push((new.name.clone(), new.secrets.len()));
                     }
                 }

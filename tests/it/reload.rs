@@ -180,3 +180,51 @@ async fn sighup_rotates_a_destinations_signing_secret() {
     hangup(&server);
     until_signed_by(&server, &mut receiver, &[NEXT_SECRET]).await;
 }
+
+/// An SNS source's pinned certificate is read again when its file is
+/// rewritten, with no signal: AWS's new certificate replaces the old one
+/// with no restart.
+#[tokio::test]
+async fn a_rewritten_pinned_certificate_is_picked_up_with_no_signal() {
+    use smshook::signature::sns;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (
+        sns::new_private_key().expect("key"),
+        sns::new_private_key().expect("key"),
+    );
+    let pinned = dir.path().join("sns.pem");
+    write(&pinned, &sns::public_key_pem(&old).expect("public"));
+    let source = format!(
+        "[[sources]]\nname = \"sns\"\nprovider = \"aws-sns\"\nsecrets = [{:?}]\nsigning_certificates = [{:?}]\n",
+        sns::SAMPLE_TOPIC_ARN,
+        pinned.display().to_string()
+    );
+    let database = dir.path().join("events.db").display().to_string();
+    let mut command = serve_command(dir.path(), &database, &source);
+    command.env("SMSHOOK_FILE_CHECK_INTERVAL", "1s");
+    let server = start(command);
+    let status = |key: String| {
+        let url = format!("http://{}/webhooks/sns", server.addr);
+        async move {
+            let p = provider("aws-sns");
+            let body = p
+                .sign_body(&key, &sample_bytes(p, "inbound"), 0)
+                .expect("signed");
+            let response = reqwest::Client::new().post(url).body(body).send().await;
+            response.expect("answer").status().as_u16()
+        }
+    };
+    assert_eq!(status(old.clone()).await, 200);
+    assert_eq!(status(new.clone()).await, 401);
+
+    write(&pinned, &sns::public_key_pem(&new).expect("public"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(new.clone()).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate never verified"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(old).await, 401);
+}

@@ -359,6 +359,7 @@ impl TestApp {
             trusted_proxies: smshook::http::TrustedProxies::parse(o.trusted_proxies)
                 .expect("trusted proxies"),
             secret_files: Vec::new(),
+            certificate_files: Vec::new(),
             tls: None,
         };
         let store = match o.store {
