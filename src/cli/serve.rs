@@ -147,7 +147,20 @@ fn announce(config: &Config, listener: &TcpListener) {
     };
     for s in &config.sources {
         let from = s.allowed_text();
-        tracing::info!(url = %format!("{scheme}://{addr}/webhooks/{}", s.name), provider = s.provider.name, secrets = s.secrets.len(), %from, "source");
+        let url = format!("{scheme}://{addr}/webhooks/{}", s.name);
+        match &s.certificates {
+            Some(c) => {
+                let keys = if c.is_pinned() {
+                    "pinned"
+                } else {
+                    "fetched from AWS"
+                };
+                tracing::info!(%url, provider = s.provider.name, topics = s.secrets.len(), certificates = keys, %from, "source");
+            }
+            None => {
+                tracing::info!(%url, provider = s.provider.name, secrets = s.secrets.len(), %from, "source")
+            }
+        }
     }
     match &config.api_token {
         Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),

@@ -102,7 +102,7 @@ pub async fn send(
 
 /// An error and its causes ("error sending request: … Connection refused"),
 /// so the attempt record says what actually went wrong.
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

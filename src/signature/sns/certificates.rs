@@ -217,16 +217,22 @@ impl Fetcher {
     }
 }
 
+/// What went wrong, with its causes (a DNS failure, a refused connection),
+/// without the URL: a confirmation's carries its token.
+fn causes(e: reqwest::Error) -> String {
+    crate::dispatch::http::with_causes(&e.without_url())
+}
+
 /// The public key of the certificate at `url` (an AWS URL: the caller
 /// checked it).
 pub(crate) async fn fetch_key(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let response = client.get(url).send().await.map_err(causes)?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
     let mut pem = Vec::new();
     let mut response = response;
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = response.chunk().await.map_err(causes)? {
         pem.extend_from_slice(&chunk);
         if pem.len() > MAX_CERTIFICATE_BYTES {
             return Err(format!("larger than {MAX_CERTIFICATE_BYTES} bytes"));
@@ -237,7 +243,7 @@ pub(crate) async fn fetch_key(client: &reqwest::Client, url: &str) -> Result<Vec
 
 /// Opens a subscription's confirmation URL.
 pub(crate) async fn open(client: &reqwest::Client, url: url::Url) -> Result<(), String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let response = client.get(url).send().await.map_err(causes)?;
     let status = response.status();
     if status.is_success() {
         Ok(())
