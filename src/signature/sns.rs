@@ -13,8 +13,6 @@
 //! where its key comes from (fetched from AWS, or pinned in the config) is
 //! [`certificates`]'s business.
 
-use std::borrow::Cow;
-
 use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
 };
@@ -37,34 +35,27 @@ pub const SAMPLE_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:smshook-s
 /// The fields of an SNS message its signature covers or names. Any may be
 /// missing from a body that is not one; [`Envelope::signed_text`] says which.
 #[derive(Debug, Default, Deserialize)]
-pub struct Envelope<'a> {
-    #[serde(rename = "Type", borrow)]
-    pub kind: Option<Cow<'a, str>>,
-    #[serde(rename = "MessageId", borrow)]
-    pub message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "TopicArn", borrow)]
-    pub topic_arn: Option<Cow<'a, str>>,
-    #[serde(rename = "Subject", borrow)]
-    pub subject: Option<Cow<'a, str>>,
-    #[serde(rename = "Message", borrow)]
-    pub message: Option<Cow<'a, str>>,
-    #[serde(rename = "Timestamp", borrow)]
-    pub timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "SignatureVersion", borrow)]
-    pub signature_version: Option<Cow<'a, str>>,
-    #[serde(rename = "Signature", borrow)]
-    pub signature: Option<Cow<'a, str>>,
-    #[serde(rename = "SigningCertURL", borrow)]
-    pub signing_cert_url: Option<Cow<'a, str>>,
-    #[serde(rename = "SubscribeURL", borrow)]
-    pub subscribe_url: Option<Cow<'a, str>>,
-    #[serde(rename = "Token", borrow)]
-    pub token: Option<Cow<'a, str>>,
+#[serde(rename_all = "PascalCase")]
+pub struct Envelope {
+    #[serde(rename = "Type")]
+    pub kind: Option<String>,
+    pub message_id: Option<String>,
+    pub topic_arn: Option<String>,
+    pub subject: Option<String>,
+    pub message: Option<String>,
+    pub timestamp: Option<String>,
+    pub signature_version: Option<String>,
+    pub signature: Option<String>,
+    #[serde(rename = "SigningCertURL")]
+    pub signing_cert_url: Option<String>,
+    #[serde(rename = "SubscribeURL")]
+    pub subscribe_url: Option<String>,
+    pub token: Option<String>,
 }
 
-impl<'a> Envelope<'a> {
+impl Envelope {
     /// The envelope of `body`; `NotSns` when it is not a JSON object.
-    pub fn parse(body: &'a [u8]) -> Result<Self, SignatureError> {
+    pub fn parse(body: &[u8]) -> Result<Self, SignatureError> {
         serde_json::from_slice(body).map_err(|_| SignatureError::NotSns)
     }
 
