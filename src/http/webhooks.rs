@@ -305,7 +305,8 @@ fn signed_as(mut error: IngestError, headers: &HeaderMap) -> IngestError {
             SignatureError::Missing
             | SignatureError::MissingSig
             | SignatureError::Unreadable
-            | SignatureError::MissingCredentials,
+            | SignatureError::MissingCredentials
+            | SignatureError::NotSns,
         signed_as,
     } = &mut error
     {

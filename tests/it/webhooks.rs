@@ -2076,6 +2076,16 @@ async fn aws_sns_messages_are_verified_by_topic_and_awss_key(backend: Backend) {
     let answer: Value = response.json().await.expect("json");
     let text = answer["message"].as_str().expect("a message");
     assert!(text.contains("raw message delivery"), "{text}");
+    // A webhook of another provider's, posted to the SNS source: which.
+    let integify = provider("integify");
+    let body = crate::support::sample_bytes(integify, "sms.delivered");
+    let crossed = app
+        .post_signed("aws-sns", integify, &body, &secret_for("integify"))
+        .await;
+    assert_eq!(crossed.status(), 401);
+    let answer: Value = crossed.json().await.expect("json");
+    let text = answer["message"].as_str().expect("a message");
+    assert!(text.contains("it is signed as integify signs"), "{text}");
 
     let confirmation = sns_message("SubscriptionConfirmation", |_| {});
     let (status, answer) = post_sns(&app, "aws-sns", &confirmation, &key).await;
