@@ -241,3 +241,53 @@ fn check_refuses_a_key_that_does_not_fit_the_certificate() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("does not fit"), "{err}");
 }
+
+/// SNS's signing certificates are fetched over HTTPS that the platform's
+/// roots vouch for: from a server whose own certificate is self-signed the
+/// fetch fails, and the same server, once trusted, serves the key.
+#[tokio::test]
+async fn sns_certificates_come_only_from_a_server_the_platform_trusts() {
+    use smshook::signature::sns;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(files) = self_signed(dir.path(), "sns") else {
+        return;
+    };
+    let acceptor = Certificates::load(&files)
+        .expect("load")
+        .acceptor()
+        .expect("acceptor");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let pem = sns::public_key_pem(&sns::new_private_key().expect("key")).expect("pem");
+    let served = pem.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(stream).await else {
+                continue; // The untrusting client hung up.
+            };
+            let mut head = vec![0; 4096];
+            let _ = tls.read(&mut head).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{served}",
+                served.len()
+            );
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    let url = format!("https://{addr}/SimpleNotificationService-test.pem");
+    let refused = sns::certificates::fetch_key(&sns::certificates::client(), &url).await;
+    let e = refused.expect_err("a self-signed server");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+
+    let own = std::fs::read(&files.cert).expect("cert");
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&own).expect("pem"))
+        .build()
+        .expect("client");
+    let key = sns::certificates::fetch_key(&trusting, &url).await;
+    assert_eq!(key, sns::public_key_from_pem(pem.as_bytes()));
+}

@@ -79,15 +79,9 @@ impl Certificates {
 
     /// SNS's certificates, fetched when first needed.
     pub fn fetched() -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("smshook/", env!("CARGO_PKG_VERSION")))
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
             keys: Keys::Fetched(Fetcher {
-                client,
+                client: client(),
                 cache: Mutex::new(HashMap::new()),
                 fetching: tokio::sync::Mutex::new(()),
             }),
@@ -223,9 +217,21 @@ fn causes(e: reqwest::Error) -> String {
     crate::dispatch::http::with_causes(&e.without_url())
 }
 
-/// The public key of the certificate at `url` (an AWS URL: the caller
-/// checked it).
-pub(crate) async fn fetch_key(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+/// The client that fetches certificates and opens confirmation URLs:
+/// HTTPS checked against the platform's roots (as every HTTPS request of
+/// smshook's), no redirect followed, [`FETCH_TIMEOUT`] at most.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("smshook/", env!("CARGO_PKG_VERSION")))
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+/// The public key of the certificate at `url`, fetched by `client`. The
+/// caller checks that `url` is AWS's ([`super::certificate_url`]).
+pub async fn fetch_key(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
     let response = client.get(url).send().await.map_err(causes)?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
