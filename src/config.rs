@@ -617,6 +617,18 @@ fn certificates(
     Ok(Some(Arc::new(Certificates::pinned(keys))))
 }
 
+/// An SNS source's pinned certificates without a config file: the files
+/// in `SMSHOOK_AWS_SNS_SIGNING_CERTIFICATES` (comma-separated), if set.
+fn env_certificates(
+    provider: &Provider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Arc<Certificates>>> {
+    let var = provider.signing_certificates_env_var();
+    let files: Option<Vec<PathBuf>> =
+        env(&var).map(|v| split_list(&v, ',').into_iter().map(PathBuf::from).collect());
+    certificates(provider, files.as_deref()).with_context(|| var.clone())
+}
+
 /// A source's `public_url`: the URL its provider posts to, which it signs
 /// (Twilio). smshook cannot rebuild it from the request behind a proxy, so
 /// such a source must name it; any other source must not.
@@ -891,7 +903,7 @@ fn env_sources(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Source>> {
             secrets: checked(p, secrets).with_context(|| p.secret_env_var())?,
             allowed,
             public_url,
-            certificates: certificates(p, None)?,
+            certificates: env_certificates(p, env)?,
         });
     }
     Ok(sources)
@@ -1306,6 +1318,27 @@ mod tests {
         let c = load(None, &vars).expect("from the environment");
         assert_eq!(c.sources[0].name, "aws-sns");
         assert_eq!(c.sources[0].secrets[0].expose(), topic);
+        let fetching = c.sources[0].certificates.as_ref().expect("certificates");
+        assert!(!fetching.is_pinned());
+        let public = crate::signature::sns::public_key_pem(&private).expect("public");
+        std::fs::write(&pem, public).expect("write");
+        let pem_text = pem.display().to_string();
+        let vars = [
+            ("SMSHOOK_AWS_SNS_TOPIC_ARN", topic),
+            ("SMSHOOK_AWS_SNS_SIGNING_CERTIFICATES", pem_text.as_str()),
+        ];
+        let c = load(None, &vars).expect("pinned from the environment");
+        let pinned = c.sources[0].certificates.as_ref().expect("certificates");
+        assert!(pinned.is_pinned());
+        let vars = [
+            ("SMSHOOK_AWS_SNS_TOPIC_ARN", topic),
+            ("SMSHOOK_AWS_SNS_SIGNING_CERTIFICATES", "/nope.pem"),
+        ];
+        let e = format!("{:#}", load(None, &vars).expect_err("no such file"));
+        assert!(
+            e.contains("SMSHOOK_AWS_SNS_SIGNING_CERTIFICATES") && e.contains("/nope.pem"),
+            "{e}"
+        );
     }
 
     /// Queue destinations: exactly one kind each, their server's URL

@@ -463,6 +463,12 @@ impl Provider {
         }
     }
 
+    /// Its source's `signing_certificates` without a config file
+    /// (`SMSHOOK_AWS_SNS_SIGNING_CERTIFICATES`).
+    pub fn signing_certificates_env_var(&self) -> String {
+        format!("SMSHOOK_{}_SIGNING_CERTIFICATES", self.env_name())
+    }
+
     /// Its source's `allowed_ips` without a config file, e.g.
     /// `SMSHOOK_MSGINE_ALLOWED_IPS`.
     pub fn allowed_ips_env_var(&self) -> String {
