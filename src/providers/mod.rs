@@ -638,6 +638,21 @@ pub fn compound_key(id: Option<&str>, event: Option<&str>) -> Option<String> {
     Some(format!("{}:{}", id?, event.unwrap_or("")))
 }
 
+/// What every provider's sample inbound message says (`smshook send`).
+pub const SAMPLE_TEXT: &str = "Can I move my appointment to Friday?";
+
+/// That `f` is a received message from `from` (to `to`, where given)
+/// saying [`SAMPLE_TEXT`]: a provider's sample inbound message (tests).
+#[cfg(test)]
+pub fn assert_received(f: &crate::event::EventFields, from: &str, to: Option<&str>) {
+    assert_eq!(f.event_type, "message.received");
+    assert_eq!(f.from.as_deref(), Some(from));
+    if let Some(to) = to {
+        assert_eq!(f.to.as_deref(), Some(to));
+    }
+    assert_eq!(f.body.as_deref(), Some(SAMPLE_TEXT));
+}
+
 /// A key that signs for every provider in tests: an HMAC secret, and the
 /// base64 of an Ed25519 seed (bytes 0 to 31).
 #[cfg(test)]

@@ -152,7 +152,7 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
     if event_type == "MESSAGE_INBOUND" {
         callback["message"] = json!({
             "id": message, "direction": "TO_APP",
-            "contact_message": {"text_message": {"text": "Can I move my appointment to Friday?"}},
+            "contact_message": {"text_message": {"text": super::SAMPLE_TEXT}},
             "channel_identity": identity, "conversation_id": "01EQ8235TD19N21XQTH12B145D",
             "contact_id": "01EQ8235TD19N21XQTH12B145D", "metadata": "", "accept_time": ids.now,
             "processing_mode": "CONVERSATION",
@@ -178,12 +178,7 @@ mod tests {
         let n = PROVIDER.norm(sample("MESSAGE_INBOUND", &ids));
         assert_eq!(n.dedupe_key.as_deref(), Some(&ids.message_id[4..]));
         let f = n.fields;
-        assert_eq!(f.event_type, "message.received");
-        assert_eq!(f.from.as_deref(), Some("46732001122"));
-        assert_eq!(
-            f.body.as_deref(),
-            Some("Can I move my appointment to Friday?")
-        );
+        crate::providers::assert_received(&f, "46732001122", None);
         assert_eq!(f.occurred_at.as_deref(), Some(ids.now.as_str()));
     }
 

@@ -116,7 +116,7 @@ fn sample(event_type: &str, ids: &SampleIds) -> Value {
     match event_type {
         "mo_text" => json!({
             "type": "mo_text", "id": ids.event_id[4..], "from": "46732001122",
-            "to": "12345", "body": "Can I move my appointment to Friday?",
+            "to": "12345", "body": super::SAMPLE_TEXT,
             "received_at": ids.now, "operator_id": "24001",
         }),
         "recipient_delivery_report_sms" => json!({
