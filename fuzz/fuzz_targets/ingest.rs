@@ -17,15 +17,15 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use smshook::config::Source;
-use smshook::ingest;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use smshook::config::Source;
 use smshook::event::NewEvent;
+use smshook::ingest;
 use smshook::providers::{ALL, Format, Scheme};
-use smshook::signature::sns;
 use smshook::signature::Secret;
 use smshook::signature::public_url::PublicUrl;
+use smshook::signature::sns;
 
 /// Where a source of a provider that signs its URL (Twilio, Bird) is registered.
 const URL: &str = "https://hooks.smshook.test/webhooks/fuzz";
@@ -43,15 +43,17 @@ fuzz_target!(|data: &[u8]| {
     let source = Source {
         name: "fuzz".into(),
         provider,
-        secrets: vec![Secret::new(if sns { sns::SAMPLE_TOPIC_ARN } else { &verifier })],
+        secrets: vec![Secret::new(if sns {
+            sns::SAMPLE_TOPIC_ARN
+        } else {
+            &verifier
+        })],
         allowed: None,
         public_url: provider
             .signs_url()
             .then(|| PublicUrl::parse(URL).expect("a URL")),
-        certificates: sns.then(|| {
-            let public = sns::public_key_from_pem(verifier.as_bytes()).expect("a key");
-            Arc::new(sns::Certificates::pinned(vec![public]))
-        }),
+        certificates: sns
+            .then(|| Arc::new(sns::Certificates::from_pems(&[&verifier]).expect("a key"))),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -97,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(object.is_err(), "refused what serde_json takes: {e}");
             if provider.format == Format::Batch {
                 let items = serde_json::from_slice::<Vec<Map<String, Value>>>(body);
-                assert!(items.is_err() || items.is_ok_and(|i| i.is_empty()), "refused a batch: {e}");
+                assert!(
+                    items.is_err() || items.is_ok_and(|i| i.is_empty()),
+                    "refused a batch: {e}"
+                );
             }
         }
     }

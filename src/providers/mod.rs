@@ -684,8 +684,8 @@ pub fn test_source(provider: &'static Provider) -> crate::config::Source {
     let verifier = provider.verifier_for(test_key(provider)).expect("key");
     let sns = provider.scheme == Scheme::SnsCertificate;
     let certificates = sns.then(|| {
-        let key = sns::public_key_from_pem(verifier.as_bytes()).expect("a public key");
-        std::sync::Arc::new(sns::Certificates::pinned(vec![key]))
+        let pinned = sns::Certificates::from_pems(&[&verifier]).expect("a public key");
+        std::sync::Arc::new(pinned)
     });
     let secret = if sns {
         sns::SAMPLE_TOPIC_ARN.to_string()

@@ -361,11 +361,7 @@ mod tests {
     }
 
     fn pinned(pems: &[&str]) -> Certificates {
-        let keys = pems
-            .iter()
-            .map(|pem| public_key_from_pem(pem.as_bytes()).expect("a key"))
-            .collect();
-        Certificates::pinned(keys)
+        Certificates::from_pems(pems).expect("keys")
     }
 
     fn check(body: &str) -> Result<(), SignatureError> {

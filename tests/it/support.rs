@@ -259,11 +259,7 @@ pub fn all_sources() -> Vec<Source> {
 
 /// An SNS source's certificates: these public keys (PEM), pinned.
 pub fn pinned(keys: &[String]) -> Arc<sns::Certificates> {
-    let keys = keys
-        .iter()
-        .map(|pem| sns::public_key_from_pem(pem.as_bytes()).expect("a public key"))
-        .collect();
-    Arc::new(sns::Certificates::pinned(keys))
+    Arc::new(sns::Certificates::from_pems(keys).expect("public keys"))
 }
 
 /// The payload stored for `body`: the JSON itself, a form's parameters as

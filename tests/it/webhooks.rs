@@ -2072,9 +2072,7 @@ async fn aws_sns_messages_are_verified_by_topic_and_awss_key(backend: Backend) {
     let response = app
         .post_with("aws-sns", &[], raw.to_string().as_bytes())
         .await;
-    assert_eq!(response.status(), 401);
-    let answer: Value = response.json().await.expect("json");
-    let text = answer["message"].as_str().expect("a message");
+    let text = refusal_message(response, 401).await;
     assert!(text.contains("raw message delivery"), "{text}");
     // A webhook of another provider's, posted to the SNS source: which.
     let integify = provider("integify");
@@ -2082,9 +2080,7 @@ async fn aws_sns_messages_are_verified_by_topic_and_awss_key(backend: Backend) {
     let crossed = app
         .post_signed("aws-sns", integify, &body, &secret_for("integify"))
         .await;
-    assert_eq!(crossed.status(), 401);
-    let answer: Value = crossed.json().await.expect("json");
-    let text = answer["message"].as_str().expect("a message");
+    let text = refusal_message(crossed, 401).await;
     assert!(text.contains("it is signed as integify signs"), "{text}");
 
     let confirmation = sns_message("SubscriptionConfirmation", |_| {});

@@ -77,6 +77,14 @@ impl Certificates {
         }
     }
 
+    /// The keys of these certificates or public keys (PEM), pinned.
+    pub fn from_pems<P: AsRef<[u8]>>(pems: &[P]) -> Result<Self, String> {
+        let keys = pems
+            .iter()
+            .map(|pem| super::public_key_from_pem(pem.as_ref()));
+        Ok(Self::pinned(keys.collect::<Result<_, _>>()?))
+    }
+
     /// SNS's certificates, fetched when first needed.
     pub fn fetched() -> Self {
         Self {
