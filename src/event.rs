@@ -72,6 +72,24 @@ pub struct Normalized {
     /// opts the sender out, `false` back in. `None` leaves it to the event
     /// type and smshook's keyword list (`optout::classify`).
     pub consent: Option<bool>,
+    /// Where a long inbound message arrives in parts, each its own webhook
+    /// (Vonage's SMS API), which part this is: its event is a
+    /// `message.part`, and `crate::join` stores the whole message once
+    /// every part is in.
+    pub part: Option<Part>,
+}
+
+/// One part of a long inbound message, as the sender's phone numbered it
+/// (the concatenation header of GSM 03.40: a reference, a count, a place).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The sender's reference for the whole message (one byte or two:
+    /// phones reuse it after 256 or 65,536 long messages).
+    pub reference: String,
+    /// How many parts the message has (2 or more).
+    pub total: u16,
+    /// This part's place, from 1 to `total`.
+    pub number: u16,
 }
 
 impl Normalized {

@@ -10,6 +10,7 @@ pub mod event;
 pub mod file_stamp;
 pub mod http;
 pub mod ingest;
+pub mod join;
 pub mod log_throttle;
 pub mod message;
 pub mod optout;

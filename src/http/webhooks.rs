@@ -19,6 +19,7 @@ use super::metrics::Outcomes;
 use crate::config::Source;
 use crate::event::{RequestRecord, now_rfc3339};
 use crate::ingest::{self, IngestError, Prepared, Signed};
+use crate::join;
 use crate::log_throttle::Throttle;
 use crate::providers::Ack;
 use crate::signature::SignatureError;
@@ -141,14 +142,20 @@ async fn take(
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
+    let part = join::Pending::of(source, &event);
     let allowed = source.provider.ack_deadline(app.ack_deadline);
     let stored = app.store.insert_event(event, record.clone());
     match within(stored, arrived, allowed).await {
         Ok(inserted) => {
-            let took = arrived.elapsed();
             let outcomes = Outcomes::of(inserted.duplicate);
-            app.metrics.accepted(&source.name, outcomes, took);
             committed(app, outcomes, hands_off);
+            if let Some(part) = part
+                && let Err(cause) = within(store_whole(app, source, &part), arrived, allowed).await
+            {
+                return not_stored(app, source, with_hash(record, content), &cause);
+            }
+            app.metrics
+                .accepted(&source.name, outcomes, arrived.elapsed());
             if let Some(certificates) = &source.certificates {
                 certificates.confirm(&bytes, &source.name);
             }
@@ -156,6 +163,20 @@ async fn take(
         }
         Err(cause) => not_stored(app, source, with_hash(record, content), &cause),
     }
+}
+
+/// Stores the whole message `part` completes, if it does: a message
+/// smshook made, routed as any event and with no request-log row of its
+/// own (the part's request has one).
+async fn store_whole(app: &App, source: &Source, part: &join::Pending) -> Result<(), StoreError> {
+    let Some(mut whole) = join::whole(app.store.as_ref(), source, part).await? else {
+        return Ok(());
+    };
+    whole.destinations = crate::dispatch::route(&app.destinations, &whole);
+    let hands_off = !whole.destinations.is_empty();
+    let inserted = app.store.insert_events(vec![whole], None).await?;
+    committed(app, Outcomes::of_all(&inserted), hands_off);
+    Ok(())
 }
 
 /// Stores a batch provider's events, each routed to its destinations, and
@@ -175,7 +196,7 @@ async fn take_batch(
         hands_off |= !event.destinations.is_empty();
     }
     let allowed = source.provider.ack_deadline(app.ack_deadline);
-    let stored = app.store.insert_events(events, record.clone());
+    let stored = app.store.insert_events(events, Some(record.clone()));
     match within(stored, arrived, allowed).await {
         Ok(inserted) => {
             let outcomes = Outcomes::of_all(&inserted);

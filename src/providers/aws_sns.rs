@@ -83,6 +83,7 @@ fn inbound(m: &Object) -> Normalized {
             ..EventFields::default()
         },
         consent: None,
+        part: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn delivery_event(m: &Object) -> Normalized {
             ..EventFields::default()
         },
         consent: None,
+        part: None,
     }
 }
 

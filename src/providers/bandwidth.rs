@@ -65,6 +65,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["time", "message.time"]),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn inbound(m: &Object, event: Option<String>) -> Normalized {
             ..message_fields(m)
         },
         consent: None,
+        part: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn outbound(m: &Object, event: Option<String>) -> Normalized {
             ..message_fields(m)
         },
         consent: None,
+        part: None,
     }
 }
 

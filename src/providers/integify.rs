@@ -66,6 +66,7 @@ fn normalize(p: &Object) -> Normalized {
             ),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["timestamp"]),
         },
         consent: None,
+        part: None,
     }
 }
 

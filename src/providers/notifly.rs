@@ -81,6 +81,7 @@ fn normalize(p: &Object) -> Normalized {
             ),
         },
         consent: None,
+        part: None,
     }
 }
 

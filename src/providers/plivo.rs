@@ -68,6 +68,7 @@ fn normalize(p: &Object) -> Normalized {
             ..EventFields::default()
         },
         consent: None,
+        part: None,
     }
 }
 

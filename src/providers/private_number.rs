@@ -47,6 +47,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["data.receivedAt"]),
         },
         consent: None,
+        part: None,
     }
 }
 

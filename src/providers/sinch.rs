@@ -87,6 +87,7 @@ fn inbound(p: &Object) -> Normalized {
             occurred_at: occurred(p),
         },
         consent: None,
+        part: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn delivery(p: &Object) -> Normalized {
             occurred_at: occurred(p),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn inbound(p: &Object, kind: Option<String>) -> Normalized {
             occurred_at: time(p, &["received_at", "sent_at"]),
         },
         consent: None,
+        part: None,
     }
 }
 
@@ -89,6 +90,7 @@ fn receipt(p: &Object, kind: Option<String>) -> Normalized {
             occurred_at: time(p, &["operator_status_at", "at"]),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn inbound(p: &Object, response: &Object) -> Normalized {
             Some("start") => Some(false),
             _ => None,
         },
+        part: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn report(p: &Object) -> Normalized {
             ..EventFields::default()
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["data.occurred_at"]),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -141,6 +141,7 @@ fn normalize(p: &Object) -> Normalized {
         dedupe_key,
         fields,
         consent: None,
+        part: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: None,
         },
         consent: text(p, &["OptOutType"]).and_then(|t| opt_out_type(&t)),
+        part: None,
     }
 }
 

@@ -69,6 +69,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["data.timestamp", "data.DateCreated", "time"]),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -63,6 +63,7 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["timestamp"]),
         },
         consent: None,
+        part: None,
     }
 }
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::payload::Object;
 use super::vonage::{INBOUND, provider_type};
 use super::{Ack, Format, Provider, SampleIds, Scheme, compound_key, text, time};
-use crate::event::{EventFields, Normalized, format_time};
+use crate::event::{EventFields, Normalized, Part, format_time};
 
 pub static PROVIDER: Provider = Provider {
     name: "vonage-sms",
@@ -53,6 +53,11 @@ fn normalize(p: &Object) -> Normalized {
     let status = text(p, &["status"]);
     let provider_type = provider_type(status.as_deref());
     // A receipt is about a message you sent: `to` is your sender id.
+    let part = if status.is_none() { part(p) } else { None };
+    let event_type = match part {
+        Some(_) => crate::join::PART,
+        None => normalized_type(&provider_type),
+    };
     let (from, to) = if status.is_some() {
         (text(p, &["to"]), text(p, &["msisdn"]))
     } else {
@@ -62,7 +67,7 @@ fn normalize(p: &Object) -> Normalized {
         dedupe_key: compound_key(message_id.as_deref(), Some(&provider_type)),
         fields: EventFields {
             provider_event_id: None,
-            event_type: normalized_type(&provider_type).to_string(),
+            event_type: event_type.to_string(),
             provider_type: Some(provider_type),
             message_id,
             from,
@@ -74,7 +79,29 @@ fn normalize(p: &Object) -> Normalized {
             occurred_at: time(p, &["timestamp"]).or_else(|| message_timestamp(p)),
         },
         consent: None,
+        part,
     }
+}
+
+/// Which part of a long message an inbound message is: `concat` is `true`
+/// and `concat-ref`, `concat-total` (2 or more) and `concat-part` (1 to
+/// the total) are all there. Vonage passes them on where the carrier sent
+/// the message's concatenation header (US Sprint and Verizon do not).
+fn part(p: &Object) -> Option<Part> {
+    if text(p, &["concat"])? != "true" {
+        return None;
+    }
+    let count = |key| text(p, &[key])?.trim().parse::<u16>().ok();
+    let (total, number) = (count("concat-total")?, count("concat-part")?);
+    if total < 2 || !(1..=total).contains(&number) {
+        return None;
+    }
+    let reference = text(p, &["concat-ref"])?;
+    Some(Part {
+        reference,
+        total,
+        number,
+    })
 }
 
 /// `accepted` is the carrier's acknowledgement: sent. `buffered` (waiting
@@ -194,5 +221,43 @@ mod tests {
         stop["text"] = json!("STOP");
         let n = PROVIDER.norm(stop);
         assert_eq!(crate::optout::classify(&n.fields, n.consent), Some(true));
+    }
+
+    #[test]
+    fn a_part_of_a_long_message_is_a_part_until_joined() {
+        let mut inbound = sample(INBOUND, &SampleIds::fresh());
+        for (key, value) in [
+            ("concat", "true"),
+            ("concat-ref", "108"),
+            ("concat-total", "3"),
+        ] {
+            inbound[key] = json!(value);
+        }
+        inbound["concat-part"] = json!("2");
+        let n = PROVIDER.norm(inbound.clone());
+        assert_eq!(n.fields.event_type, crate::join::PART);
+        assert_eq!(n.fields.provider_type.as_deref(), Some("inbound"));
+        let part = n.part.expect("a part");
+        assert_eq!(
+            (part.reference.as_str(), part.total, part.number),
+            ("108", 3, 2)
+        );
+        assert_eq!(crate::optout::classify(&n.fields, n.consent), None);
+        // Numbers that make no sense, or no `concat`: a message of its own.
+        for (key, value) in [
+            ("concat-part", "4"),
+            ("concat-part", "0"),
+            ("concat-total", "1"),
+            ("concat", "false"),
+        ] {
+            let mut odd = inbound.clone();
+            odd[key] = json!(value);
+            let n = PROVIDER.norm(odd);
+            assert_eq!(
+                (n.fields.event_type.as_str(), n.part),
+                ("message.received", None),
+                "{key}={value}"
+            );
+        }
     }
 }

@@ -140,6 +140,10 @@ pub struct Newest {
     pub requests: i64,
 }
 
+/// Most parts [`Store::parts`] reads: a sender's long messages of the
+/// last day, a few parts each, are far fewer.
+pub const MAX_PARTS: u32 = 1_000;
+
 /// The condition `RequestQuery::refused` adds, in either backend's SQL.
 pub const REFUSED_REQUESTS: &str = " AND status <> 200";
 
@@ -421,7 +425,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Inserted, StoreError>;
 
     /// Stores the events one request carried (a batch provider's), each
-    /// deduplicated on its own, with the request's log row on the last.
+    /// deduplicated on its own, with the request's log row on the last
+    /// (none for an event smshook made itself: a joined message).
     /// Returns once every one is committed, their answers in order. They
     /// are written as they reach the writer, usually in one commit but not
     /// always: after an error some may be stored, which the provider's
@@ -429,8 +434,17 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_events(
         &self,
         events: Vec<NewEvent>,
-        request: RequestRecord,
+        request: Option<RequestRecord>,
     ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// The `message.part` events `source` received from `from` since
+    /// `since`, newest first, at most [`MAX_PARTS`] (`crate::join`).
+    async fn parts(
+        &self,
+        source: &str,
+        from: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError>;
 
     /// Records a request that stored nothing (refused, or a storage failure).
     /// Best effort and never blocking: under a flood, entries may be dropped

@@ -32,7 +32,10 @@ use super::{
     BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
     RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
-use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use chrono::{DateTime, Utc};
+
+use super::MAX_PARTS;
+use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord, format_time};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;
 use crate::optout::Optout;
@@ -52,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0003_messages_by_message_id.sql"),
     include_str!("postgres/0004_deliveries_by_event.sql"),
     include_str!("postgres/0005_request_messages.sql"),
+    include_str!("postgres/0006_message_parts.sql"),
 ];
 /// The schema version this build migrates to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -803,6 +807,11 @@ fn request_rows(
     rows
 }
 
+/// The `WHERE` of [`Store::parts`]: `type` as a literal, as the partial
+/// index `events_parts` asks.
+const PARTS: &str = "WHERE type = 'message.part' AND source = $1 AND from_number = $2 \
+    AND received_at >= $3 ORDER BY seq DESC LIMIT $4";
+
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text, opt_out";
 /// `seq > $1 [AND col = $n …] ORDER BY seq LIMIT $last` (`<` and `DESC`
@@ -922,7 +931,7 @@ impl Store for PostgresStore {
     async fn insert_events(
         &self,
         events: Vec<NewEvent>,
-        request: RequestRecord,
+        request: Option<RequestRecord>,
     ) -> Result<Vec<Inserted>, StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -936,6 +945,22 @@ impl Store for PostgresStore {
 
     fn record_request(&self, request: RequestRecord) {
         self.logs.push(request);
+    }
+
+    async fn parts(
+        &self,
+        source: &str,
+        from: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events {PARTS}");
+        let params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
+            Box::new(source.to_string()),
+            Box::new(from.to_string()),
+            Box::new(format_time(since)),
+            Box::new(i64::from(MAX_PARTS)),
+        ];
+        self.list_events(&sql, &params).await
     }
 
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {

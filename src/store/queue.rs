@@ -66,13 +66,12 @@ pub struct InsertJob {
 /// the answers to wait for, in order.
 pub fn batch_jobs(
     events: Vec<NewEvent>,
-    request: RequestRecord,
+    mut request: Option<RequestRecord>,
 ) -> (
     Vec<InsertJob>,
     Vec<oneshot::Receiver<Result<Inserted, StoreError>>>,
 ) {
     let count = events.len();
-    let mut request = Some(request);
     events
         .into_iter()
         .enumerate()

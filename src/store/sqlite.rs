@@ -24,7 +24,10 @@ use super::{
     BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
     RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
-use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord};
+use chrono::{DateTime, Utc};
+
+use super::MAX_PARTS;
+use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord, format_time};
 use crate::message::StatusRow;
 use crate::optout::Optout;
 
@@ -53,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0004_keys_lead_with_ids.sql"),
     include_str!("sqlite/0005_deliveries_by_event.sql"),
     include_str!("sqlite/0006_request_messages.sql"),
+    include_str!("sqlite/0007_message_parts.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -319,7 +323,7 @@ impl Store for SqliteStore {
     async fn insert_events(
         &self,
         events: Vec<NewEvent>,
-        request: RequestRecord,
+        request: Option<RequestRecord>,
     ) -> Result<Vec<Inserted>, StoreError> {
         let (jobs, waiting) = queue::batch_jobs(events, request);
         for job in jobs {
@@ -330,6 +334,23 @@ impl Store for SqliteStore {
 
     fn record_request(&self, request: RequestRecord) {
         self.logs.push(request);
+    }
+
+    async fn parts(
+        &self,
+        source: &str,
+        from: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (source, from) = (source.to_string(), from.to_string());
+        let (since, through) = (format_time(since), self.events_through());
+        self.read(move |conn| {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events {PARTS}");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let values = params![source, from, since, through, MAX_PARTS];
+            stmt.query_map(values, event_from_row)?.collect()
+        })
+        .await
     }
 
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -504,6 +525,11 @@ impl Store for SqliteStore {
 /// the primary key, which starts with `message_id`.
 const MESSAGE_STATUS: &str = "SELECT source, message_id, status, event_id, updated_at FROM messages \
     WHERE message_id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY source LIMIT 1";
+
+/// The `WHERE` of [`Store::parts`]: `type` as a literal, as the partial
+/// index `events_parts` asks.
+const PARTS: &str = "WHERE type = 'message.part' AND source = ?1 AND from_number = ?2 \
+    AND received_at >= ?3 AND seq <= ?4 ORDER BY seq DESC LIMIT ?5";
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";

@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Value, json};
 use smshook::event::{Event, Inserted, NewEvent, RequestRecord};
 use smshook::providers;
 use smshook::store::retention::Pruned;
@@ -17,7 +18,7 @@ use smshook::store::{EventQuery, RequestQuery, Store, StoreError};
 
 use crate::support::{
     Backend, TestApp, TestOptions, logged_503s, open_url, provider, sample_bytes, secret_for,
-    stored_ids,
+    stored_ids, vonage_part,
 };
 
 crate::on_both_backends!(
@@ -27,10 +28,14 @@ crate::on_both_backends!(
 );
 
 /// A store whose disk has failed: every event write errors, while reads
-/// (delegated to a real, empty store) still answer.
+/// (delegated to a real, empty store) still answer. Or, with
+/// `BrokenDisk::at_first_join`, only the first event smshook makes itself
+/// (a joined message) fails, and everything else is stored.
 struct BrokenDisk {
     inner: Arc<dyn Store>,
     logged: Mutex<Vec<RequestRecord>>,
+    /// `None`: every write fails; else whether the one failure happened.
+    first_join: Option<AtomicBool>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,32 +46,64 @@ impl BrokenDisk {
         Self {
             inner,
             logged: Mutex::new(Vec::new()),
+            first_join: None,
             _dir: dir,
+        }
+    }
+
+    async fn at_first_join() -> Self {
+        Self {
+            first_join: Some(AtomicBool::new(false)),
+            ..Self::new().await
+        }
+    }
+
+    /// Whether this write fails: one of a request's events (`request` is
+    /// set), or one smshook made.
+    fn fails(&self, request: Option<&RequestRecord>) -> bool {
+        match &self.first_join {
+            None => true,
+            Some(failed) => request.is_none() && !failed.swap(true, Ordering::SeqCst),
         }
     }
 }
 
+fn disk_error() -> StoreError {
+    StoreError::Unavailable("disk I/O error at /var/lib/secret-path".into())
+}
+
 #[async_trait]
 impl Store for BrokenDisk {
-    async fn insert_event(&self, _: NewEvent, _: RequestRecord) -> Result<Inserted, StoreError> {
-        Err(StoreError::Unavailable(
-            "disk I/O error at /var/lib/secret-path".into(),
-        ))
+    async fn insert_event(&self, e: NewEvent, r: RequestRecord) -> Result<Inserted, StoreError> {
+        if self.fails(Some(&r)) {
+            return Err(disk_error());
+        }
+        self.inner.insert_event(e, r).await
     }
     async fn insert_events(
         &self,
-        _: Vec<NewEvent>,
-        _: RequestRecord,
+        e: Vec<NewEvent>,
+        r: Option<RequestRecord>,
     ) -> Result<Vec<Inserted>, StoreError> {
-        Err(StoreError::Unavailable(
-            "disk I/O error at /var/lib/secret-path".into(),
-        ))
+        if self.fails(r.as_ref()) {
+            return Err(disk_error());
+        }
+        self.inner.insert_events(e, r).await
     }
     fn record_request(&self, request: RequestRecord) {
-        self.logged.lock().expect("lock").push(request);
+        self.logged.lock().expect("lock").push(request.clone());
+        self.inner.record_request(request);
     }
     async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.events(q).await
+    }
+    async fn parts(
+        &self,
+        source: &str,
+        from: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.parts(source, from, since).await
     }
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         self.inner.event(id).await
@@ -137,7 +174,10 @@ impl Store for BrokenDisk {
         self.inner.counts(range).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("disk".into()))
+        match self.first_join {
+            None => Err(StoreError::Unavailable("disk".into())),
+            Some(_) => self.inner.ping().await,
+        }
     }
     async fn close(&self) {
         self.inner.close().await
@@ -176,6 +216,42 @@ async fn a_storage_failure_is_503_with_retry_after_and_504_for_textus() {
         expected
     );
     assert!(logged.iter().all(|r| r.reason == "storage_unavailable"));
+    app.stop().await;
+}
+
+/// The part that completes a long message is stored, but the whole
+/// message is not: the part is answered 503, never 200, and the provider's
+/// retry of it, a duplicate, stores the message.
+#[tokio::test]
+async fn a_joined_message_not_stored_is_a_503_and_the_retry_stores_it() {
+    let broken = Arc::new(BrokenDisk::at_first_join().await);
+    let app = TestApp::spawn_with(TestOptions {
+        store: Some(broken.clone()),
+        ..Default::default()
+    })
+    .await;
+    let p = provider("vonage-sms");
+    let (status, _) = app.send_body(p, &vonage_part("9", 2, 1, "Hello ")).await;
+    assert_eq!(status, 200);
+    let last = vonage_part("9", 2, 2, "again");
+    let (status, answer) = app.send_body(p, &last).await;
+    assert_eq!(
+        (status, &answer["error"]),
+        (503, &json!("storage_unavailable"))
+    );
+    assert!(!answer.to_string().contains("secret-path"), "{answer}");
+    let whole = "type=message.received";
+    assert!(app.events(whole).await.is_empty());
+    assert_eq!(
+        app.events("type=message.part").await.len(),
+        2,
+        "the part is stored"
+    );
+    let (status, again) = app.send_body(p, &last).await;
+    assert_eq!((status, &again["duplicate"]), (200, &json!(true)));
+    let joined = app.events(whole).await;
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0]["body"], "Hello again");
     app.stop().await;
 }
 

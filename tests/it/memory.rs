@@ -52,11 +52,11 @@ impl Store for MemoryOutbox {
     async fn insert_events(
         &self,
         events: Vec<NewEvent>,
-        request: RequestRecord,
+        _: Option<RequestRecord>,
     ) -> Result<Vec<Inserted>, StoreError> {
         let mut inserted = Vec::new();
         for event in events {
-            inserted.push(self.insert_event(event, request.clone()).await?);
+            inserted.push(self.insert_event(event, RequestRecord::default()).await?);
         }
         Ok(inserted)
     }
@@ -94,6 +94,14 @@ impl Store for MemoryOutbox {
         })
     }
     fn record_request(&self, _: RequestRecord) {}
+    async fn parts(
+        &self,
+        _: &str,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        Ok(Vec::new())
+    }
     async fn events(&self, _: &EventQuery) -> Result<Vec<Event>, StoreError> {
         Ok(self.with(|s| s.events.clone()))
     }

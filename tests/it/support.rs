@@ -287,6 +287,25 @@ pub fn sample_bytes(provider: &Provider, event_type: &str) -> Vec<u8> {
         .expect("signed")
 }
 
+/// Part `number` of `total` of a long inbound message (sender's reference
+/// `reference`) to Vonage's SMS API's source, as JSON, with `text`; signed
+/// when sent (`TestApp::send_body`).
+pub fn vonage_part(reference: &str, total: u16, number: u16, text: &str) -> Vec<u8> {
+    let mut sample = (provider("vonage-sms").sample)("inbound", &SampleIds::fresh());
+    let (total, number) = (total.to_string(), number.to_string());
+    let concat = [
+        ("text", text),
+        ("concat", "true"),
+        ("concat-ref", reference),
+        ("concat-total", &total),
+        ("concat-part", &number),
+    ];
+    for (key, value) in concat {
+        sample[key] = Value::from(value);
+    }
+    serde_json::to_vec(&sample).expect("json")
+}
+
 /// `sources` with the `allowed_ips` named for them.
 fn limited(mut sources: Vec<Source>, allowed: &[(&str, &[&str])]) -> Vec<Source> {
     for (name, ips) in allowed {

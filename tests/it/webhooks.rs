@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
     Backend, PUBLIC_URL, TestApp, TestOptions, answer_json, old_secret_for, provider, sample_bytes,
-    secret_for, sent_payload, wrong_secret_for,
+    secret_for, sent_payload, vonage_part, wrong_secret_for,
 };
 
 crate::on_both_backends!(
@@ -43,6 +43,7 @@ crate::on_both_backends!(
     an_sns_certificate_that_cannot_be_fetched_is_a_503_to_retry,
     vonage_sms_is_signed_in_its_parameters_however_sent,
     vonage_sms_refuses_what_its_secret_did_not_sign,
+    vonage_sms_long_messages_are_joined_once_every_part_is_in,
 );
 
 async fn every_provider_and_type_is_accepted_normalized_and_kept_verbatim(backend: Backend) {
@@ -2153,5 +2154,59 @@ async fn an_sns_certificate_that_cannot_be_fetched_is_a_503_to_retry(backend: Ba
             .any(|r| r["reason"] == "certificate_unavailable"),
         "{requests:?}"
     );
+    app.stop().await;
+}
+
+/// A long inbound message comes to Vonage's SMS API's webhook in parts,
+/// in any order: each is stored as a `message.part`, and the part that
+/// completes it also stores the whole message, once, retried or raced.
+async fn vonage_sms_long_messages_are_joined_once_every_part_is_in(backend: Backend) {
+    let app = TestApp::on(backend).await;
+    let p = provider("vonage-sms");
+    let whole = "source=vonage-sms&type=message.received";
+    let (status, second) = app
+        .send_body(p, &vonage_part("41", 3, 2, "is split "))
+        .await;
+    assert_eq!((status, second["duplicate"].clone()), (200, json!(false)));
+    assert_eq!(app.event_answered(&second).await["type"], "message.part");
+    // Another message from the same sender, and one part of a third.
+    let other = vonage_part("42", 2, 1, "Another ");
+    app.send_body(p, &other).await;
+    app.send_body(p, &vonage_part("43", 2, 2, "never ends"))
+        .await;
+    let last = vonage_part("41", 3, 3, "in three.");
+    let (status, _) = app.send_body(p, &last).await;
+    assert_eq!(status, 200);
+    assert!(app.events(whole).await.is_empty(), "a part is missing");
+
+    let (status, first) = app
+        .send_body(p, &vonage_part("41", 3, 1, "A long text "))
+        .await;
+    assert_eq!(status, 200);
+    let joined = app.events(whole).await;
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    let message = &joined[0];
+    assert_eq!(message["body"], "A long text is split in three.");
+    assert_eq!(
+        (&message["from"], &message["to"]),
+        (&json!("447700900001"), &json!("447700900000"))
+    );
+    let first = app.event_answered(&first).await;
+    assert_eq!(message["message_id"], first["message_id"]);
+    assert_eq!(message["payload"]["parts"][1]["text"], "is split ");
+    assert_eq!(message["payload"]["part_event_ids"][0], first["id"]);
+    // A retried part finds the message stored.
+    let (_, again) = app.send_body(p, &last).await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(app.events(whole).await.len(), 1);
+
+    // The two last parts of another message at once: stored once.
+    let tail = vonage_part("42", 2, 2, "one.");
+    let (a, b) = tokio::join!(app.send_body(p, &tail), app.send_body(p, &other));
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    let joined = app.events(whole).await;
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert_eq!(joined[1]["body"], "Another one.");
+    assert_eq!(app.events("type=message.part").await.len(), 6);
     app.stop().await;
 }
