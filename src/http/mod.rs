@@ -30,6 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 mod api;
 mod budget;
+pub mod console;
 pub mod metrics;
 pub mod networks;
 mod proxies;
@@ -161,6 +162,7 @@ pub fn router(app: App) -> Router {
                 .fallback(webhooks::wrong_method),
         )
         .merge(api::routes(app.clone()))
+        .merge(console::routes())
         .route("/api/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

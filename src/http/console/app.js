@@ -1,0 +1,466 @@
+// The smshook console: reads the query API (under /api) with the token its
+// user gives, kept for this browser tab only (sessionStorage). Everything
+// it shows came from providers, so it is written with textContent, never
+// as HTML; the page's Content-Security-Policy allows no other script.
+'use strict';
+
+const TOKEN_KEY = 'smshook.api-token';
+const PAGE = 50;
+const EVENT_FIELDS = [
+  'id', 'source', 'provider', 'type', 'provider_type', 'provider_event_id',
+  'message_id', 'from', 'to', 'body', 'status', 'error_code', 'error_reason',
+  'opt_out', 'occurred_at', 'received_at',
+];
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || '',
+  /** The `next` cursor of each listing's last page. */
+  next: {},
+  /** The live stream's AbortController while it runs. */
+  live: null,
+  /** When the events listed were asked for: live starts there. */
+  listedAt: null,
+  /** Ids of the events listed, so live adds none twice. */
+  listed: new Set(),
+};
+
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.message || body.error || `HTTP ${status}`);
+    this.status = status;
+    this.code = body.error;
+  }
+}
+
+function authorization() {
+  return { Authorization: `Bearer ${state.token}` };
+}
+
+/** The JSON answer of an API call; an ApiError for any other status. */
+async function api(path, init = {}) {
+  const response = await fetch(path, { ...init, headers: authorization(), cache: 'no-store' });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new ApiError(response.status, body);
+  }
+  return body;
+}
+
+function say(text, isError = false) {
+  const status = $('status');
+  status.textContent = text;
+  status.classList.toggle('error', isError);
+}
+
+/** What went wrong, in words a user can act on. */
+function explain(error) {
+  switch (error.code) {
+    case 'api_disabled':
+      return 'The API is off: start smshook with SMSHOOK_API_TOKEN set, and give that token here.';
+    case 'unauthorized':
+      return 'That is not the API token (SMSHOOK_API_TOKEN). Give it above.';
+    default:
+      return error.message || String(error);
+  }
+}
+
+/** A form's filled-in fields, after `fixed`, as a query string. */
+function query(form, fixed = {}) {
+  const params = new URLSearchParams(fixed);
+  for (const [name, value] of new FormData(form)) {
+    if (typeof value === 'string' && value.trim() !== '') {
+      params.set(name, value.trim());
+    }
+  }
+  return params;
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined ? '' : String(text);
+  if (className) {
+    td.className = className;
+  }
+  return td;
+}
+
+function localTime(text) {
+  if (!text) {
+    return '';
+  }
+  const time = new Date(text);
+  return Number.isNaN(time.getTime()) ? text : time.toLocaleString();
+}
+
+function short(text, length = 90) {
+  if (!text) {
+    return '';
+  }
+  return text.length > length ? `${text.slice(0, length - 1)}…` : text;
+}
+
+/** A row's class for an event type: delivered, failed, opted out… */
+function typeClass(type) {
+  if (type === 'message.failed' || type === 'contact.opted_out') {
+    return 'bad';
+  }
+  if (type === 'message.delivered' || type === 'contact.opted_in') {
+    return 'good';
+  }
+  return '';
+}
+
+/** A button that opens the event `id` (from the request log or outbox). */
+function eventLink(row, id) {
+  const td = row.insertCell();
+  if (!id) {
+    return;
+  }
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'link';
+  button.textContent = id;
+  button.addEventListener('click', () => openEvent(id));
+  td.append(button);
+}
+
+// Events
+
+function eventRow(event) {
+  const row = document.createElement('tr');
+  cell(row, localTime(event.received_at));
+  cell(row, event.source);
+  cell(row, event.type, `type ${typeClass(event.type)}`);
+  cell(row, event.from);
+  cell(row, event.to);
+  cell(row, short(event.body || event.error_reason || event.status));
+  row.tabIndex = 0;
+  row.addEventListener('click', () => showEvent(event));
+  row.addEventListener('keydown', (key) => {
+    if (key.key === 'Enter') {
+      showEvent(event);
+    }
+  });
+  return row;
+}
+
+function showEvent(event) {
+  const fields = $('event-fields');
+  fields.replaceChildren();
+  for (const name of EVENT_FIELDS) {
+    const term = document.createElement('dt');
+    term.textContent = name;
+    const value = document.createElement('dd');
+    const text = event[name];
+    value.textContent = text === null || text === undefined ? 'null' : String(text);
+    fields.append(term, value);
+  }
+  $('event-payload').textContent = JSON.stringify(event.payload, null, 2);
+  $('event-detail').hidden = false;
+}
+
+async function openEvent(id) {
+  try {
+    const event = await api(`/api/events/${encodeURIComponent(id)}`);
+    location.hash = '#events';
+    showEvent(event);
+  } catch (error) {
+    say(explain(error), true);
+  }
+}
+
+async function loadEvents(more) {
+  const params = query($('events-filter'), { order: 'desc', limit: PAGE });
+  if (more) {
+    params.set('after', state.next.events);
+  }
+  const asked = new Date().toISOString();
+  const page = await api(`/api/events?${params}`);
+  const rows = $('events-rows');
+  if (!more) {
+    rows.replaceChildren();
+    state.listed.clear();
+    state.listedAt = asked;
+  }
+  for (const event of page.events) {
+    state.listed.add(event.id);
+  }
+  rows.append(...page.events.map(eventRow));
+  state.next.events = page.next;
+  $('events-more').hidden = !page.next;
+  return rows.rows.length ? `${rows.rows.length} events, newest first.` : 'No events match.';
+}
+
+/** Whether a streamed event matches what the stream cannot filter. */
+function matchesForm(event, form) {
+  const digits = (text) => (text || '').trim().replace(/^\+/, '');
+  const number = digits(form.elements.number.value);
+  const messageId = form.elements.message_id.value.trim();
+  const numberMatches = !number || [event.from, event.to].some((n) => digits(n) === number);
+  return numberMatches && (!messageId || event.message_id === messageId);
+}
+
+/** The data of each complete Server-Sent Event in `buffer`, and the rest. */
+function frames(buffer) {
+  const parts = buffer.split('\n\n');
+  const rest = parts.pop();
+  const data = parts.map((frame) => frame
+    .split('\n')
+    .filter((line) => line.startsWith('data:'))
+    .map((line) => line.slice(5).replace(/^ /, ''))
+    .join('\n')).filter((text) => text !== '');
+  return { data, rest };
+}
+
+/** Follows `/api/stream`, putting each new event at the top, until stopped. */
+async function follow() {
+  const controller = new AbortController();
+  state.live = controller;
+  const form = $('events-filter');
+  // From when the listing was asked for (the stream would otherwise
+  // start with the first event ever stored); what is listed is skipped.
+  const params = new URLSearchParams({ since: state.listedAt || new Date().toISOString() });
+  for (const name of ['source', 'type']) {
+    const value = form.elements[name].value.trim();
+    if (value) {
+      params.set(name, value);
+    }
+  }
+  try {
+    const response = await fetch(`/api/stream?${params}`, {
+      headers: authorization(),
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      throw new ApiError(response.status, await response.json().catch(() => ({})));
+    }
+    say('Live: new events appear at the top as they are stored.');
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        break;
+      }
+      const read = frames(buffer + value.replace(/\r\n?/g, '\n'));
+      buffer = read.rest;
+      for (const event of read.data.map((text) => JSON.parse(text))) {
+        if (matchesForm(event, form) && !state.listed.has(event.id)) {
+          state.listed.add(event.id);
+          $('events-rows').prepend(eventRow(event));
+        }
+      }
+    }
+    say('The live stream ended (the server stopped?).', true);
+  } catch (error) {
+    if (error.name !== 'AbortError') {
+      say(explain(error), true);
+    }
+  } finally {
+    if (state.live === controller) {
+      state.live = null;
+      $('live').checked = false;
+    }
+  }
+}
+
+function stopFollowing() {
+  if (state.live) {
+    state.live.abort();
+    state.live = null;
+  }
+}
+
+// Requests
+
+function requestRow(request) {
+  const row = document.createElement('tr');
+  cell(row, localTime(request.at));
+  cell(row, request.source);
+  cell(row, request.status, request.status === 200 ? 'good' : 'bad');
+  cell(row, request.reason);
+  cell(row, request.message);
+  cell(row, request.remote_addr);
+  cell(row, request.size, 'number');
+  eventLink(row, request.event_id);
+  return row;
+}
+
+async function loadRequests(more) {
+  const params = query($('requests-filter'), { order: 'desc', limit: 100 });
+  if (more) {
+    params.set('after', state.next.requests);
+  }
+  const page = await api(`/api/requests?${params}`);
+  const rows = $('requests-rows');
+  if (!more) {
+    rows.replaceChildren();
+  }
+  rows.append(...page.requests.map(requestRow));
+  state.next.requests = page.next;
+  $('requests-more').hidden = !page.next;
+  return rows.rows.length ? `${rows.rows.length} requests, newest first.` : 'No requests match.';
+}
+
+// Stats
+
+function fill(id, items, columns) {
+  const rows = $(id);
+  rows.replaceChildren();
+  for (const item of items) {
+    const row = rows.insertRow();
+    for (const column of columns) {
+      const [text, className] = column(item);
+      cell(row, text, className);
+    }
+  }
+}
+
+async function loadStats() {
+  const stats = await api('/api/stats');
+  fill('stats-outcomes', stats.outcomes, [
+    (o) => [o.source],
+    (o) => [o.delivered, 'number'],
+    (o) => [o.failed, o.failed ? 'number bad' : 'number'],
+    (o) => [`${Math.round((100 * o.delivered) / Math.max(1, o.delivered + o.failed))}%`, 'number'],
+  ]);
+  fill('stats-events', stats.events, [
+    (e) => [e.source],
+    (e) => [e.type, typeClass(e.type)],
+    (e) => [e.count, 'number'],
+  ]);
+  fill('stats-requests', stats.requests, [
+    (r) => [r.source],
+    (r) => [r.status, r.status === 200 ? 'good' : 'bad'],
+    (r) => [r.reason],
+    (r) => [r.count, 'number'],
+  ]);
+  return `Since ${localTime(stats.since)}.`;
+}
+
+// Deliveries
+
+function deliveryRow(delivery) {
+  const row = document.createElement('tr');
+  cell(row, delivery.id, 'number');
+  eventLink(row, delivery.event_id);
+  cell(row, delivery.destination);
+  cell(row, delivery.state, delivery.state === 'dead' ? 'bad' : '');
+  cell(row, delivery.attempts, 'number');
+  cell(row, delivery.state === 'pending' ? localTime(delivery.next_attempt_at) : '');
+  cell(row, delivery.last_status);
+  cell(row, delivery.last_error);
+  return row;
+}
+
+async function loadDeliveries(more) {
+  const params = query($('deliveries-filter'), { limit: 100 });
+  if (more) {
+    params.set('after', state.next.deliveries);
+  }
+  const page = await api(`/api/deliveries?${params}`);
+  const rows = $('deliveries-rows');
+  if (!more) {
+    rows.replaceChildren();
+  }
+  rows.append(...page.deliveries.map(deliveryRow));
+  state.next.deliveries = page.next;
+  $('deliveries-more').hidden = !page.next;
+  return rows.rows.length ? `${rows.rows.length} deliveries.` : 'No deliveries match.';
+}
+
+async function retryDead() {
+  const destination = $('deliveries-filter').elements.destination.value.trim();
+  const params = new URLSearchParams(destination ? { destination } : {});
+  const answer = await api(`/api/deliveries/retry?${params}`, { method: 'POST' });
+  await loadDeliveries(false);
+  return `${answer.retried} dead deliveries scheduled again.`;
+}
+
+// Views
+
+const LOADERS = {
+  events: loadEvents,
+  requests: loadRequests,
+  stats: loadStats,
+  deliveries: loadDeliveries,
+};
+
+function currentView() {
+  const name = location.hash.slice(1);
+  return Object.hasOwn(LOADERS, name) ? name : 'events';
+}
+
+/** Runs `action` and says what it did, or why it failed. */
+async function run(action) {
+  if (!state.token) {
+    say('Give the API token (SMSHOOK_API_TOKEN) to see what smshook stored.');
+    return;
+  }
+  say('Loading…');
+  try {
+    say(await action());
+  } catch (error) {
+    say(explain(error), true);
+  }
+}
+
+function show() {
+  const view = currentView();
+  for (const section of document.querySelectorAll('.view')) {
+    section.hidden = section.id !== view;
+  }
+  for (const link of document.querySelectorAll('nav a')) {
+    link.classList.toggle('current', link.dataset.view === view);
+  }
+  return run(() => LOADERS[view](false));
+}
+
+function onSubmit(id, action) {
+  $(id).addEventListener('submit', (submitted) => {
+    submitted.preventDefault();
+    action();
+  });
+}
+
+function onClick(id, action) {
+  $(id).addEventListener('click', () => run(action));
+}
+
+function start() {
+  $('token').value = state.token;
+  onSubmit('token-form', () => {
+    state.token = $('token').value.trim();
+    sessionStorage.setItem(TOKEN_KEY, state.token);
+    show();
+  });
+  for (const name of Object.keys(LOADERS).filter((n) => n !== 'stats')) {
+    onSubmit(`${name}-filter`, () => run(() => LOADERS[name](false)));
+    onClick(`${name}-more`, () => LOADERS[name](true));
+  }
+  onClick('retry-dead', retryDead);
+  $('events-filter').addEventListener('submit', () => {
+    if (state.live) {
+      stopFollowing();
+      follow();
+    }
+  });
+  $('event-close').addEventListener('click', () => {
+    $('event-detail').hidden = true;
+  });
+  $('live').addEventListener('change', (changed) => {
+    stopFollowing();
+    if (changed.target.checked && state.token) {
+      follow();
+    } else if (changed.target.checked) {
+      changed.target.checked = false;
+      say('Give the API token first.', true);
+    }
+  });
+  window.addEventListener('hashchange', show);
+  show();
+}
+
+start();
