@@ -83,7 +83,7 @@ fn script_ids() -> BTreeSet<String> {
         .skip(1)
         .map(|rest| rest.split('\'').next().expect("an id").to_string())
         .collect();
-    for listing in ["events", "requests", "deliveries"] {
+    for listing in ["events", "requests", "optouts", "deliveries"] {
         for part in ["filter", "more", "rows"] {
             ids.insert(format!("{listing}-{part}"));
         }
@@ -98,7 +98,7 @@ fn every_element_the_script_looks_up_is_on_the_page() {
     for id in ids {
         assert!(PAGE.contains(&format!(r#"id="{id}""#)), "no element #{id}");
     }
-    for view in ["events", "requests", "stats", "deliveries"] {
+    for view in ["events", "requests", "stats", "optouts", "deliveries"] {
         assert!(PAGE.contains(&format!(r#"<section id="{view}" class="view""#)));
         assert!(PAGE.contains(&format!(r##"href="#{view}" data-view="{view}""##)));
     }
@@ -133,8 +133,12 @@ async fn every_api_call_of_the_console_is_documented_and_answers_what_it_reads()
     }
 
     let app = TestApp::spawn().await;
-    app.send_sample(crate::support::provider("integify"), "sms.delivered")
-        .await;
+    let integify = crate::support::provider("integify");
+    app.send_sample(integify, "sms.delivered").await;
+    let (_, status, stop) = app.send_sample(integify, "sms.received").await;
+    assert_eq!(status, 200);
+    let stop = app.event_answered(&stop).await;
+    assert_eq!(stop["opt_out"], true, "the sample is a STOP");
     // Each listing as the console asks for it, with what it reads.
     let calls = [
         ("/api/events?order=desc&limit=50", &["events", "next"][..]),
@@ -169,6 +173,17 @@ async fn every_api_call_of_the_console_is_documented_and_answers_what_it_reads()
     ] {
         assert!(event.get(field).is_some(), "an event's {field}");
     }
+    let (_, optouts) = app.api("/api/optouts?limit=100").await;
+    let optout = &optouts["optouts"][0];
+    for field in ["number", "source", "changed_at", "event_id"] {
+        assert!(
+            optout.get(field).is_some(),
+            "an opt-out's {field}: {optouts}"
+        );
+    }
+    let number = stop["from"].as_str().expect("from").replace('+', "%2B");
+    let (status, checked) = app.api(&format!("/api/optouts/{number}")).await;
+    assert_eq!((status, &checked["opted_out"]), (200, &Value::Bool(true)));
     let stream = app
         .client
         .get(app.url("/api/stream?type=message.delivered"))

@@ -340,6 +340,53 @@ async function loadStats() {
   return `Since ${localTime(stats.since)}.`;
 }
 
+// Opt-outs
+
+function optoutRow(optout) {
+  const row = document.createElement('tr');
+  cell(row, optout.number);
+  cell(row, optout.source);
+  cell(row, localTime(optout.changed_at));
+  eventLink(row, optout.event_id);
+  return row;
+}
+
+async function loadOptouts(more) {
+  const params = new URLSearchParams({ limit: 100 });
+  if (more) {
+    params.set('after', state.next.optouts);
+  }
+  const page = await api(`/api/optouts?${params}`);
+  const rows = $('optouts-rows');
+  if (!more) {
+    rows.replaceChildren();
+  }
+  rows.append(...page.optouts.map(optoutRow));
+  state.next.optouts = page.next;
+  $('optouts-more').hidden = !page.next;
+  return rows.rows.length ? `${rows.rows.length} numbers opted out.` : 'No number is opted out.';
+}
+
+/** Whether the number in the form may be sent to, and since when. */
+async function checkNumber() {
+  const number = $('optouts-filter').elements.number.value.trim();
+  if (!number) {
+    return 'Give a number to check.';
+  }
+  try {
+    const optout = await api(`/api/optouts/${encodeURIComponent(number)}`);
+    const when = `${localTime(optout.changed_at)}, ${optout.source}`;
+    return optout.opted_out
+      ? `${optout.number} is opted out: do not send to it (since ${when}).`
+      : `${optout.number} opted back in (${when}).`;
+  } catch (error) {
+    if (error.status === 404) {
+      return `${number} never opted out nor in.`;
+    }
+    throw error;
+  }
+}
+
 // Deliveries
 
 function deliveryRow(delivery) {
@@ -385,6 +432,7 @@ const LOADERS = {
   events: loadEvents,
   requests: loadRequests,
   stats: loadStats,
+  optouts: loadOptouts,
   deliveries: loadDeliveries,
 };
 
@@ -436,10 +484,13 @@ function start() {
     sessionStorage.setItem(TOKEN_KEY, state.token);
     show();
   });
-  for (const name of Object.keys(LOADERS).filter((n) => n !== 'stats')) {
+  for (const name of ['events', 'requests', 'deliveries']) {
     onSubmit(`${name}-filter`, () => run(() => LOADERS[name](false)));
+  }
+  for (const name of ['events', 'requests', 'optouts', 'deliveries']) {
     onClick(`${name}-more`, () => LOADERS[name](true));
   }
+  onSubmit('optouts-filter', () => run(checkNumber));
   onClick('retry-dead', retryDead);
   $('events-filter').addEventListener('submit', () => {
     if (state.live) {
