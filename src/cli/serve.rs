@@ -163,7 +163,10 @@ fn announce(config: &Config, listener: &TcpListener) {
         }
     }
     match &config.api_token {
-        Some(_) => tracing::info!("query API on at /api (bearer token from SMSHOOK_API_TOKEN)"),
+        Some(_) => {
+            let console = format!("{scheme}://{addr}/console");
+            tracing::info!(%console, "query API on at /api (bearer token from SMSHOOK_API_TOKEN)")
+        }
         None => tracing::info!("query API off: set SMSHOOK_API_TOKEN to turn it on"),
     }
     match config.retention {
