@@ -24,7 +24,9 @@ pub const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/console") }))
+        // Relative, as every URL of the console: behind a proxy that
+        // serves smshook under a path, `<path>/` leads to `<path>/console`.
+        .route("/", get(|| async { Redirect::to("console") }))
         .route(
             "/console",
             get(|| async { asset("text/html; charset=utf-8", PAGE) }),

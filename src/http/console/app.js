@@ -1,5 +1,7 @@
 // The smshook console: reads the query API (under /api) with the token its
-// user gives, kept for this browser tab only (sessionStorage). Everything
+// user gives, kept for this browser tab only (sessionStorage). Its URLs are
+// relative to the page's, so it works behind a proxy that serves smshook
+// under a path of its own. Everything
 // it shows came from providers, so it is written with textContent, never
 // as HTML; the page's Content-Security-Policy allows no other script.
 'use strict';
@@ -163,7 +165,7 @@ function showEvent(event) {
 
 async function openEvent(id) {
   try {
-    const event = await api(`/api/events/${encodeURIComponent(id)}`);
+    const event = await api(`api/events/${encodeURIComponent(id)}`);
     location.hash = '#events';
     showEvent(event);
   } catch (error) {
@@ -177,7 +179,7 @@ async function loadEvents(more) {
     params.set('after', state.next.events);
   }
   const asked = new Date().toISOString();
-  const page = await api(`/api/events?${params}`);
+  const page = await api(`api/events?${params}`);
   const rows = $('events-rows');
   if (!more) {
     rows.replaceChildren();
@@ -214,7 +216,7 @@ function frames(buffer) {
   return { data, rest };
 }
 
-/** Follows `/api/stream`, putting each new event at the top, until stopped. */
+/** Follows the live stream, putting each new event at the top, until stopped. */
 async function follow() {
   const controller = new AbortController();
   state.live = controller;
@@ -229,7 +231,7 @@ async function follow() {
     }
   }
   try {
-    const response = await fetch(`/api/stream?${params}`, {
+    const response = await fetch(`api/stream?${params}`, {
       headers: authorization(),
       signal: controller.signal,
     });
@@ -293,7 +295,7 @@ async function loadRequests(more) {
   if (more) {
     params.set('after', state.next.requests);
   }
-  const page = await api(`/api/requests?${params}`);
+  const page = await api(`api/requests?${params}`);
   const rows = $('requests-rows');
   if (!more) {
     rows.replaceChildren();
@@ -319,7 +321,7 @@ function fill(id, items, columns) {
 }
 
 async function loadStats() {
-  const stats = await api('/api/stats');
+  const stats = await api('api/stats');
   fill('stats-outcomes', stats.outcomes, [
     (o) => [o.source],
     (o) => [o.delivered, 'number'],
@@ -356,7 +358,7 @@ async function loadOptouts(more) {
   if (more) {
     params.set('after', state.next.optouts);
   }
-  const page = await api(`/api/optouts?${params}`);
+  const page = await api(`api/optouts?${params}`);
   const rows = $('optouts-rows');
   if (!more) {
     rows.replaceChildren();
@@ -374,7 +376,7 @@ async function checkNumber() {
     return 'Give a number to check.';
   }
   try {
-    const optout = await api(`/api/optouts/${encodeURIComponent(number)}`);
+    const optout = await api(`api/optouts/${encodeURIComponent(number)}`);
     const when = `${localTime(optout.changed_at)}, ${optout.source}`;
     return optout.opted_out
       ? `${optout.number} is opted out: do not send to it (since ${when}).`
@@ -407,7 +409,7 @@ async function loadDeliveries(more) {
   if (more) {
     params.set('after', state.next.deliveries);
   }
-  const page = await api(`/api/deliveries?${params}`);
+  const page = await api(`api/deliveries?${params}`);
   const rows = $('deliveries-rows');
   if (!more) {
     rows.replaceChildren();
@@ -421,7 +423,7 @@ async function loadDeliveries(more) {
 async function retryDead() {
   const destination = $('deliveries-filter').elements.destination.value.trim();
   const params = new URLSearchParams(destination ? { destination } : {});
-  const answer = await api(`/api/deliveries/retry?${params}`, { method: 'POST' });
+  const answer = await api(`api/deliveries/retry?${params}`, { method: 'POST' });
   await loadDeliveries(false);
   return `${answer.retried} dead deliveries scheduled again.`;
 }
