@@ -35,11 +35,21 @@ const LOOK_BACK: TimeDelta = TimeDelta::hours(25);
 /// the time smshook received them). A phone sends them within seconds.
 pub const SPAN: TimeDelta = TimeDelta::hours(1);
 
+/// The start of the dedupe key of every part of one message: sender,
+/// recipient, reference and count, each ended by `|`; a part's key goes on
+/// with its message id, so its retry is a duplicate while another message
+/// under the same reference is not, and the parts of a message are found
+/// as one range of the dedupe index ([`Store::parts`]).
+pub fn group_key(from: &str, to: Option<&str>, part: &Part) -> String {
+    let (to, reference, total) = (to.unwrap_or_default(), &part.reference, part.total);
+    format!("part|{from}|{to}|{reference}|{total}|")
+}
+
 /// A part just stored, as the join needs it.
 #[derive(Debug, Clone)]
 pub struct Pending {
     source: String,
-    from: String,
+    group: String,
     to: Option<String>,
     part: Part,
     sent: DateTime<Utc>,
@@ -52,10 +62,11 @@ impl Pending {
             return None;
         }
         let part = part_of(source, &event.payload)?;
+        let to = event.fields.to.clone();
         Some(Self {
             source: event.source.clone(),
-            from: event.fields.from.clone()?,
-            to: event.fields.to.clone(),
+            group: group_key(event.fields.from.as_deref()?, to.as_deref(), &part),
+            to,
             part,
             sent: sent(&event.fields, &event.received_at)?,
         })
@@ -70,7 +81,7 @@ pub async fn whole(
     pending: &Pending,
 ) -> Result<Option<NewEvent>, StoreError> {
     let since = Utc::now() - LOOK_BACK;
-    let stored = store.parts(&pending.source, &pending.from, since).await?;
+    let stored = store.parts(&pending.source, &pending.group, since).await?;
     let candidates: Vec<Candidate> = stored
         .into_iter()
         .filter_map(|event| Candidate::of(source, pending, event))
@@ -217,11 +228,13 @@ mod tests {
     }
 
     fn pending(event: &Event) -> Pending {
+        let part = part_of(&source(), event.payload.get()).expect("a part");
+        let from = event.fields.from.as_deref().expect("from");
         Pending {
             source: "vs".into(),
-            from: event.fields.from.clone().expect("from"),
+            group: group_key(from, event.fields.to.as_deref(), &part),
             to: event.fields.to.clone(),
-            part: part_of(&source(), event.payload.get()).expect("a part"),
+            part,
             sent: sent(&event.fields, &event.received_at).expect("time"),
         }
     }

@@ -53,18 +53,27 @@ fn normalize(p: &Object) -> Normalized {
     let status = text(p, &["status"]);
     let provider_type = provider_type(status.as_deref());
     // A receipt is about a message you sent: `to` is your sender id.
-    let part = if status.is_none() { part(p) } else { None };
-    let event_type = match part {
-        Some(_) => crate::join::PART,
-        None => normalized_type(&provider_type),
-    };
     let (from, to) = if status.is_some() {
         (text(p, &["to"]), text(p, &["msisdn"]))
     } else {
         (text(p, &["msisdn"]), text(p, &["to"]))
     };
+    let part = match (&status, &from, &message_id) {
+        (None, Some(_), Some(_)) => part(p),
+        _ => None,
+    };
+    let (event_type, dedupe_key) = match (&part, &from, &message_id) {
+        (Some(part), Some(from), Some(id)) => {
+            let group = crate::join::group_key(from, to.as_deref(), part);
+            (crate::join::PART, Some(group + id))
+        }
+        _ => (
+            normalized_type(&provider_type),
+            compound_key(message_id.as_deref(), Some(&provider_type)),
+        ),
+    };
     Normalized {
-        dedupe_key: compound_key(message_id.as_deref(), Some(&provider_type)),
+        dedupe_key,
         fields: EventFields {
             provider_event_id: None,
             event_type: event_type.to_string(),

@@ -807,10 +807,12 @@ fn request_rows(
     rows
 }
 
-/// The `WHERE` of [`Store::parts`]: `type` as a literal, as the partial
-/// index `events_parts` asks.
-const PARTS: &str = "WHERE type = 'message.part' AND source = $1 AND from_number = $2 \
-    AND received_at >= $3 ORDER BY seq DESC LIMIT $4";
+/// The `WHERE` of [`Store::parts`]: a range of the partial index
+/// `events_parts`, its keys compared byte by byte (`COLLATE "C"`) as on
+/// SQLite, whatever the database's collation.
+const PARTS: &str = "WHERE type = 'message.part' AND source = $1 \
+    AND dedupe_key COLLATE \"C\" >= $2 AND dedupe_key COLLATE \"C\" < $3 \
+    AND received_at >= $4 ORDER BY seq DESC LIMIT $5";
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload::text, opt_out";
@@ -950,13 +952,15 @@ impl Store for PostgresStore {
     async fn parts(
         &self,
         source: &str,
-        from: &str,
+        group: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events {PARTS}");
+        let (from, to) = super::key_range(group);
         let params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
             Box::new(source.to_string()),
-            Box::new(from.to_string()),
+            Box::new(from),
+            Box::new(to),
             Box::new(format_time(since)),
             Box::new(i64::from(MAX_PARTS)),
         ];

@@ -56,7 +56,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0004_keys_lead_with_ids.sql"),
     include_str!("sqlite/0005_deliveries_by_event.sql"),
     include_str!("sqlite/0006_request_messages.sql"),
-    include_str!("sqlite/0007_message_parts.sql"),
 ];
 /// Jobs that may wait for the writer; past this, requests get 503 at once.
 const QUEUE_DEPTH: usize = 8192;
@@ -339,15 +338,15 @@ impl Store for SqliteStore {
     async fn parts(
         &self,
         source: &str,
-        from: &str,
+        group: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
-        let (source, from) = (source.to_string(), from.to_string());
+        let (source, range) = (source.to_string(), super::key_range(group));
         let (since, through) = (format_time(since), self.events_through());
         self.read(move |conn| {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM events {PARTS}");
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_dedupe {PARTS}");
             let mut stmt = conn.prepare_cached(&sql)?;
-            let values = params![source, from, since, through, MAX_PARTS];
+            let values = params![range.0, range.1, source, since, through, MAX_PARTS];
             stmt.query_map(values, event_from_row)?.collect()
         })
         .await
@@ -526,10 +525,12 @@ impl Store for SqliteStore {
 const MESSAGE_STATUS: &str = "SELECT source, message_id, status, event_id, updated_at FROM messages \
     WHERE message_id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY source LIMIT 1";
 
-/// The `WHERE` of [`Store::parts`]: `type` as a literal, as the partial
-/// index `events_parts` asks.
-const PARTS: &str = "WHERE type = 'message.part' AND source = ?1 AND from_number = ?2 \
-    AND received_at >= ?3 AND seq <= ?4 ORDER BY seq DESC LIMIT ?5";
+/// The `WHERE` of [`Store::parts`]: a range of the dedupe index, named
+/// with `INDEXED BY` (without statistics the planner would rather walk
+/// `seq` back from the newest event, for the `ORDER BY`, through the whole
+/// table).
+const PARTS: &str = "WHERE dedupe_key >= ?1 AND dedupe_key < ?2 AND source = ?3 \
+    AND received_at >= ?4 AND seq <= ?5 ORDER BY seq DESC LIMIT ?6";
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, source, provider, provider_event_id, type, provider_type, message_id, \
     from_number, to_number, body, status, error_code, error_reason, occurred_at, received_at, payload, opt_out";
