@@ -123,6 +123,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/events/{id}", get(get_event))
         .route("/api/requests", get(list_requests))
         .route("/api/stats", get(stats))
+        .route("/api/sources", get(list_sources))
         .route("/api/messages/{message_id}", get(get_message))
         .route("/api/optouts", get(list_optouts))
         .route("/api/optouts/{number}", get(get_optout))
@@ -282,6 +283,18 @@ async fn stats(
         .get_or_insert_with(|| chrono::Utc::now() - STATS_DEFAULT_SPAN);
     let counts = app.store.counts(&range).await?;
     Ok(Json(counts.report(&range)))
+}
+
+/// The sources as they run now (a reload included), by name.
+async fn list_sources(State(app): State<App>) -> Json<serde_json::Value> {
+    let sources = app.sources.current();
+    let mut names: Vec<&String> = sources.keys().collect();
+    names.sort();
+    let sources: Vec<_> = names
+        .into_iter()
+        .map(|name| super::sources::describe(&sources[name]))
+        .collect();
+    Json(json!({ "sources": sources }))
 }
 
 #[derive(Debug, Deserialize)]

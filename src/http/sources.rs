@@ -10,6 +10,31 @@ use std::sync::Arc;
 use crate::config::{Config, Source};
 use crate::snapshot::{Reload, Snapshot};
 
+/// What the query API says of a source (`GET /api/sources`): how a
+/// provider is to be set up to post to it, never a secret.
+pub fn describe(source: &Source) -> serde_json::Value {
+    let methods: &[&str] = if source.provider.takes_get() {
+        &["GET", "POST"]
+    } else {
+        &["POST"]
+    };
+    let certificates = source
+        .certificates
+        .as_ref()
+        .map(|c| if c.is_pinned() { "pinned" } else { "fetched" });
+    serde_json::json!({
+        "name": source.name,
+        "provider": source.provider.name,
+        "path": format!("/webhooks/{}", source.name),
+        "methods": methods,
+        "credentials": source.secrets.len(),
+        "credential_kind": source.provider.secret_noun(),
+        "allowed_ips": source.allowed.as_ref().map(ToString::to_string),
+        "public_url": source.public_url.as_ref().map(|u| u.text.clone()),
+        "certificates": certificates,
+    })
+}
+
 /// Sources by name, as they appear in `/webhooks/<name>`.
 pub struct Sources(Snapshot<HashMap<String, Source>>);
 

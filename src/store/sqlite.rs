@@ -344,7 +344,8 @@ impl Store for SqliteStore {
         let (source, range) = (source.to_string(), super::key_range(group));
         let (since, through) = (format_time(since), self.events_through());
         self.read(move |conn| {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_dedupe {PARTS}");
+            let sql =
+                format!("SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_dedupe {PARTS}");
             let mut stmt = conn.prepare_cached(&sql)?;
             let values = params![range.0, range.1, source, since, through, MAX_PARTS];
             stmt.query_map(values, event_from_row)?.collect()

@@ -111,6 +111,11 @@ async function main() {
     await page.click('nav a[data-view=deliveries]');
     await page.waitForFunction(() => /deliveries/.test(document.getElementById('status').textContent));
     assert.match(await statusAfter(page, () => page.click('#retry-dead')), /0 dead deliveries scheduled again/);
+    await page.click('nav a[data-view=sources]');
+    await page.waitForFunction(() => document.querySelectorAll('#sources-rows tr').length === 2);
+    const sources = await page.$$eval('#sources-rows tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+    assert.deepEqual(sources[0].slice(0, 3), ['integify', 'integify', `${BASE}/webhooks/integify`]);
+    assert.deepEqual(sources[1].slice(4), ['1 secret', 'any address', '0', '1 (invalid_signature 1)']);
     assert.deepEqual(errors, []);
     console.log('console: every check passed');
   } finally {

@@ -102,7 +102,14 @@ fn every_element_the_script_looks_up_is_on_the_page() {
     for id in ids {
         assert!(PAGE.contains(&format!(r#"id="{id}""#)), "no element #{id}");
     }
-    for view in ["events", "requests", "stats", "optouts", "deliveries"] {
+    for view in [
+        "events",
+        "requests",
+        "stats",
+        "optouts",
+        "deliveries",
+        "sources",
+    ] {
         assert!(PAGE.contains(&format!(r#"<section id="{view}" class="view""#)));
         assert!(PAGE.contains(&format!(r##"href="#{view}" data-view="{view}""##)));
     }
@@ -180,6 +187,20 @@ async fn every_api_call_of_the_console_is_documented_and_answers_what_it_reads()
         "payload",
     ] {
         assert!(event.get(field).is_some(), "an event's {field}");
+    }
+    let (_, sources) = app.api("/api/sources").await;
+    for field in [
+        "name",
+        "provider",
+        "path",
+        "methods",
+        "credentials",
+        "credential_kind",
+    ] {
+        assert!(
+            sources["sources"][0].get(field).is_some(),
+            "a source's {field}"
+        );
     }
     let (_, optouts) = app.api("/api/optouts?limit=100").await;
     let optout = &optouts["optouts"][0];

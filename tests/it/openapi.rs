@@ -314,9 +314,44 @@ async fn events_and_requests(spec: &mut Spec, app: &TestApp) -> (String, String)
         assert_eq!(status, 200, "{path}");
         assert_eq!(stats["outcomes"][0]["delivered"], 1, "{stats}");
     }
+    sources(spec, app).await;
     let no_token = get(app, "/api/events", false).await;
     assert_eq!(spec.check("GET", "/api/events", no_token).await.0, 401);
     (event_id, message_id)
+}
+
+/// Every source, as it runs, with what a provider is to be given and no
+/// secret.
+async fn sources(spec: &mut Spec, app: &TestApp) {
+    let listed = get(app, "/api/sources", true).await;
+    let (status, listed) = spec.check("GET", "/api/sources", listed).await;
+    assert_eq!(status, 200);
+    let sources = listed["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), smshook::providers::ALL.len());
+    let named = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+    };
+    let integify = named("integify");
+    assert_eq!(integify["path"], "/webhooks/integify");
+    assert_eq!(
+        (&integify["methods"], &integify["credentials"]),
+        (&json!(["POST"]), &json!(2))
+    );
+    assert_eq!(named("vonage-sms")["methods"], json!(["GET", "POST"]));
+    assert_eq!(named("twilio")["public_url"], crate::support::PUBLIC_URL);
+    assert_eq!(named("telnyx")["credential_kind"], "public key");
+    assert_eq!(named("aws-sns")["certificates"], "pinned");
+    let text = listed.to_string();
+    for p in smshook::providers::ALL {
+        assert!(
+            !text.contains(&secret_for(p.name)),
+            "no secret of {}",
+            p.name
+        );
+    }
 }
 
 async fn statuses_and_optouts(spec: &mut Spec, app: &TestApp, message_id: &str) {

@@ -428,6 +428,47 @@ async function retryDead() {
   return `${answer.retried} dead deliveries scheduled again.`;
 }
 
+// Sources
+
+/** Each source's requests of the last 24 hours: accepted, and refused by reason. */
+function answersBySource(requests) {
+  const answers = new Map();
+  for (const r of requests) {
+    if (!answers.has(r.source)) {
+      answers.set(r.source, { accepted: 0, refused: 0, reasons: [] });
+    }
+    const a = answers.get(r.source);
+    if (r.status === 200) {
+      a.accepted += r.count;
+    } else {
+      a.refused += r.count;
+      a.reasons.push(`${r.reason} ${r.count}`);
+    }
+  }
+  return answers;
+}
+
+async function loadSources() {
+  const [listed, stats] = await Promise.all([api('api/sources'), api('api/stats')]);
+  const answers = answersBySource(stats.requests);
+  const none = { accepted: 0, refused: 0, reasons: [] };
+  const plural = (n, noun) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+  fill('sources-rows', listed.sources, [
+    (s) => [s.name],
+    (s) => [s.provider],
+    (s) => [s.public_url || new URL(s.path.slice(1), document.baseURI).href],
+    (s) => [s.methods.join(', ')],
+    (s) => [plural(s.credentials, s.credential_kind)],
+    (s) => [s.allowed_ips || 'any address'],
+    (s) => [(answers.get(s.name) || none).accepted, 'number'],
+    (s) => {
+      const a = answers.get(s.name) || none;
+      return a.refused ? [`${a.refused} (${a.reasons.join(', ')})`, 'number bad'] : [0, 'number'];
+    },
+  ]);
+  return `${plural(listed.sources.length, 'source')}. Each URL is this page's address with the source's path: give the provider the address it reaches smshook at.`;
+}
+
 // Views
 
 const LOADERS = {
@@ -436,6 +477,7 @@ const LOADERS = {
   stats: loadStats,
   optouts: loadOptouts,
   deliveries: loadDeliveries,
+  sources: loadSources,
 };
 
 function currentView() {
