@@ -128,6 +128,27 @@ function eventLink(row, id) {
   td.append(button);
 }
 
+/**
+ * A page of the listing at `path` (the API path of listing NAME: its rows go to
+ * `#NAME-rows`), after the page before when `more`, else from the start.
+ * Returns how many rows are shown.
+ */
+async function listPage(path, params, rowOf, more) {
+  const name = path.split('/')[1];
+  if (more) {
+    params.set('after', state.next[name]);
+  }
+  const page = await api(`${path}?${params}`);
+  const rows = $(`${name}-rows`);
+  if (!more) {
+    rows.replaceChildren();
+  }
+  rows.append(...page[name].map(rowOf));
+  state.next[name] = page.next;
+  $(`${name}-more`).hidden = !page.next;
+  return rows.rows.length;
+}
+
 // Events
 
 function eventRow(event) {
@@ -175,24 +196,16 @@ async function openEvent(id) {
 
 async function loadEvents(more) {
   const params = query($('events-filter'), { order: 'desc', limit: PAGE });
-  if (more) {
-    params.set('after', state.next.events);
-  }
-  const asked = new Date().toISOString();
-  const page = await api(`api/events?${params}`);
-  const rows = $('events-rows');
   if (!more) {
-    rows.replaceChildren();
     state.listed.clear();
-    state.listedAt = asked;
+    state.listedAt = new Date().toISOString();
   }
-  for (const event of page.events) {
+  const listed = (event) => {
     state.listed.add(event.id);
-  }
-  rows.append(...page.events.map(eventRow));
-  state.next.events = page.next;
-  $('events-more').hidden = !page.next;
-  return rows.rows.length ? `${rows.rows.length} events, newest first.` : 'No events match.';
+    return eventRow(event);
+  };
+  const shown = await listPage('api/events', params, listed, more);
+  return shown ? `${shown} events, newest first.` : 'No events match.';
 }
 
 /** Whether a streamed event matches what the stream cannot filter. */
@@ -292,18 +305,8 @@ function requestRow(request) {
 
 async function loadRequests(more) {
   const params = query($('requests-filter'), { order: 'desc', limit: 100 });
-  if (more) {
-    params.set('after', state.next.requests);
-  }
-  const page = await api(`api/requests?${params}`);
-  const rows = $('requests-rows');
-  if (!more) {
-    rows.replaceChildren();
-  }
-  rows.append(...page.requests.map(requestRow));
-  state.next.requests = page.next;
-  $('requests-more').hidden = !page.next;
-  return rows.rows.length ? `${rows.rows.length} requests, newest first.` : 'No requests match.';
+  const shown = await listPage('api/requests', params, requestRow, more);
+  return shown ? `${shown} requests, newest first.` : 'No requests match.';
 }
 
 // Stats
@@ -355,18 +358,8 @@ function optoutRow(optout) {
 
 async function loadOptouts(more) {
   const params = new URLSearchParams({ limit: 100 });
-  if (more) {
-    params.set('after', state.next.optouts);
-  }
-  const page = await api(`api/optouts?${params}`);
-  const rows = $('optouts-rows');
-  if (!more) {
-    rows.replaceChildren();
-  }
-  rows.append(...page.optouts.map(optoutRow));
-  state.next.optouts = page.next;
-  $('optouts-more').hidden = !page.next;
-  return rows.rows.length ? `${rows.rows.length} numbers opted out.` : 'No number is opted out.';
+  const shown = await listPage('api/optouts', params, optoutRow, more);
+  return shown ? `${shown} numbers opted out.` : 'No number is opted out.';
 }
 
 /** Whether the number in the form may be sent to, and since when. */
@@ -406,18 +399,8 @@ function deliveryRow(delivery) {
 
 async function loadDeliveries(more) {
   const params = query($('deliveries-filter'), { limit: 100 });
-  if (more) {
-    params.set('after', state.next.deliveries);
-  }
-  const page = await api(`api/deliveries?${params}`);
-  const rows = $('deliveries-rows');
-  if (!more) {
-    rows.replaceChildren();
-  }
-  rows.append(...page.deliveries.map(deliveryRow));
-  state.next.deliveries = page.next;
-  $('deliveries-more').hidden = !page.next;
-  return rows.rows.length ? `${rows.rows.length} deliveries.` : 'No deliveries match.';
+  const shown = await listPage('api/deliveries', params, deliveryRow, more);
+  return shown ? `${shown} deliveries.` : 'No deliveries match.';
 }
 
 async function retryDead() {
