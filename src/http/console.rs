@@ -22,27 +22,21 @@ const ICON: &str = include_str!("console/icon.svg");
 pub const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// Each file of the console: its path, its type and its text.
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/console", "text/html; charset=utf-8", PAGE),
+    ("/console/app.js", "text/javascript; charset=utf-8", SCRIPT),
+    ("/console/app.css", "text/css; charset=utf-8", STYLE),
+    ("/console/icon.svg", "image/svg+xml", ICON),
+];
+
 pub fn routes() -> Router<App> {
-    Router::new()
-        // Relative, as every URL of the console: behind a proxy that
-        // serves smshook under a path, `<path>/` leads to `<path>/console`.
-        .route("/", get(|| async { Redirect::to("console") }))
-        .route(
-            "/console",
-            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
-        )
-        .route(
-            "/console/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/console/app.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
-        .route(
-            "/console/icon.svg",
-            get(|| async { asset("image/svg+xml", ICON) }),
-        )
+    // Relative, as every URL of the console: behind a proxy that serves
+    // smshook under a path, `<path>/` leads to `<path>/console`.
+    let root = Router::new().route("/", get(|| async { Redirect::to("console") }));
+    ASSETS.into_iter().fold(root, |router, (path, kind, body)| {
+        router.route(path, get(move || async move { asset(kind, body) }))
+    })
 }
 
 /// `body` as `content_type`, under the policy, never sniffed, and checked
