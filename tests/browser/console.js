@@ -84,6 +84,15 @@ async function main() {
     assert.match(await page.textContent('#event-fields'), /opt_outtrue/);
     assert.match(await page.textContent('#event-payload'), /"sms.received"/);
 
+    await page.click('#events-rows tr:nth-child(2)');
+    await page.click('#event-message');
+    await page.waitForFunction(() => document.getElementById('status').textContent === '1 event, newest first.');
+    const messageId = await page.evaluate(() => document.getElementById('event-message').dataset.messageId);
+    assert.match(messageId, /^msg_/);
+    assert.equal(await page.inputValue('#events-filter input[name=message_id]'), messageId);
+    await page.fill('#events-filter input[name=message_id]', '');
+    assert.equal(await statusAfter(page, () => page.click('#events-filter button')), '3 events, newest first.');
+
     await page.check('#live');
     await page.waitForFunction(() => /Live/.test(document.getElementById('status').textContent));
     assert.equal(send('integify', 'sms.delivered', 'integify-secret'), 0);
@@ -93,7 +102,7 @@ async function main() {
     await page.click('nav a[data-view=requests]');
     await page.check('#requests-filter input[name=refused]');
     const refused = await statusAfter(page, () => page.click('#requests-filter button'));
-    assert.equal(refused, '1 requests, newest first.');
+    assert.equal(refused, '1 request, newest first.');
     assert.match(await page.textContent('#requests-rows'), /does not match any configured secret/);
 
     await page.click('nav a[data-view=stats]');

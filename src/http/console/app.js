@@ -96,6 +96,11 @@ function localTime(text) {
   return Number.isNaN(time.getTime()) ? text : time.toLocaleString();
 }
 
+/** `n` and `noun`, plural unless `n` is 1. */
+function plural(n, noun) {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 function short(text, length = 90) {
   if (!text) {
     return '';
@@ -181,7 +186,20 @@ function showEvent(event) {
     fields.append(term, value);
   }
   $('event-payload').textContent = JSON.stringify(event.payload, null, 2);
+  $('event-message').hidden = !event.message_id;
+  $('event-message').dataset.messageId = event.message_id || '';
   $('event-detail').hidden = false;
+}
+
+/** Lists every event of the message shown: its sending, its reports. */
+function showMessage() {
+  const form = $('events-filter');
+  for (const name of ['source', 'type', 'number']) {
+    form.elements[name].value = '';
+  }
+  form.elements.message_id.value = $('event-message').dataset.messageId;
+  location.hash = '#events';
+  form.requestSubmit();
 }
 
 async function openEvent(id) {
@@ -205,7 +223,7 @@ async function loadEvents(more) {
     return eventRow(event);
   };
   const shown = await listPage('api/events', params, listed, more);
-  return shown ? `${shown} events, newest first.` : 'No events match.';
+  return shown ? `${plural(shown, 'event')}, newest first.` : 'No events match.';
 }
 
 /** Whether a streamed event matches what the stream cannot filter. */
@@ -306,7 +324,7 @@ function requestRow(request) {
 async function loadRequests(more) {
   const params = query($('requests-filter'), { order: 'desc', limit: 100 });
   const shown = await listPage('api/requests', params, requestRow, more);
-  return shown ? `${shown} requests, newest first.` : 'No requests match.';
+  return shown ? `${plural(shown, 'request')}, newest first.` : 'No requests match.';
 }
 
 // Stats
@@ -359,7 +377,7 @@ function optoutRow(optout) {
 async function loadOptouts(more) {
   const params = new URLSearchParams({ limit: 100 });
   const shown = await listPage('api/optouts', params, optoutRow, more);
-  return shown ? `${shown} numbers opted out.` : 'No number is opted out.';
+  return shown ? `${plural(shown, 'number')} opted out.` : 'No number is opted out.';
 }
 
 /** Whether the number in the form may be sent to, and since when. */
@@ -400,7 +418,7 @@ function deliveryRow(delivery) {
 async function loadDeliveries(more) {
   const params = query($('deliveries-filter'), { limit: 100 });
   const shown = await listPage('api/deliveries', params, deliveryRow, more);
-  return shown ? `${shown} deliveries.` : 'No deliveries match.';
+  return shown ? `${shown} ${shown === 1 ? 'delivery' : 'deliveries'}.` : 'No deliveries match.';
 }
 
 async function retryDead() {
@@ -435,7 +453,6 @@ async function loadSources() {
   const [listed, stats] = await Promise.all([api('api/sources'), api('api/stats')]);
   const answers = answersBySource(stats.requests);
   const none = { accepted: 0, refused: 0, reasons: [] };
-  const plural = (n, noun) => `${n} ${noun}${n === 1 ? '' : 's'}`;
   fill('sources-rows', listed.sources, [
     (s) => [s.name],
     (s) => [s.provider],
@@ -525,6 +542,7 @@ function start() {
       follow();
     }
   });
+  $('event-message').addEventListener('click', showMessage);
   $('event-close').addEventListener('click', () => {
     $('event-detail').hidden = true;
   });
