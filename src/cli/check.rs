@@ -87,7 +87,7 @@ fn summary(config: &Config) -> String {
         let _ = writeln!(out, "destination: {} -> {place}", d.name);
     }
     let api = match config.api_token {
-        Some(_) => "on (bearer token from SMSHOOK_API_TOKEN)",
+        Some(_) => "on (bearer token from SMSHOOK_API_TOKEN; web console at /console)",
         None => "off (SMSHOOK_API_TOKEN is not set)",
     };
     let _ = writeln!(out, "query API: {api}");
