@@ -1,9 +1,9 @@
 // The smshook console: reads the query API (under /api) with the token its
 // user gives, kept for this browser tab only (sessionStorage). Its URLs are
 // relative to the page's, so it works behind a proxy that serves smshook
-// under a path of its own. Everything
-// it shows came from providers, so it is written with textContent, never
-// as HTML; the page's Content-Security-Policy allows no other script.
+// under a path of its own. Everything it shows came from providers, so it
+// is written with textContent, never as HTML; the page's
+// Content-Security-Policy allows no other script.
 'use strict';
 
 const TOKEN_KEY = 'smshook.api-token';
