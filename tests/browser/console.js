@@ -105,6 +105,11 @@ async function main() {
     assert.equal(refused, '1 request, newest first.');
     assert.match(await page.textContent('#requests-rows'), /does not match any configured secret/);
 
+    await page.check('#requests-follow');
+    assert.notEqual(send('msgine', 'message.failed', 'wrong-secret'), 0);
+    await page.waitForFunction(() => document.getElementById('status').textContent === '2 requests, newest first.');
+    await page.uncheck('#requests-follow');
+
     await page.click('nav a[data-view=stats]');
     await page.waitForFunction(() => document.querySelectorAll('#stats-outcomes tr').length === 1);
     assert.equal(await page.textContent('#stats-outcomes'), 'integify2167%');
@@ -124,7 +129,7 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#sources-rows tr').length === 2);
     const sources = await page.$$eval('#sources-rows tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
     assert.deepEqual(sources[0].slice(0, 3), ['integify', 'integify', `${BASE}/webhooks/integify`]);
-    assert.deepEqual(sources[1].slice(4), ['1 secret', 'any address', '0', '1 (invalid_signature 1)']);
+    assert.deepEqual(sources[1].slice(4), ['1 secret', 'any address', '0', '2 (invalid_signature 2)']);
     assert.deepEqual(errors, []);
     console.log('console: every check passed');
   } finally {

@@ -24,7 +24,12 @@ const state = {
   listedAt: null,
   /** Ids of the events listed, so live adds none twice. */
   listed: new Set(),
+  /** The timer that lists the request log again while it is followed. */
+  following: null,
 };
+
+/** How often a followed request log is asked for again. */
+const FOLLOW_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -327,6 +332,22 @@ async function loadRequests(more) {
   return shown ? `${plural(shown, 'request')}, newest first.` : 'No requests match.';
 }
 
+/** Lists the request log again every FOLLOW_MS while `on`, quietly. */
+function followRequests(on) {
+  clearInterval(state.following);
+  state.following = null;
+  if (!on) {
+    return;
+  }
+  const again = () => {
+    if (currentView() === 'requests') {
+      loadRequests(false).then(say, (error) => say(explain(error), true));
+    }
+  };
+  state.following = setInterval(again, FOLLOW_MS);
+  again();
+}
+
 // Stats
 
 function fill(id, items, columns) {
@@ -543,6 +564,9 @@ function start() {
     }
   });
   $('event-message').addEventListener('click', showMessage);
+  $('requests-follow').addEventListener('change', (changed) => {
+    followRequests(changed.target.checked && Boolean(state.token));
+  });
   $('event-close').addEventListener('click', () => {
     $('event-detail').hidden = true;
   });
