@@ -165,9 +165,9 @@ function eventRow(event) {
   const row = document.createElement('tr');
   cell(row, localTime(event.received_at));
   cell(row, event.source);
-  cell(row, event.type, `type ${typeClass(event.type)}`);
-  cell(row, event.from);
-  cell(row, event.to);
+  cell(row, event.type, `nowrap ${typeClass(event.type)}`);
+  cell(row, event.from, 'nowrap');
+  cell(row, event.to, 'nowrap');
   cell(row, short(event.body || event.error_reason || event.status));
   row.tabIndex = 0;
   row.addEventListener('click', () => showEvent(event));
