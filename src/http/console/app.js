@@ -20,13 +20,18 @@ const state = {
   next: {},
   /** The live stream's AbortController while it runs. */
   live: null,
-  /** When the events listed were asked for: live starts there. */
+  /** Where live starts: the newest listed event's receive time (the
+   * server's clock), or a little before the listing was asked for. */
   listedAt: null,
   /** Ids of the events listed, so live adds none twice. */
   listed: new Set(),
   /** The timer that lists the request log again while it is followed. */
   following: null,
 };
+
+/** How far before the browser's "now" live starts when nothing was
+ * listed: room for a browser clock ahead of the server's. */
+const CLOCK_MARGIN_MS = 5 * 60 * 1000;
 
 /** How often a followed request log is asked for again. */
 const FOLLOW_MS = 2000;
@@ -221,9 +226,12 @@ async function loadEvents(more) {
   const params = query($('events-filter'), { order: 'desc', limit: PAGE });
   if (!more) {
     state.listed.clear();
-    state.listedAt = new Date().toISOString();
+    state.listedAt = new Date(Date.now() - CLOCK_MARGIN_MS).toISOString();
   }
   const listed = (event) => {
+    if (!more && state.listed.size === 0) {
+      state.listedAt = event.received_at;
+    }
     state.listed.add(event.id);
     return eventRow(event);
   };
@@ -257,9 +265,10 @@ async function follow() {
   const controller = new AbortController();
   state.live = controller;
   const form = $('events-filter');
-  // From when the listing was asked for (the stream would otherwise
-  // start with the first event ever stored); what is listed is skipped.
-  const params = new URLSearchParams({ since: state.listedAt || new Date().toISOString() });
+  // From where the listing ends (the stream would otherwise start with
+  // the first event ever stored); what is listed already is skipped.
+  const since = state.listedAt || new Date(Date.now() - CLOCK_MARGIN_MS).toISOString();
+  const params = new URLSearchParams({ since });
   for (const name of ['source', 'type']) {
     const value = form.elements[name].value.trim();
     if (value) {
