@@ -14,7 +14,6 @@ use anyhow::Result;
 use super::ConfigArgs;
 use super::redact_url;
 use crate::config::Config;
-use crate::dispatch::{Brokers, Target};
 use crate::providers::Provider;
 
 pub fn check(args: &ConfigArgs) -> Result<ExitCode> {
@@ -83,7 +82,7 @@ fn summary(config: &Config) -> String {
         );
     }
     for d in &config.destinations {
-        let place = target(&d.target, &config.brokers);
+        let place = crate::dispatch::place(&d.target, &config.brokers);
         let _ = writeln!(out, "destination: {} -> {place}", d.name);
     }
     let api = match config.api_token {
@@ -107,62 +106,10 @@ fn summary(config: &Config) -> String {
     out
 }
 
-/// Where a destination's events go; a queue's server named without its
-/// credentials.
-fn target(target: &Target, brokers: &Brokers) -> String {
-    let server =
-        |url: &Option<String>| url.as_deref().map_or_else(String::new, without_credentials);
-    match target {
-        Target::Http { url, keys } => {
-            let keys = count(keys.current().len(), "signing secret");
-            format!("{} ({keys})", without_credentials(url))
-        }
-        Target::Nats { subject, stream } => {
-            let at = server(&brokers.nats_url);
-            match stream {
-                Some(stream) => format!("NATS subject {subject} (stream {stream}) at {at}"),
-                None => format!("NATS subject {subject} at {at}"),
-            }
-        }
-        Target::Redis { stream, max_len } => {
-            let at = server(&brokers.redis_url);
-            match max_len {
-                Some(n) => format!("Redis stream {stream} at {at} (about {n} entries kept)"),
-                None => format!("Redis stream {stream} at {at}"),
-            }
-        }
-    }
-}
-
-/// `url` without the parts that may carry a credential: user, password
-/// and query string.
-fn without_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.to_string()
-        }
-        Err(_) => "(not a valid URL)".into(),
-    }
-}
-
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destination_urls_are_shown_without_credentials() {
-        let shown = without_credentials("https://user:pa55@app.internal:8443/hooks?token=t0k");
-        assert_eq!(shown, "https://app.internal:8443/hooks");
     }
 }

@@ -171,6 +171,15 @@ impl Target {
         }
     }
 
+    /// `http`, `nats` or `redis`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http { .. } => "http",
+            Self::Nats { .. } => "nats",
+            Self::Redis { .. } => "redis",
+        }
+    }
+
     /// The same place, whatever the keys.
     pub(crate) fn same_place(&self, other: &Target) -> bool {
         match (self, other) {
@@ -267,6 +276,49 @@ impl Filter {
         (self.sources.is_empty() || self.sources.contains(&e.source))
             && (self.types.is_empty() || self.types.contains(&e.fields.event_type))
             && self.opt_out.is_none_or(|want| e.opt_out == Some(want))
+    }
+}
+
+/// Where a destination's events go, in words (`smshook check`, `GET
+/// /api/destinations`): a URL, or a queue's subject or stream and server,
+/// each without its credentials.
+pub fn place(target: &Target, brokers: &Brokers) -> String {
+    let server =
+        |url: &Option<String>| url.as_deref().map_or_else(String::new, without_credentials);
+    match target {
+        Target::Http { url, keys } => {
+            let n = keys.current().len();
+            let plural = if n == 1 { "" } else { "s" };
+            format!("{} ({n} signing secret{plural})", without_credentials(url))
+        }
+        Target::Nats { subject, stream } => {
+            let at = server(&brokers.nats_url);
+            match stream {
+                Some(stream) => format!("NATS subject {subject} (stream {stream}) at {at}"),
+                None => format!("NATS subject {subject} at {at}"),
+            }
+        }
+        Target::Redis { stream, max_len } => {
+            let at = server(&brokers.redis_url);
+            match max_len {
+                Some(n) => format!("Redis stream {stream} at {at} (about {n} entries kept)"),
+                None => format!("Redis stream {stream} at {at}"),
+            }
+        }
+    }
+}
+
+/// `url` without the parts that may carry a credential: user, password
+/// and query string.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "(not a valid URL)".into(),
     }
 }
 
@@ -641,6 +693,12 @@ pub fn body(event: &Event) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_urls_are_shown_without_credentials() {
+        let shown = without_credentials("https://user:pa55@app.internal:8443/hooks?token=t0k");
+        assert_eq!(shown, "https://app.internal:8443/hooks");
+    }
 
     fn http_destination(name: &str, url: &str, secrets: &[&str]) -> Destination {
         let keys = secrets.iter().map(|s| key(s)).collect();

@@ -124,6 +124,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/api/requests", get(list_requests))
         .route("/api/stats", get(stats))
         .route("/api/sources", get(list_sources))
+        .route("/api/destinations", get(list_destinations))
         .route("/api/messages/{message_id}", get(get_message))
         .route("/api/optouts", get(list_optouts))
         .route("/api/optouts/{number}", get(get_optout))
@@ -295,6 +296,35 @@ async fn list_sources(State(app): State<App>) -> Json<serde_json::Value> {
         .map(|name| super::sources::describe(&sources[name]))
         .collect();
     Json(json!({ "sources": sources }))
+}
+
+/// The destinations, in configuration order: where each sends (without
+/// credentials), what it takes, and its backlog now.
+async fn list_destinations(State(app): State<App>) -> Result<Json<serde_json::Value>, ApiError> {
+    let backlog = app.store.delivery_backlog().await?;
+    let waiting = |name: &str, state: &str| {
+        backlog
+            .iter()
+            .find(|b| b.destination == name && b.state == state)
+            .map_or(0, |b| b.count)
+    };
+    let destinations: Vec<_> = app
+        .destinations
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "kind": d.target.kind(),
+                "target": crate::dispatch::place(&d.target, &app.brokers),
+                "sources": d.filter.sources,
+                "types": d.filter.types,
+                "opt_out": d.filter.opt_out,
+                "pending": waiting(&d.name, "pending"),
+                "dead": waiting(&d.name, "dead"),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "destinations": destinations })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,13 +34,30 @@ function send(provider, type, secret) {
 
 async function server() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smshook-console-'));
-  const env = {
-    ...process.env,
-    SMSHOOK_API_TOKEN: TOKEN,
-    SMSHOOK_INTEGIFY_SECRET: 'integify-secret',
-    SMSHOOK_MSGINE_SECRET: 'msgine-secret',
-  };
-  const args = ['serve', '--listen', `127.0.0.1:${PORT}`, '--database', path.join(dir, 'db')];
+  // Two sources, and a destination nothing listens at: its deliveries wait.
+  const config = `
+listen = "127.0.0.1:${PORT}"
+database = "${path.join(dir, 'db')}"
+
+[[sources]]
+name = "integify"
+provider = "integify"
+secrets = ["integify-secret"]
+
+[[sources]]
+name = "msgine"
+provider = "msgine"
+secrets = ["msgine-secret"]
+
+[[destinations]]
+name = "app"
+url = "http://127.0.0.1:9/hooks?token=not-shown"
+secret = "whsec_${Buffer.from('a console check key, 32 bytes..').toString('base64')}"
+types = ["message.received"]
+`;
+  fs.writeFileSync(path.join(dir, 'smshook.toml'), config);
+  const env = { ...process.env, SMSHOOK_API_TOKEN: TOKEN };
+  const args = ['serve', '--config', path.join(dir, 'smshook.toml')];
   const child = spawn(BIN, args, { env, stdio: 'ignore' });
   for (let i = 0; i < 100; i += 1) {
     try {
@@ -124,7 +141,10 @@ async function main() {
 
     await page.click('nav a[data-view=deliveries]');
     await page.waitForFunction(() => /deliveries/.test(document.getElementById('status').textContent));
-    assert.match(await statusAfter(page, () => page.click('#retry-dead')), /0 dead deliveries scheduled again/);
+    await page.waitForFunction(() => document.querySelectorAll('#destinations-rows tr').length === 1);
+    const destination = await page.$$eval('#destinations-rows td', (cells) => cells.map((c) => c.textContent));
+    assert.deepEqual(destination.slice(0, 4), ['app', 'http', 'http://127.0.0.1:9/hooks (1 signing secret)', 'every source; message.received']);
+    assert.match(await statusAfter(page, () => page.click('#retry-dead')), /dead deliveries scheduled again/);
     await page.click('nav a[data-view=sources]');
     await page.waitForFunction(() => document.querySelectorAll('#sources-rows tr').length === 2);
     const sources = await page.$$eval('#sources-rows tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));

@@ -415,6 +415,20 @@ async fn deliveries(spec: &mut Spec, app: &TestApp, event_id: &str) {
         404
     );
 
+    let listed = get(app, "/api/destinations", true).await;
+    let (status, listed) = spec.check("GET", "/api/destinations", listed).await;
+    assert_eq!(status, 200);
+    let app_destination = &listed["destinations"][0];
+    assert_eq!(
+        (&app_destination["name"], &app_destination["kind"]),
+        (&json!("app"), &json!("http"))
+    );
+    let target = app_destination["target"].as_str().expect("target");
+    assert!(
+        target.starts_with("http://127.0.0.1:") && target.ends_with("(1 signing secret)"),
+        "{target}"
+    );
+
     let list = get(app, "/api/deliveries?destination=app&limit=10", true).await;
     let (status, page) = spec.check("GET", "/api/deliveries", list).await;
     assert_eq!(status, 200);

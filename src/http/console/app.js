@@ -445,7 +445,29 @@ function deliveryRow(delivery) {
   return row;
 }
 
+/** What a destination takes: its sources, types and opt-out filter. */
+function takes(d) {
+  const optOut = { true: 'opt-outs only', false: 'opt-ins only' }[d.opt_out];
+  const parts = [d.sources.join(', ') || 'every source', d.types.join(', ') || 'every type', optOut];
+  return parts.filter(Boolean).join('; ');
+}
+
+async function loadDestinations() {
+  const listed = await api('api/destinations');
+  fill('destinations-rows', listed.destinations, [
+    (d) => [d.name],
+    (d) => [d.kind],
+    (d) => [d.target],
+    (d) => [takes(d)],
+    (d) => [d.pending, 'number'],
+    (d) => [d.dead, d.dead ? 'number bad' : 'number'],
+  ]);
+}
+
 async function loadDeliveries(more) {
+  if (!more) {
+    await loadDestinations();
+  }
   const params = query($('deliveries-filter'), { limit: 100 });
   const shown = await listPage('api/deliveries', params, deliveryRow, more);
   return shown ? `${shown} ${shown === 1 ? 'delivery' : 'deliveries'}.` : 'No deliveries match.';
