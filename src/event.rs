@@ -125,6 +125,10 @@ pub struct NewEvent {
     /// Destinations whose filters match: the store records a pending delivery
     /// for each in the event's own transaction (the outbox).
     pub destinations: Vec<String>,
+    /// Which part of a long message this is, as normalization read it
+    /// ([`Normalized::part`]): not stored, it tells the webhook handler to
+    /// try the join (`crate::join`) without reading the payload again.
+    pub part: Option<Part>,
 }
 
 /// A stored event as the API and CLI show it.

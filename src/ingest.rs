@@ -449,6 +449,7 @@ fn event(
         received_at,
         payload: text.into_owned(),
         destinations: Vec::new(),
+        part: normalized.part,
     })
 }
 

@@ -45,29 +45,28 @@ pub fn group_key(from: &str, to: Option<&str>, part: &Part) -> String {
     format!("part|{from}|{to}|{reference}|{total}|")
 }
 
+/// The start of the dedupe key `fields`' part has, if it is one.
+fn group_of(fields: &EventFields, part: &Part) -> Option<String> {
+    let from = fields.from.as_deref()?;
+    Some(group_key(from, fields.to.as_deref(), part))
+}
+
 /// A part just stored, as the join needs it.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    source: String,
     group: String,
-    to: Option<String>,
-    part: Part,
+    total: u16,
     sent: DateTime<Utc>,
 }
 
 impl Pending {
-    /// `event`'s part, if it is one (its provider says which).
-    pub fn of(source: &Source, event: &NewEvent) -> Option<Self> {
-        if event.fields.event_type != PART {
-            return None;
-        }
-        let part = part_of(source, &event.payload)?;
-        let to = event.fields.to.clone();
+    /// `event`'s part, if it is one (as its provider's normalization read
+    /// it: the payload is not read again).
+    pub fn of(event: &NewEvent) -> Option<Self> {
+        let part = event.part.as_ref()?;
         Some(Self {
-            source: event.source.clone(),
-            group: group_key(event.fields.from.as_deref()?, to.as_deref(), &part),
-            to,
-            part,
+            group: group_of(&event.fields, part)?,
+            total: part.total,
             sent: sent(&event.fields, &event.received_at)?,
         })
     }
@@ -81,7 +80,7 @@ pub async fn whole(
     pending: &Pending,
 ) -> Result<Option<NewEvent>, StoreError> {
     let since = Utc::now() - LOOK_BACK;
-    let stored = store.parts(&pending.source, &pending.group, since).await?;
+    let stored = store.parts(&source.name, &pending.group, since).await?;
     let candidates: Vec<Candidate> = stored
         .into_iter()
         .filter_map(|event| Candidate::of(source, pending, event))
@@ -98,11 +97,12 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// `event`, if it is a part of the pending one's message (the same
+    /// group exactly: the range read also holds keys that only start
+    /// alike) sent within [`SPAN`] of it.
     fn of(source: &Source, pending: &Pending, event: Event) -> Option<Self> {
         let part = part_of(source, event.payload.get())?;
-        let same = part.reference == pending.part.reference
-            && part.total == pending.part.total
-            && event.fields.to == pending.to;
+        let same = group_of(&event.fields, &part)? == pending.group;
         let distance = (sent(&event.fields, &event.received_at)? - pending.sent).abs();
         (same && distance <= SPAN).then_some(Self {
             number: part.number,
@@ -116,7 +116,7 @@ impl Candidate {
 /// part (the newest of equals: candidates come newest first); `None` if a
 /// place has none.
 fn pick<'a>(candidates: &'a [Candidate], pending: &Pending) -> Option<Vec<&'a Event>> {
-    (1..=pending.part.total)
+    (1..=pending.total)
         .map(|number| {
             candidates
                 .iter()
@@ -127,7 +127,7 @@ fn pick<'a>(candidates: &'a [Candidate], pending: &Pending) -> Option<Vec<&'a Ev
         .collect()
 }
 
-/// What the provider's normalization reads of `payload` as a part.
+/// What the provider's normalization reads of a stored `payload` as a part.
 fn part_of(source: &Source, payload: &str) -> Option<Part> {
     let object = parse_object(payload).ok()?;
     (source.provider.normalize)(&object).part
@@ -184,6 +184,7 @@ fn joined(source: &Source, parts: &[&Event]) -> NewEvent {
         received_at: now_rfc3339(),
         payload: serde_json::to_string(&payload).expect("a joined payload serializes"),
         destinations: Vec::new(),
+        part: None,
     }
 }
 
@@ -229,12 +230,9 @@ mod tests {
 
     fn pending(event: &Event) -> Pending {
         let part = part_of(&source(), event.payload.get()).expect("a part");
-        let from = event.fields.from.as_deref().expect("from");
         Pending {
-            source: "vs".into(),
-            group: group_key(from, event.fields.to.as_deref(), &part),
-            to: event.fields.to.clone(),
-            part,
+            group: group_of(&event.fields, &part).expect("a group"),
+            total: part.total,
             sent: sent(&event.fields, &event.received_at).expect("time"),
         }
     }

@@ -831,6 +831,7 @@ mod tests {
             received_at: String::new(),
             payload: "{}".into(),
             destinations: vec![],
+            part: None,
         };
         assert!(Filter::default().matches(&e));
         let f = Filter {

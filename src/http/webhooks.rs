@@ -142,7 +142,7 @@ async fn take(
     };
     event.destinations = crate::dispatch::route(&app.destinations, &event);
     let hands_off = !event.destinations.is_empty();
-    let part = join::Pending::of(source, &event);
+    let part = join::Pending::of(&event);
     let allowed = source.provider.ack_deadline(app.ack_deadline);
     let stored = app.store.insert_event(event, record.clone());
     match within(stored, arrived, allowed).await {

@@ -58,18 +58,19 @@ fn normalize(p: &Object) -> Normalized {
     } else {
         (text(p, &["msisdn"]), text(p, &["to"]))
     };
-    let part = match (&status, &from, &message_id) {
-        (None, Some(_), Some(_)) => part(p),
-        _ => None,
-    };
-    let (event_type, dedupe_key) = match (&part, &from, &message_id) {
+    // A part of a long inbound message, keyed to be found with its
+    // message's other parts (`crate::join`); one without a sender or an id
+    // could never be joined, and is kept as a message of its own.
+    let part = status.is_none().then(|| part(p)).flatten();
+    let (event_type, dedupe_key, part) = match (part, &from, &message_id) {
         (Some(part), Some(from), Some(id)) => {
-            let group = crate::join::group_key(from, to.as_deref(), part);
-            (crate::join::PART, Some(group + id))
+            let key = crate::join::group_key(from, to.as_deref(), &part) + id;
+            (crate::join::PART, Some(key), Some(part))
         }
         _ => (
             normalized_type(&provider_type),
             compound_key(message_id.as_deref(), Some(&provider_type)),
+            None,
         ),
     };
     Normalized {

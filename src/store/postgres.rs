@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_core::Stream;
 use serde_json::value::RawValue;
@@ -29,12 +30,9 @@ use super::queue::{self, InsertJob, LogBuffer};
 use super::retention::Pruned;
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
-    RequestQuery, Store, StoreError, StoreOptions, TimeRange,
+    BacklogCount, Counts, EventCount, EventQuery, MAX_PARTS, Newest, Order, PageReader,
+    RequestCount, RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
-use chrono::{DateTime, Utc};
-
-use super::MAX_PARTS;
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord, format_time};
 use crate::log_throttle::Throttle;
 use crate::message::StatusRow;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
@@ -21,12 +22,9 @@ use tokio::sync::oneshot;
 
 use super::{AttemptRecord, Delivery, DeliveryQuery, DeliveryUpdate, DueDelivery, OptoutQuery};
 use super::{
-    BacklogCount, Counts, EventCount, EventQuery, Newest, Order, PageReader, RequestCount,
-    RequestQuery, Store, StoreError, StoreOptions, TimeRange,
+    BacklogCount, Counts, EventCount, EventQuery, MAX_PARTS, Newest, Order, PageReader,
+    RequestCount, RequestQuery, Store, StoreError, StoreOptions, TimeRange,
 };
-use chrono::{DateTime, Utc};
-
-use super::MAX_PARTS;
 use crate::event::{Event, EventFields, Inserted, NewEvent, RequestRecord, format_time};
 use crate::message::StatusRow;
 use crate::optout::Optout;

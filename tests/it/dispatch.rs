@@ -41,6 +41,7 @@ async fn stored_payload(store: &Arc<dyn Store>, destination: &str, payload: Stri
         received_at: now_rfc3339(),
         payload,
         destinations: vec![destination.into()],
+        part: None,
     };
     let request = smshook::event::RequestRecord {
         seq: 0,

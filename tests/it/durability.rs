@@ -100,10 +100,10 @@ impl Store for BrokenDisk {
     async fn parts(
         &self,
         source: &str,
-        from: &str,
+        group: &str,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Event>, StoreError> {
-        self.inner.parts(source, from, since).await
+        self.inner.parts(source, group, since).await
     }
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         self.inner.event(id).await

@@ -45,6 +45,7 @@ pub fn event(source: &str, key: &str, event_type: &str, message_id: Option<&str>
         },
         opt_out: None,
         destinations: Vec::new(),
+        part: None,
         received_at: now_rfc3339(),
         payload: format!(r#"{{"id": "{key}",  "nested": {{"keep": "spacing"}}}}"#),
     }

@@ -261,7 +261,7 @@ function frames(buffer) {
 }
 
 /** Follows the live stream, putting each new event at the top, until stopped. */
-async function follow() {
+async function goLive() {
   const controller = new AbortController();
   state.live = controller;
   const form = $('events-filter');
@@ -313,7 +313,7 @@ async function follow() {
   }
 }
 
-function stopFollowing() {
+function stopLive() {
   if (state.live) {
     state.live.abort();
     state.live = null;
@@ -590,8 +590,8 @@ function start() {
   onClick('retry-dead', retryDead);
   $('events-filter').addEventListener('submit', () => {
     if (state.live) {
-      stopFollowing();
-      follow();
+      stopLive();
+      goLive();
     }
   });
   $('event-message').addEventListener('click', showMessage);
@@ -602,9 +602,9 @@ function start() {
     $('event-detail').hidden = true;
   });
   $('live').addEventListener('change', (changed) => {
-    stopFollowing();
+    stopLive();
     if (changed.target.checked && state.token) {
-      follow();
+      goLive();
     } else if (changed.target.checked) {
       changed.target.checked = false;
       say('Give the API token first.', true);
